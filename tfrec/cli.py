@@ -1,0 +1,145 @@
+"""The ``tfrec`` command: ``tfrec train``, ``tfrec data info``, ``tfrec data download``.
+
+A user's mistake (a bad flag, an unknown dataset, a malformed file) ends with
+one line on stderr and exit status 2 (usage) or 1 (data), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; the CLI, not the library
+
+from tfrec.config import MODEL_NAMES, OPTIMIZER_NAMES, STRATEGY_NAMES, TrainConfig  # noqa: E402
+from tfrec.errors import TfrecError  # noqa: E402
+
+USAGE_ERROR, DATA_ERROR = 2, 1
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _train_parser(sub) -> None:
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a model and report test RMSE and MAE")
+    p.add_argument("--model", choices=MODEL_NAMES, default=d.model)
+    p.add_argument("--data", default=d.data, help="dataset name, directory or spec (default %(default)s)")
+    p.add_argument("--split", default=d.split, help="ratio[:F] | u1..u5 | leave-last-out (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="at most this many (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--dim", type=int, default=d.dim, help="factor dimension (default %(default)s)")
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="learning rate (default %(default)s)")
+    p.add_argument("--l2", type=float, default=d.l2, help="L2 on looked-up rows (default %(default)s)")
+    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=d.optimizer)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs")
+    p.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution)
+    p.add_argument("--strategy", choices=STRATEGY_NAMES, default=d.strategy)
+    p.add_argument("--json", metavar="PATH", help="also write the summary and config as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no Keras progress output")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tfrec", description="Classic rating-prediction recommenders on TensorFlow Recommenders.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _train_parser(sub)
+    data = sub.add_parser("data", help="inspect or fetch datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    info = data_sub.add_parser("info", help="counts, density and rating histogram of a dataset")
+    info.add_argument("name", help="dataset name, directory or spec")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fetch = data_sub.add_parser("download", help="download a MovieLens archive into the cache")
+    fetch.add_argument("name")
+    return parser
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """Writes JSON to a temporary file beside ``path`` and renames it into place."""
+    path = Path(path)
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(f.name, path)
+    except OSError as e:
+        raise TfrecError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def _train(args) -> None:
+    from tfrec.train import run
+
+    config = TrainConfig(
+        model=args.model, data=args.data, split=args.split, epochs=args.epochs,
+        batch_size=args.batch_size, dim=args.dim, learning_rate=args.lr, l2=args.l2,
+        optimizer=args.optimizer, seed=args.seed, validation_fraction=args.validation_fraction,
+        patience=args.patience, steps_per_execution=args.steps_per_execution, strategy=args.strategy,
+    )  # fmt: skip
+    config.check()
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise TfrecError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
+    summary = run(config, verbose=0 if args.quiet else 2)
+    summary.pop("model")
+    best = f" (best {summary['best_epoch']})" if summary["best_epoch"] else ""
+    rows = [
+        ("model", config.model),
+        ("data", f"{config.data}, split {config.split} (fingerprint {summary['split_fingerprint']})"),
+        ("test RMSE", f"{summary['test_rmse']:.4f}"),
+        ("test MAE", f"{summary['test_mae']:.4f}"),
+        ("epochs", f"{summary['epochs']}{best}"),
+        ("fit seconds", f"{summary['fit_seconds']:.2f}"),
+    ]
+    print("\n".join(f"{k:<12} {v}" for k, v in rows))
+    if args.json:
+        write_json_atomic(args.json, summary)
+
+
+def _info(args) -> None:
+    from tfrec import data
+
+    summary = data.load(args.name).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{summary['name']}  ({summary['source']})")
+    for key in ("users", "items", "ratings"):
+        print(f"  {key:<8} {summary[key]:>12,}")
+    print(f"  {'density':<8} {summary['density']:>12.4%}")
+    print(f"  {'mean':<8} {summary['rating_mean']:>12.4f}")
+    total = summary["ratings"]
+    print("  rating histogram:")
+    for value, count in summary["rating_histogram"].items():
+        print(f"    {value:>5}  {count:>10,}  {'#' * round(40 * count / total)}")
+    print(f"  features: {', '.join(summary['features'])}")
+
+
+def _download(args) -> None:
+    from tfrec import data
+
+    print(data.download(args.name))
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command if args.command != "data" else f"data {args.data_command}"
+    handler = {"train": _train, "data info": _info, "data download": _download}[command]
+    try:
+        handler(args)
+    except TfrecError as e:
+        print(f"tfrec: error: {e}", file=sys.stderr)
+        return DATA_ERROR
+    except KeyboardInterrupt:
+        print("tfrec: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

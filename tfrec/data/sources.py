@@ -1,0 +1,157 @@
+"""Resolving a dataset name to a ratings table, and the TFDS source.
+
+``load("ml-100k")`` looks in the cache, then in the recbole copy, then
+downloads; it never falls back to synthetic data. ``load("synthetic:...")``,
+``load("tfds:movielens/100k-ratings")`` and ``load("/a/directory")`` name the
+other sources explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tfrec.data import cache as _cache
+from tfrec.data import movielens, synthetic
+from tfrec.data.table import RaggedColumn, Ratings
+from tfrec.errors import DataError, DataNotFoundError
+
+MOVIELENS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest", "ml-latest-small")
+NAMES_HELP = (
+    "ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-latest, ml-latest-small, a directory of "
+    "MovieLens files, tfds:movielens/<config>-ratings, or synthetic[:users=N,items=N,"
+    "ratings=N,rank=N,sigma=S,round=0|1,seed=N]"
+)
+_SYNTHETIC_KEYS = {
+    "users": int, "items": int, "ratings": int, "rank": int, "sigma": float,
+    "factor_std": float, "bias_std": float, "global_mean": float, "seed": int,
+    "round": lambda v: bool(int(v)),
+}  # fmt: skip
+
+
+def load(name: str, *, download: bool | None = None) -> Ratings:
+    """Loads a dataset by name, path or spec (see :data:`NAMES_HELP`).
+
+    Args:
+      name: ``ml-100k`` and the other MovieLens names, a directory,
+        ``tfds:<name>``, or ``synthetic[:key=value,...]``.
+      download: Whether a MovieLens name may be downloaded when it is neither
+        in the cache nor (ML-100K) in the recbole copy. Default: yes unless
+        ``TFREC_OFFLINE=1``.
+
+    Raises:
+      DataNotFoundError: a MovieLens name found nowhere; the message lists
+        every way to get it.
+      DataError: an unknown name or malformed data.
+    """
+    if download is None:
+        download = os.environ.get("TFREC_OFFLINE", "") not in ("1", "true", "yes")
+    if name.startswith("synthetic"):
+        return synthetic.generate(**_synthetic_args(name)).ratings
+    if name.startswith("tfds:"):
+        return load_tfds(name[len("tfds:") :])
+    if name in MOVIELENS:
+        return _load_movielens(name, download)
+    if Path(name).is_dir():
+        return movielens.load_directory(name)
+    raise DataError(f"unknown dataset {name!r}: use {NAMES_HELP}")
+
+
+def _synthetic_args(spec: str) -> dict:
+    _, _, rest = spec.partition(":")
+    args = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        if key not in _SYNTHETIC_KEYS:
+            raise DataError(f"synthetic: unknown parameter {key!r}; known: {', '.join(_SYNTHETIC_KEYS)}")
+        try:
+            args[key] = _SYNTHETIC_KEYS[key](value)
+        except ValueError:
+            raise DataError(f"synthetic: {key}={value!r} is not a valid value") from None
+    return args
+
+
+def _load_movielens(name: str, download: bool) -> Ratings:
+    cached = _cache.cache_dir() / name
+    if cached.is_dir():
+        return movielens.load_directory(cached, name)
+    if name == "ml-100k" and movielens.recbole_directory() is not None:
+        return movielens.load_recbole()
+    tried = f"not in the cache ({cached})"
+    if name == "ml-100k":
+        tried += ", recbole is not installed"
+    if download and name in _cache.known_archives():
+        try:
+            return movielens.load_directory(_cache.download(name), name)
+        except DataNotFoundError as e:
+            tried += f", {e}"
+    elif not download:
+        tried += ", downloads are off (TFREC_OFFLINE=1)"
+    ways = [f"download it once with network access (tfrec data download {name})"]
+    if name == "ml-100k":
+        ways.insert(0, "pip install --no-deps recbole==1.2.1 (ships ML-100K)")
+    ways.append(f"unzip the GroupLens archive into {cached}")
+    ways.append("or pass its directory as --data /path/to/dir")
+    raise DataNotFoundError(f"{name}: {tried}. To get it: " + "; ".join(ways))
+
+
+def load_tfds(name: str = "movielens/100k-ratings", split: str = "train", data_dir=None) -> Ratings:
+    """Loads a ``movielens/*-ratings`` config from TensorFlow Datasets into a table.
+
+    TFDS repeats the user and movie side features on every rating; the table
+    keeps each id's first occurrence.
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        ds = tfds.load(name, split=split, data_dir=data_dir)
+    except Exception as e:  # TFDS raises many types; name the dataset in one message
+        raise DataNotFoundError(f"tfds:{name}: {type(e).__name__}: {e}") from None
+    columns: dict[str, list] = {}
+    for batch in tfds.as_numpy(ds.ragged_batch(65536)):
+        for key, value in batch.items():
+            columns.setdefault(key, []).append(value)
+    if not columns:
+        raise DataError(f"tfds:{name}: split {split!r} has no ratings")
+    flat = {k: np.concatenate(vs) for k, vs in columns.items() if k != "movie_genres"}
+    table = Ratings.from_arrays(
+        _decode(flat["user_id"]),
+        _decode(flat["movie_id"]),
+        flat["user_rating"],
+        flat.get("timestamp"),
+        name=name,
+        source=f"tfds:{name}[{split}]",
+    )
+    first_user = _first_rows(table.user, table.num_users)
+    first_item = _first_rows(table.item, table.num_items)
+    user_features, item_features = {}, {}
+    for key, value in flat.items():
+        if key.startswith("user_") and key not in ("user_id", "user_rating"):
+            user_features[key] = _decode(value[first_user])
+        elif key in ("bucketized_user_age", "raw_user_age"):
+            user_features[key] = value[first_user]
+        elif key == "movie_title":
+            item_features[key] = _decode(value[first_item])
+    if "movie_genres" in columns:
+        genres = [row for batch in columns["movie_genres"] for row in _rows(batch)]
+        item_features["movie_genres"] = RaggedColumn.from_lists([genres[r] for r in first_item])
+    return dataclasses.replace(table, user_features=user_features, item_features=item_features)
+
+
+def _rows(batch) -> list:
+    return batch.to_list() if hasattr(batch, "to_list") else batch.tolist()
+
+
+def _decode(values: np.ndarray) -> np.ndarray:
+    if values.dtype == object:
+        return np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values])
+    return values
+
+
+def _first_rows(positions: np.ndarray, n: int) -> np.ndarray:
+    first = np.full(n, len(positions), np.int64)
+    np.minimum.at(first, positions, np.arange(len(positions)))
+    return first

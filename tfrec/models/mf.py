@@ -1,0 +1,84 @@
+"""Matrix factorization: a rating is the dot product of a user and an item vector."""
+
+from __future__ import annotations
+
+from tfrec._keras import tf
+
+from tfrec.models._base import RatingModel
+from tfrec.models._layers import IdEmbedding
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrec")
+class MatrixFactorization(RatingModel):
+    """Plain matrix factorization (Koren, Bell & Volinsky 2009; the PyTorch MF tutorials).
+
+    ``r_hat(u, i) = p_u . q_i`` with ``p_u, q_i`` in R^dim, the ``nn.Embedding``
+    model of the classic PyTorch MF posts. It has no mean or bias terms, so a
+    pair with an unseen user or item (no learned vectors) predicts the training
+    global mean instead of 0.
+
+    Args:
+      user_vocabulary: Known user ids (strings); others map to the OOV row.
+      item_vocabulary: Known movie ids (strings).
+      dim: Factor dimension. Default 32.
+      l2: L2 weight on the looked-up factors per batch (see ``IdEmbedding``).
+      embeddings_initializer: Keras initializer of both tables. PyTorch's
+        ``nn.Embedding`` draws N(0, 1); Keras' Embedding U(-0.05, 0.05); the
+        default N(0, 0.1) trains faster than either with Adam (measured).
+      global_mean: Training mean rating, the answer for unseen ids.
+      rating_range: ``(min, max)`` to clip predictions to at inference, or None.
+
+    Example:
+      >>> train = tfrec.data.split(tfrec.data.load("ml-100k")).train
+      >>> model = MatrixFactorization.from_table(train, dim=32)
+      >>> model({"user_id": tf.constant(["1"]), "movie_id": tf.constant(["1"])}).shape
+      TensorShape([1])
+    """
+
+    def __init__(
+        self,
+        user_vocabulary,
+        item_vocabulary,
+        dim: int = 32,
+        l2: float = 0.0,
+        embeddings_initializer="default",
+        global_mean: float = 0.0,
+        rating_range=None,
+        **kwargs,
+    ):
+        super().__init__(rating_range=rating_range, **kwargs)
+        if embeddings_initializer == "default":
+            embeddings_initializer = tf.keras.initializers.RandomNormal(stddev=0.1)
+        self.dim = int(dim)
+        self.l2 = float(l2)
+        self.global_mean = float(global_mean)
+        self.user_factors = IdEmbedding(user_vocabulary, dim, embeddings_initializer, l2, name="user_factors")
+        self.item_factors = IdEmbedding(item_vocabulary, dim, embeddings_initializer, l2, name="item_factors")
+
+    @classmethod
+    def from_table(cls, train, **kwargs):
+        """Builds the model with the vocabularies, mean and rating range of a training table."""
+        return cls(**{**cls.table_args(train), **kwargs})
+
+    def interaction(self, features):
+        return tf.reduce_sum(
+            self.user_factors(features["user_id"]) * self.item_factors(features["movie_id"]), axis=-1
+        )
+
+    def score(self, features, training=False):
+        known = tf.logical_and(
+            self.user_factors.lookup(features["user_id"]) > 0,
+            self.item_factors.lookup(features["movie_id"]) > 0,
+        )
+        return tf.where(known, self.interaction(features), self.global_mean)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "user_vocabulary": self.user_factors.vocabulary,
+            "item_vocabulary": self.item_factors.vocabulary,
+            "dim": self.dim,
+            "l2": self.l2,
+            "embeddings_initializer": tf.keras.initializers.serialize(self.user_factors.initializer),
+            "global_mean": self.global_mean,
+        }

@@ -73,9 +73,26 @@ def write_json_atomic(path: str | Path, obj) -> None:
         raise TfrecError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
-def _train(args) -> None:
-    from tfrec.train import run
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with native stderr muted.
 
+    TensorFlow 2.19+ prints absl INFO lines at import (oneDNN, missing CUDA) that
+    ``TF_CPP_MIN_LOG_LEVEL`` no longer silences (tensorflow/tensorflow#100442).
+    Python-level errors are raised after stderr is restored, so none is hidden.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _train(args) -> None:
     config = TrainConfig(
         model=args.model, data=args.data, split=args.split, epochs=args.epochs,
         batch_size=args.batch_size, dim=args.dim, learning_rate=args.lr, l2=args.l2,
@@ -85,6 +102,9 @@ def _train(args) -> None:
     config.check()
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise TfrecError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
+    _import_tensorflow_quietly()
+    from tfrec.train import run
+
     summary = run(config, verbose=0 if args.quiet else 2)
     summary.pop("model")
     best = f" (best {summary['best_epoch']})" if summary["best_epoch"] else ""
@@ -102,6 +122,7 @@ def _train(args) -> None:
 
 
 def _info(args) -> None:
+    _import_tensorflow_quietly()
     from tfrec import data
 
     summary = data.load(args.name).summary()
@@ -121,6 +142,7 @@ def _info(args) -> None:
 
 
 def _download(args) -> None:
+    _import_tensorflow_quietly()
     from tfrec import data
 
     print(data.download(args.name))

@@ -86,8 +86,12 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     if config.validation_fraction > 0:
         cut = tfdata.random_split(parts.train, config.validation_fraction, seed=config.seed)
         train, validation = cut.train, cut.test
-    net = build(config.model, train, config)
-    train_ds = tfdata.dataset(train, config.batch_size, shuffle=True, seed=config.seed)
+    strategy_ = strategy(config.strategy)
+    net = build(config.model, train, config, strategy_)
+    train_ds = tfdata.dataset(
+        train, config.batch_size, shuffle=True, seed=config.seed,
+        drop_remainder=strategy_.num_replicas_in_sync > 1,
+    )  # fmt: skip
     eval_size = max(config.batch_size, 8192)
     val_ds = tfdata.dataset(validation, eval_size) if validation is not None else None
     stop = []

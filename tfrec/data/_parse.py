@@ -14,7 +14,6 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from tfrec.data.table import check_finite
 from tfrec.errors import DataError
 
 _EXACT_INT = 2**53  # float64 holds integers exactly up to here
@@ -67,17 +66,10 @@ def read_ratings(
     """
     text = read_text(path)
     fast = _read_fast(text, delimiter, columns, header_lines, num_fields)
-    if fast is None:
+    if fast is None or not np.isfinite(fast[2]).all():
+        # The line-by-line reader knows line numbers (loadtxt skips blank lines).
         return _read_slow(path, text, delimiter, columns, header_lines, num_fields)
-    user, item, rating, ts = fast
-    check_finite(rating, str(path), first_line=_first_data_line(text, header_lines))
-    return user, item, rating, ts
-
-
-def _first_data_line(text: str, header_lines: int) -> int:
-    for number, _ in lines(None, text, header_lines):
-        return number
-    return header_lines + 1
+    return fast
 
 
 def _read_fast(text, delimiter, columns, header_lines, num_fields):

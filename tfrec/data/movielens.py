@@ -125,7 +125,7 @@ def _align(vocab, positions, records, ratings_file, what, file_kind) -> dict:
     if missing:
         row = int(np.flatnonzero(positions == missing[0])[0])
         raise DataError(
-            f"{ratings_file}: rating {row + 1} names {what} {vocab[missing[0]]!r}, "
+            f"{ratings_file}: rating {row + 1} names {what} {str(vocab[missing[0]])!r}, "
             f"which the {file_kind} file does not list"
         )
     rows = [records[key] for key in vocab.tolist()]

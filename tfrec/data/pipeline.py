@@ -27,6 +27,7 @@ def dataset(
     shuffle: bool = False,
     seed: int = 42,
     features: Iterable[str] | str | None = None,
+    drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of example dicts (TFDS MovieLens names).
 
@@ -39,6 +40,9 @@ def dataset(
       features: Names to include; default the rating features
         (``user_id``, ``movie_id``, ``user_rating``, ``timestamp``); ``"all"``
         adds every side feature the table has.
+      drop_remainder: With ``shuffle``, leave out each epoch's last partial
+        batch (different rows each epoch). MirroredStrategy needs it: replicas
+        all-gather the sparse embedding gradients, which must have equal shapes.
 
     Returns:
       A dataset of dicts of tensors of shape ``[batch]`` (``movie_genres``:
@@ -53,8 +57,11 @@ def dataset(
     gather = _gatherer(table, names)
     n = len(table)
     if shuffle:
-        rows = tf.data.Dataset.range(1).flat_map(_epoch_permutation(n, int(batch_size), seed))
-        rows = rows.apply(tf.data.experimental.assert_cardinality(-(-n // int(batch_size))))
+        if drop_remainder and n < batch_size:
+            raise DataError(f"{table.name}: {n} ratings make no full batch of {batch_size}")
+        rows = tf.data.Dataset.range(1).flat_map(_epoch_permutation(n, int(batch_size), seed, drop_remainder))
+        batches = n // batch_size if drop_remainder else -(-n // int(batch_size))
+        rows = rows.apply(tf.data.experimental.assert_cardinality(batches))
     else:
         rows = tf.data.Dataset.range(n).batch(int(batch_size))
     return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
@@ -76,7 +83,7 @@ def _feature_names(table: Ratings, features) -> tuple[str, ...]:
     return names
 
 
-def _epoch_permutation(n: int, batch_size: int, seed: int):
+def _epoch_permutation(n: int, batch_size: int, seed: int, drop_remainder: bool = False):
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_counter")
     full = (n // batch_size) * batch_size
 
@@ -86,7 +93,7 @@ def _epoch_permutation(n: int, batch_size: int, seed: int):
             tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), e])
         )
         ds = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], [-1, batch_size]))
-        if full < n:
+        if full < n and not drop_remainder:
             ds = ds.concatenate(tf.data.Dataset.from_tensors(order[full:]))
         return ds
 

@@ -1,0 +1,162 @@
+"""The `tfrec` command, the import order of tensorflow and tfrec, placement, and the default run."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import ml100k_dir
+
+from tfrec import data
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
+
+
+def tfrec(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "tfrec", *args], capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=300
+    )
+
+
+def python(code):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=ENV, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained_json(tmp_path_factory):
+    """One small `tfrec train` run (synthetic data), shared by the checks on its output."""
+    out = tmp_path_factory.mktemp("cli") / "summary.json"
+    spec = "synthetic:users=200,items=100,ratings=8000,sigma=0.5,seed=1"
+    result = tfrec("train", "--data", spec, "--epochs", "3", "--json", str(out))
+    return result, out
+
+
+def test_train_prints_summary_table_and_json(trained_json):
+    result, out = trained_json
+    assert result.returncode == 0, result.stderr
+    for label in ("test RMSE", "test MAE", "epochs", "fit seconds"):
+        assert label in result.stdout
+    summary = json.loads(out.read_text())
+    assert set(summary) >= {"test_rmse", "test_mae", "epochs", "fit_seconds", "config"}
+    assert summary["config"]["model"] == "biased-mf" and summary["config"]["epochs"] == 3
+    assert summary["epochs"] <= 3 and 0 < summary["test_rmse"] < 1.5
+    assert "Epoch 1/3" in result.stdout  # Keras progress is shown
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
+        (["train", "--model", "svd"], "argument --model: invalid choice: 'svd'"),
+        (["train", "--epochs", "0"], "epochs must be at least 1, got 0"),
+        (["train", "--data", "ml-7m"], "unknown dataset 'ml-7m'"),
+        (["train", "--split", "u9"], "unknown split 'u9'"),
+        (["data", "info", "/no/such/dir/ml-1m"], "unknown dataset '/no/such/dir/ml-1m'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_nonzero(args, message):
+    result = tfrec(*args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("tfrec"), result.stderr
+    assert "error:" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_dataset_is_one_line(tmp_path):
+    result = tfrec("data", "info", "ml-1m", env={"TFREC_DATA": str(tmp_path)})
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "ml-1m: not in the cache" in result.stderr
+
+
+def test_data_info_counts(tmp_path):
+    result = tfrec("data", "info", str(ml100k_dir(tmp_path / "ml-100k")))
+    assert result.returncode == 0, result.stderr
+    assert "users" in result.stdout and "ratings" in result.stdout and "density" in result.stdout
+    result = tfrec("data", "info", str(tmp_path / "ml-100k"), "--json")
+    summary = json.loads(result.stdout)
+    assert (summary["users"], summary["items"], summary["ratings"]) == (3, 4, 7)
+    assert summary["rating_histogram"] == {"1": 1, "2": 1, "3": 1, "4": 2, "5": 2}
+    assert summary["density"] == pytest.approx(7 / 12)
+
+
+def test_malformed_file_from_cli_names_file_and_line(tmp_path):
+    (tmp_path / "u.data").write_text("1\t2\t3\t4\n1\t2\n")
+    result = tfrec("data", "info", str(tmp_path))
+    assert result.returncode == 1 and "u.data: line 2: expected 4 fields" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("first", ["tensorflow", "tfrec"])
+def test_either_import_order_gives_keras_2(first):
+    second = "tfrec" if first == "tensorflow" else "tensorflow"
+    result = python(
+        f"""
+        import {first}, {second}
+        import tensorflow as tf, tensorflow_recommenders as tfrs
+        from tfrec.models import BiasedMatrixFactorization
+        assert tf.keras.__name__.startswith("tf_keras"), tf.keras.__name__
+        assert isinstance(BiasedMatrixFactorization(["a"], ["b"]), tfrs.Model)
+        print("ok")
+        """
+    )
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_keras_3_already_bound_is_a_clear_error():
+    result = python(
+        """
+        import os
+        os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        import tensorflow as tf
+        tf.keras.layers  # binds tf.keras to Keras 3
+        import tfrec
+        """
+    )
+    assert result.returncode != 0
+    assert "tfrec needs Keras 2 (the tf-keras package), but tf.keras is already bound" in result.stderr
+
+
+def test_strategy_auto_on_cpu_and_mirrored_over_two_logical_devices():
+    result = python(
+        """
+        import tfrec, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tfrec import data
+        from tfrec.config import TrainConfig
+        from tfrec.train import build, strategy
+        assert strategy("auto") is tf.distribute.get_strategy()  # no GPU here
+        mirrored = strategy("mirrored")
+        assert mirrored.num_replicas_in_sync == 2, mirrored.extended.worker_devices
+        g = data.generate(users=100, items=80, ratings=6000, sigma=0.3, seed=0)
+        split = data.random_split(g.ratings, 0.2, seed=0)
+        config = TrainConfig(dim=8, l2=0.01, steps_per_execution=4)
+        results = {}
+        for name, s in (("single", strategy("default")), ("mirrored", mirrored)):
+            tf.keras.utils.set_random_seed(0)
+            model = build("biased-mf", split.train, config, s)
+            train = data.dataset(split.train, 256, shuffle=True, drop_remainder=s.num_replicas_in_sync > 1)
+            model.fit(train, epochs=40, verbose=0)
+            results[name] = model.evaluate(data.dataset(split.test, 4096), return_dict=True, verbose=0)["rmse"]
+            if name == "mirrored":
+                assert type(model.user_factors.embedding.embeddings).__name__ == "MirroredVariable"
+        print(results)
+        assert abs(results["single"] - results["mirrored"]) < 0.01, results
+        """
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.skipif(data.recbole_directory() is None, reason="recbole not installed (README install command adds it)")
+def test_default_biased_mf_on_ml100k_reaches_093():
+    """The headline number: `tfrec train --model biased-mf --data ml-100k` defaults, 80/20 seed 42."""
+    from tfrec.config import TrainConfig
+    from tfrec.train import run
+
+    summary = run(TrainConfig(model="biased-mf", data="ml-100k"), verbose=0)
+    assert summary["split_fingerprint"] == data.split(data.load("ml-100k")).fingerprint
+    assert summary["test_rmse"] <= 0.93, summary["test_rmse"]

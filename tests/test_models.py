@@ -1,0 +1,135 @@
+"""One suite every rating model passes, plus each model's own formula and learning checks."""
+
+import numpy as np
+import pytest
+
+import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
+import tensorflow as tf
+from tfrec import data
+from tfrec.config import TrainConfig
+from tfrec.models import BiasedMatrixFactorization, MatrixFactorization
+from tfrec.train import build
+
+MODELS = {"mf": MatrixFactorization, "biased-mf": BiasedMatrixFactorization}
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """Synthetic data with sigma 0.5: the floor no model can beat on held-out ratings."""
+    return data.generate(users=400, items=300, ratings=60_000, rank=4, sigma=0.5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def planted_split(planted):
+    return data.random_split(planted.ratings, 0.2, seed=0)
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def fitted(request, planted_split):
+    """Each model trained once on the planted data; the tests below share it."""
+    tf.keras.utils.set_random_seed(0)
+    config = TrainConfig(model=request.param, dim=8, learning_rate=0.01, l2=0.02, steps_per_execution=8)
+    model = build(request.param, planted_split.train, config)
+    train_ds = data.dataset(planted_split.train, 512, shuffle=True, seed=0)
+    history = model.fit(train_ds, epochs=25, verbose=0)
+    test = model.evaluate(data.dataset(planted_split.test, 8192), return_dict=True, verbose=0)
+    return request.param, model, history.history, test
+
+
+def _features(users, items):
+    return {"user_id": tf.constant(users, tf.string), "movie_id": tf.constant(items, tf.string)}
+
+
+def test_loss_goes_down_and_is_reported_apart_from_regularization(fitted):
+    _, _, history, _ = fitted
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert history["regularization_loss"][-1] > 0
+    assert set(history) >= {"loss", "regularization_loss", "rmse", "mae"}
+
+
+def test_learns_planted_structure_to_the_noise_floor(fitted, planted):
+    name, _, _, test = fitted
+    assert test["rmse"] <= planted.sigma + 0.05, (name, test)
+
+
+def test_output_shape_dtype_and_call_styles_agree(fitted, planted_split):
+    _, model, _, _ = fitted
+    test = planted_split.test
+    features = _features(test.user_id[:7], test.movie_id[:7])
+    direct = model(features).numpy()
+    assert direct.shape == (7,) and direct.dtype == np.float32
+    batch = next(iter(data.dataset(test, 7)))
+    np.testing.assert_allclose(model(batch).numpy(), direct, rtol=1e-6)
+    np.testing.assert_allclose(model.predict(data.dataset(test, 3).take(3), verbose=0)[:7], direct, rtol=1e-6)
+    fn = tf.function(lambda f: model(f))
+    np.testing.assert_allclose(fn(features).numpy(), direct, rtol=1e-6)
+
+
+def test_config_round_trip_keeps_predictions(fitted, planted_split):
+    _, model, _, _ = fitted
+    clone = type(model).from_config(model.get_config())
+    features = _features(planted_split.test.user_id[:20], planted_split.test.movie_id[:20])
+    clone(features)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone(features).numpy(), model(features).numpy(), rtol=1e-6)
+    assert clone.get_config() == model.get_config()
+
+
+def test_weights_save_and_load_round_trip(fitted, planted_split, tmp_path):
+    _, model, _, _ = fitted
+    path = str(tmp_path / "w.weights.h5")
+    model.save_weights(path)
+    clone = type(model).from_config(model.get_config())
+    features = _features(planted_split.test.user_id[:20], planted_split.test.movie_id[:20])
+    clone(features)
+    clone.load_weights(path)
+    np.testing.assert_allclose(clone(features).numpy(), model(features).numpy(), rtol=1e-6)
+
+
+def test_unseen_ids_get_defined_answers(fitted, planted_split):
+    name, model, _, _ = fitted
+    known_user, known_item = planted_split.train.user_id[0], planted_split.train.movie_id[0]
+    out = model(_features(["nobody", known_user, "nobody"], [known_item, "nothing", "nothing"])).numpy()
+    assert np.isfinite(out).all()
+    mu = model.global_mean
+    if name == "mf":
+        np.testing.assert_allclose(out, [mu, mu, mu], rtol=1e-6)
+    else:
+        b_i = model.item_bias(tf.constant([known_item])).numpy()[0, 0]
+        b_u = model.user_bias(tf.constant([known_user])).numpy()[0, 0]
+        np.testing.assert_allclose(out, [mu + b_i, mu + b_u, mu], rtol=1e-5)
+    assert model(_features([], [])).shape == (0,)
+
+
+def test_predictions_clip_to_training_range_only_at_inference():
+    train = data.Ratings.from_arrays(["a", "b"], ["x", "y"], [1.0, 5.0])
+    model = BiasedMatrixFactorization.from_table(train, dim=2)
+    features = _features(["a"], ["x"])
+    model(features)  # builds the tables
+    model.user_bias.embedding.embeddings.assign([[0.0], [10.0], [0.0]])  # OOV row, "a", "b"
+    assert model(features).numpy()[0] == 5.0
+    np.testing.assert_allclose(model(features, training=True).numpy()[0] - 13.0, model.interaction(features).numpy()[0], atol=1e-5)
+
+
+def test_biased_mf_formula_by_hand():
+    train = data.Ratings.from_arrays(["u1", "u2"], ["i1", "i2"], [2.0, 4.0])
+    model = BiasedMatrixFactorization.from_table(train, dim=2)
+    assert model.global_mean == 3.0 and model.rating_range == (2.0, 4.0)
+    model(_features(["u1"], ["i1"]))
+    model.user_factors.embedding.embeddings.assign([[9, 9], [1.0, 2.0], [0, 0]])
+    model.item_factors.embedding.embeddings.assign([[9, 9], [0.5, -0.25], [0, 0]])
+    model.user_bias.embedding.embeddings.assign([[9], [0.1], [0]])
+    model.item_bias.embedding.embeddings.assign([[9], [-0.3], [0]])
+    # 3 + 0.1 - 0.3 + (1*0.5 + 2*-0.25) = 2.8; the OOV row (9s) is never used.
+    np.testing.assert_allclose(model(_features(["u1"], ["i1"]), training=True).numpy(), [2.8], rtol=1e-6)
+
+
+def test_l2_penalises_only_looked_up_rows():
+    train = data.Ratings.from_arrays(["u1", "u2"], ["i1", "i2"], [2.0, 4.0])
+    model = MatrixFactorization.from_table(train, dim=2, l2=0.5)
+    model(_features(["u1"], ["i1"]))
+    model.user_factors.embedding.embeddings.assign([[0, 0], [1.0, 1.0], [3.0, 3.0]])
+    model.item_factors.embedding.embeddings.assign([[0, 0], [2.0, 0.0], [5.0, 5.0]])
+    model(_features(["u1", "u1"], ["i1", "i1"]))
+    # 0.5 * (sum of squares of the two looked-up user rows + item rows) / batch of 2
+    np.testing.assert_allclose(float(tf.add_n(model.losses)), 0.5 * (2 + 2 + 4 + 4) / 2, rtol=1e-6)

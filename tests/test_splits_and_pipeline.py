@@ -1,0 +1,86 @@
+"""Splits are deterministic partitions with fingerprints; pipelines reshuffle every epoch."""
+
+import numpy as np
+import pytest
+
+from tfrec import data
+
+
+@pytest.fixture(scope="module")
+def table():
+    return data.generate(users=60, items=40, ratings=1000, seed=5).ratings
+
+
+def _partition(split, n):
+    rows = np.concatenate([split.train_rows, split.test_rows])
+    return sorted(rows.tolist()) == list(range(n))
+
+
+def test_ratio_split_is_deterministic_and_fingerprinted(table):
+    a, b = data.random_split(table, 0.2, seed=42), data.random_split(table, 0.2, seed=42)
+    assert len(a.test) == 200 and len(a.train) == 800 and _partition(a, len(table))
+    assert a.fingerprint == b.fingerprint and np.array_equal(a.test_rows, b.test_rows)
+    c = data.random_split(table, 0.2, seed=43)
+    assert c.fingerprint != a.fingerprint
+    # The same rows of different content are a different split.
+    other = data.generate(users=60, items=40, ratings=1000, seed=6).ratings
+    assert data.random_split(other, 0.2, seed=42).fingerprint != a.fingerprint
+    assert a.train.rating.tolist() == table.rating[a.train_rows].tolist()
+
+
+def test_folds_are_disjoint_contiguous_blocks(table):
+    tests = [data.fold_split(table, k) for k in range(1, 6)]
+    for k, s in enumerate(tests):
+        assert s.test_rows.tolist() == list(range(k * 200, (k + 1) * 200)) and _partition(s, len(table))
+    assert len({s.fingerprint for s in tests}) == 5
+
+
+@pytest.mark.skipif(data.recbole_directory() is None, reason="recbole not installed")
+def test_u1_fold_of_ml100k_matches_grouplens():
+    split = data.split(data.load_recbole(), "u1")
+    assert (len(split.train), len(split.test)) == (80_000, 20_000)
+    # GroupLens u1.test starts (sorted by user, item): user 1 rated items 6, 10, 12, 14, 17 ...
+    first = sorted(int(i) for u, i in zip(split.test.user_id, split.test.movie_id) if u == "1")[:5]
+    assert first == [6, 10, 12, 14, 17]
+
+
+def test_leave_last_out_takes_each_users_latest(table):
+    split = data.leave_last_out(table)
+    assert _partition(split, len(table))
+    test_users = split.test.user
+    assert len(np.unique(test_users)) == len(test_users)  # one per user
+    for row in split.test_rows:
+        same_user = table.timestamp[table.user == table.user[row]]
+        assert table.timestamp[row] == same_user.max()
+
+
+def _epoch(ds):
+    return np.concatenate([b["timestamp"].numpy() for b in ds])
+
+
+def test_training_pipeline_reshuffles_each_epoch_repeatably(table):
+    ds = data.dataset(table, 64, shuffle=True, seed=1)
+    first, second = _epoch(ds), _epoch(ds)
+    assert sorted(first.tolist()) == sorted(table.timestamp.tolist())  # every row once
+    assert not np.array_equal(first, second)
+    again = data.dataset(table, 64, shuffle=True, seed=1)
+    assert np.array_equal(_epoch(again), first) and np.array_equal(_epoch(again), second)
+    assert [len(b["user_id"]) for b in ds] == [64] * 15 + [40]
+    assert ds.cardinality().numpy() == 16
+
+
+def test_eval_pipeline_keeps_order_and_values(table):
+    batch = next(iter(data.dataset(table, 1000)))
+    assert [x.decode() for x in batch["user_id"].numpy()] == table.user_id.tolist()
+    assert [x.decode() for x in batch["movie_id"].numpy()] == table.movie_id.tolist()
+    np.testing.assert_array_equal(batch["user_rating"].numpy(), table.rating)
+
+
+def test_side_features_are_joined_per_rating(tmp_path):
+    from conftest import ml100k_dir
+
+    table = data.load_directory(ml100k_dir(tmp_path))
+    batch = next(iter(data.dataset(table, 10, features="all")))
+    assert batch["movie_genres"].to_list()[0] == [2, 3, 4]  # movie 10: Animation, Children, Comedy
+    assert batch["bucketized_user_age"].numpy().tolist()[:4] == [18.0, 18.0, 18.0, 50.0]
+    assert batch["movie_title"].numpy()[2].decode() == "Cafe Olé (1996)"

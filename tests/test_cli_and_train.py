@@ -21,7 +21,9 @@ def tfrec(*args, env=None):
 
 
 def python(code):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=ENV, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=ENV, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")

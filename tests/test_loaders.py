@@ -62,6 +62,14 @@ def test_ml1m_side_features_follow_tfds(tmp_path):
     assert users["user_occupation_text"].tolist() == ["K-12 student", "self-employed", "college/grad student"]
 
 
+def test_ml10m_layout_has_movies_but_no_users(tmp_path):
+    root = ml1m_dir(tmp_path / "ml-10M100K")
+    (root / "users.dat").unlink()
+    table = data.load_directory(root)
+    assert "movie_genres" in table.features and "user_gender" not in table.features
+    assert table.name == "ml-10M100K"
+
+
 def test_ml20m_csv_quoted_titles_and_no_genres(tmp_path):
     table = data.load_directory(ml20m_dir(tmp_path / "ml-20m"))
     assert table.item_features["movie_title"][0] == "American President, The (1995)"
@@ -76,7 +84,9 @@ def test_recbole_files_restore_year_in_title(tmp_path):
     assert _genres(table, "40") == ["Unknown"]
 
 
-@pytest.mark.skipif(data.recbole_directory() is None, reason="recbole not installed (pip install --no-deps recbole==1.2.1)")
+@pytest.mark.skipif(
+    data.recbole_directory() is None, reason="recbole not installed (pip install --no-deps recbole==1.2.1)"
+)
 def test_installed_recbole_copy_is_ml100k():
     table = data.load_recbole()
     summary = table.summary()

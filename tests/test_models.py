@@ -108,7 +108,9 @@ def test_predictions_clip_to_training_range_only_at_inference():
     model(features)  # builds the tables
     model.user_bias.embedding.embeddings.assign([[0.0], [10.0], [0.0]])  # OOV row, "a", "b"
     assert model(features).numpy()[0] == 5.0
-    np.testing.assert_allclose(model(features, training=True).numpy()[0] - 13.0, model.interaction(features).numpy()[0], atol=1e-5)
+    np.testing.assert_allclose(
+        model(features, training=True).numpy()[0] - 13.0, model.interaction(features).numpy()[0], atol=1e-5
+    )
 
 
 def test_biased_mf_formula_by_hand():

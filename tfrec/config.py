@@ -9,6 +9,9 @@ from tfrec.errors import TfrecError
 MODEL_NAMES = ("mf", "biased-mf")
 OPTIMIZER_NAMES = ("adam", "adagrad", "sgd")
 STRATEGY_NAMES = ("auto", "default", "mirrored")
+# Measured on ML-100K 80/20 seed 42 (benchmarks/RESULTS.md): plain MF, with no mean or bias
+# terms to carry the rating level, overfits at lr 0.01 before it converges.
+DEFAULT_LEARNING_RATES = {"mf": 0.003, "biased-mf": 0.01}
 
 
 @dataclasses.dataclass
@@ -22,7 +25,8 @@ class TrainConfig:
       epochs: Upper bound; early stopping on validation RMSE usually ends sooner.
       batch_size: Examples per step.
       dim: Factor dimension.
-      learning_rate: Optimizer learning rate.
+      learning_rate: Optimizer learning rate; None: the model's measured default
+        (:data:`DEFAULT_LEARNING_RATES`).
       l2: L2 weight on the looked-up rows of each batch.
       optimizer: ``adam``, ``adagrad`` or ``sgd``.
       seed: Seeds the split, the validation cut, initial weights and batch order.
@@ -38,7 +42,7 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 1024
     dim: int = 32
-    learning_rate: float = 0.01
+    learning_rate: float | None = None
     l2: float = 0.1
     optimizer: str = "adam"
     seed: int = 42
@@ -56,9 +60,10 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "dim", "steps_per_execution"):
             if getattr(self, key) < 1:
                 raise TfrecError(f"{key} must be at least 1, got {getattr(self, key)}")
-        for key in ("learning_rate",):
-            if not getattr(self, key) > 0:
-                raise TfrecError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.learning_rate is None:
+            self.learning_rate = DEFAULT_LEARNING_RATES[self.model]
+        if not self.learning_rate > 0:
+            raise TfrecError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.l2 < 0 or self.patience < 0:
             raise TfrecError(f"l2 and patience must be >= 0, got {self.l2} and {self.patience}")
         if not 0 <= self.validation_fraction < 1:

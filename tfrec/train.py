@@ -26,7 +26,6 @@ OPTIMIZERS = {
 }
 
 
-
 def strategy(kind: str = "auto") -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy to build and train under.
 
@@ -61,6 +60,7 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
       The compiled model; its variables live under the strategy.
     """
     config = config or TrainConfig(model=model)
+    config.check()
     strategy_ = strategy_ or strategy(config.strategy)
     with strategy_.scope():
         net = MODELS[model].from_table(train, dim=config.dim, l2=config.l2, **kwargs)
@@ -97,9 +97,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     stop = []
     if val_ds is not None:
         stop = [
-            tf.keras.callbacks.EarlyStopping(
-                monitor="val_rmse", patience=config.patience, restore_best_weights=True
-            )
+            tf.keras.callbacks.EarlyStopping(monitor="val_rmse", patience=config.patience, restore_best_weights=True)
         ]
     start = time.perf_counter()
     history = net.fit(

@@ -140,9 +140,7 @@ def _number(path, number: int, column: int, what: str, value: str, kind: Callabl
     try:
         result = kind(float(value)) if kind is int and "." in value else kind(value)
     except ValueError:
-        raise DataError(
-            f"{path}: line {number}: column {column + 1} ({what}) is {value!r}, not a number"
-        ) from None
+        raise DataError(f"{path}: line {number}: column {column + 1} ({what}) is {value!r}, not a number") from None
     if kind is int and not -(2**63) <= result < 2**63:
         raise DataError(f"{path}: line {number}: column {column + 1} ({what}) {value!r} is out of range")
     return result

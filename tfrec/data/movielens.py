@@ -104,7 +104,7 @@ def load_recbole() -> Ratings:
     return _load_recbole(directory / "ml-100k.inter", "ml-100k")
 
 
-def _table(root: Path, ratings_file: Path, raw, name: str) -> Ratings:
+def _table(ratings_file: Path, raw, name: str) -> Ratings:
     user, item, rating, ts = raw
     return Ratings.from_arrays(user, item, rating, ts, name=name, source=str(ratings_file))
 
@@ -171,56 +171,58 @@ def _occupation_100k(path, number, text) -> str:
     return label
 
 
+def _records(root: Path, filename: str, delimiter: str, at_least: int, make) -> dict | None:
+    """``{id: make(path, line_number, fields)}`` for a side file, or None if it is absent."""
+    path = root / filename
+    if not path.is_file():
+        return None
+    records = {}
+    for number, line in _parse.lines(path, _parse.read_text(path)):
+        fields = _parse.split_fields(path, number, line, delimiter, at_least)
+        records[fields[0].strip()] = make(path, number, fields)
+    return records
+
+
+def _item_100k(path, number, fields) -> dict:
+    flags = fields[5 : 5 + len(_GENRES_100K)]
+    names = [g for g, flag in zip(_GENRES_100K, flags) if flag.strip() == "1"]
+    return {"movie_title": fields[1], "movie_genres": _genre_ids(path, number, names)}
+
+
+def _user_100k(path, number, fields) -> dict:
+    _, age, gender, occupation, zip_code = fields[:5]
+    return _user(path, number, age, gender, occupation, _occupation_100k(path, number, occupation), zip_code)
+
+
+def _item_dat(path, number, fields) -> dict:
+    genres = fields[-1].split("|") if fields[-1].strip() else []
+    return {"movie_title": "::".join(fields[1:-1]), "movie_genres": _genre_ids(path, number, genres)}
+
+
+def _user_dat(path, number, fields) -> dict:
+    _, gender, age, occupation, zip_code = fields[:5]
+    index = _parse._number(path, number, 3, "occupation", occupation.strip(), int)
+    if not 0 <= index < len(_OCCUPATION_1M):
+        raise DataError(f"{path}: line {number}: occupation {index} is not in 0..20")
+    text = _OCCUPATION_1M[index]
+    label = "student" if text in ("K-12 student", "college/grad student") else text
+    return _user(path, number, age, gender, text, label, zip_code, raw_age=False)
+
+
 def _load_100k(root: Path, name: str) -> Ratings:
     ratings_file = root / "u.data"
-    table = _table(root, ratings_file, _parse.read_ratings(ratings_file, "\t"), name)
-    items = users = None
-    if (root / "u.item").is_file():
-        path = root / "u.item"
-        items = {}
-        for number, line in _parse.lines(path, _parse.read_text(path)):
-            fields = _parse.split_fields(path, number, line, "|", 5 + len(_GENRES_100K))
-            flags = fields[5 : 5 + len(_GENRES_100K)]
-            names = [g for g, flag in zip(_GENRES_100K, flags) if flag.strip() == "1"]
-            items[fields[0].strip()] = {
-                "movie_title": fields[1],
-                "movie_genres": _genre_ids(path, number, names),
-            }
-    if (root / "u.user").is_file():
-        path = root / "u.user"
-        users = {}
-        for number, line in _parse.lines(path, _parse.read_text(path)):
-            uid, age, gender, occupation, zip_code = _parse.split_fields(path, number, line, "|", 5)[:5]
-            label = _occupation_100k(path, number, occupation)
-            users[uid.strip()] = _user(path, number, age, gender, occupation, label, zip_code)
+    table = _table(ratings_file, _parse.read_ratings(ratings_file, "\t"), name)
+    items = _records(root, "u.item", "|", 5 + len(_GENRES_100K), _item_100k)
+    users = _records(root, "u.user", "|", 5, _user_100k)
     return _attach(table, users, items, ratings_file)
 
 
 def _load_dat(root: Path, name: str) -> Ratings:
+    """ML-1M (with users.dat) and ML-10M (without): ``::``-separated, Latin-1."""
     ratings_file = root / "ratings.dat"
-    table = _table(root, ratings_file, _parse.read_ratings(ratings_file, "::"), name)
-    items = users = None
-    if (root / "movies.dat").is_file():
-        path = root / "movies.dat"
-        items = {}
-        for number, line in _parse.lines(path, _parse.read_text(path)):
-            fields = _parse.split_fields(path, number, line, "::", 3)
-            genres = fields[-1].split("|") if fields[-1].strip() else []
-            items[fields[0].strip()] = {
-                "movie_title": "::".join(fields[1:-1]),
-                "movie_genres": _genre_ids(path, number, genres),
-            }
-    if (root / "users.dat").is_file():
-        path = root / "users.dat"
-        users = {}
-        for number, line in _parse.lines(path, _parse.read_text(path)):
-            uid, gender, age, occupation, zip_code = _parse.split_fields(path, number, line, "::", 5)[:5]
-            index = _parse._number(path, number, 3, "occupation", occupation.strip(), int)
-            if not 0 <= index < len(_OCCUPATION_1M):
-                raise DataError(f"{path}: line {number}: occupation {index} is not in 0..20")
-            text = _OCCUPATION_1M[index]
-            label = "student" if text in ("K-12 student", "college/grad student") else text
-            users[uid.strip()] = _user(path, number, age, gender, text, label, zip_code, raw_age=False)
+    table = _table(ratings_file, _parse.read_ratings(ratings_file, "::"), name)
+    items = _records(root, "movies.dat", "::", 3, _item_dat)
+    users = _records(root, "users.dat", "::", 5, _user_dat)
     return _attach(table, users, items, ratings_file)
 
 
@@ -234,7 +236,7 @@ def _load_csv(root: Path, name: str) -> Ratings:
         raise DataError(f"{ratings_file}: line 1: header lacks column(s) {', '.join(missing)}; found {header}")
     columns = [header.index(c) for c in wanted]
     raw = _parse.read_ratings(ratings_file, ",", columns, header_lines=1, num_fields=len(header))
-    table = _table(root, ratings_file, raw, name)
+    table = _table(ratings_file, raw, name)
     items = None
     if (root / "movies.csv").is_file():
         path = root / "movies.csv"
@@ -263,7 +265,7 @@ def _load_recbole(inter: Path, name: str) -> Ratings:
         raise DataError(f"{inter}: line 1: header lacks column(s) {', '.join(missing)}; found {header}")
     columns = [header.index(c) for c in wanted]
     raw = _parse.read_ratings(inter, "\t", columns, header_lines=1, num_fields=len(header))
-    table = _table(inter.parent, inter, raw, name)
+    table = _table(inter, raw, name)
     return _attach(table, _recbole_users(inter.with_suffix(".user")), _recbole_items(inter.with_suffix(".item")), inter)
 
 

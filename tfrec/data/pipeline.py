@@ -64,9 +64,7 @@ def dataset(
         rows = rows.apply(tf.data.experimental.assert_cardinality(batches))
     else:
         rows = tf.data.Dataset.range(n).batch(int(batch_size))
-    return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
-        tf.data.AUTOTUNE
-    )
+    return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def _feature_names(table: Ratings, features) -> tuple[str, ...]:
@@ -77,9 +75,7 @@ def _feature_names(table: Ratings, features) -> tuple[str, ...]:
     names = tuple([features] if isinstance(features, str) else features)
     unknown = [f for f in names if f not in table.features]
     if unknown:
-        raise DataError(
-            f"{table.name}: no feature(s) {', '.join(unknown)}; it has {', '.join(table.features)}"
-        )
+        raise DataError(f"{table.name}: no feature(s) {', '.join(unknown)}; it has {', '.join(table.features)}")
     return names
 
 

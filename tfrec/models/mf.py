@@ -61,9 +61,7 @@ class MatrixFactorization(RatingModel):
         return cls(**{**cls.table_args(train), **kwargs})
 
     def interaction(self, features):
-        return tf.reduce_sum(
-            self.user_factors(features["user_id"]) * self.item_factors(features["movie_id"]), axis=-1
-        )
+        return tf.reduce_sum(self.user_factors(features["user_id"]) * self.item_factors(features["movie_id"]), axis=-1)
 
     def score(self, features, training=False):
         known = tf.logical_and(

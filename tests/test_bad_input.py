@@ -45,21 +45,22 @@ def test_crlf_and_bom_are_read(tmp_path):
     assert table.user_id.tolist() == ["1", "2"] and table.rating.tolist() == [5.0, 3.0]
 
 
-def test_ml1m_malformed_line_names_file_and_line(tmp_path):
-    write(tmp_path / "ratings.dat", "1::10::5::100\n1::10::5\n")
-    with pytest.raises(DataError, match=r"ratings\.dat: line 2: expected 4 fields separated by '::'"):
-        data.load_directory(tmp_path)
-
-
-def test_csv_missing_column_names_the_column(tmp_path):
-    write(tmp_path / "ratings.csv", "userId,movieId,score,timestamp\n1,2,3,4\n")
-    with pytest.raises(DataError, match=r"ratings\.csv: line 1: header lacks column\(s\) rating"):
-        data.load_directory(tmp_path)
-
-
-def test_recbole_missing_column(tmp_path):
-    write(tmp_path / "x.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n")
-    with pytest.raises(DataError, match=r"x\.inter: line 1: header lacks column\(s\) rating"):
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("ratings.dat", "1::10::5::100\n1::10::5\n", r"ratings\.dat: line 2: expected 4 fields separated by '::'"),
+        ("ratings.csv", "userId,movieId,score,timestamp\n1,2,3,4\n", r"ratings\.csv: line 1: header lacks .* rating"),
+        (
+            "x.inter",
+            "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n",
+            r"x\.inter: line 1: header lacks .* rating",
+        ),
+    ],
+    ids=["ml-1m-short-line", "csv-missing-column", "recbole-missing-column"],
+)
+def test_other_layouts_name_file_and_line(tmp_path, name, text, message):
+    write(tmp_path / name, text)
+    with pytest.raises(DataError, match=message):
         data.load_directory(tmp_path)
 
 
@@ -69,20 +70,19 @@ def test_unknown_layout(tmp_path):
         data.load_directory(tmp_path)
 
 
-def test_side_file_errors_name_file_and_line(tmp_path):
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("u.user", "1|24|M|technician|85711\n2|53|F\n", r"u\.user: line 2: expected at least 5 fields"),
+        ("u.user", "1|24|M|astronaut|85711\n", r"u\.user: line 1: unknown occupation 'astronaut'"),
+        ("u.data", "1\t10\t5\t100\n2\t99\t3\t200\n", r"u\.data: rating 2 names movie '99', which the movies file"),
+    ],
+    ids=["short-user-line", "unknown-occupation", "unlisted-movie"],
+)
+def test_ml100k_side_file_errors(tmp_path, name, text, message):
     ml100k_dir(tmp_path)
-    write(tmp_path / "u.user", "1|24|M|technician|85711\n2|53|F\n")
-    with pytest.raises(DataError, match=r"u\.user: line 2: expected at least 5 fields"):
-        data.load_directory(tmp_path)
-    write(tmp_path / "u.user", "1|24|M|astronaut|85711\n")
-    with pytest.raises(DataError, match=r"u\.user: line 1: unknown occupation 'astronaut'"):
-        data.load_directory(tmp_path)
-
-
-def test_rating_for_unlisted_movie(tmp_path):
-    ml100k_dir(tmp_path)
-    write(tmp_path / "u.data", "1\t10\t5\t100\n2\t99\t3\t200\n")
-    with pytest.raises(DataError, match=r"u\.data: rating 2 names movie '99', which the movies file does not list"):
+    write(tmp_path / name, text)
+    with pytest.raises(DataError, match=message):
         data.load_directory(tmp_path)
 
 

@@ -226,16 +226,20 @@ def _load_dat(root: Path, name: str) -> Ratings:
     return _attach(table, users, items, ratings_file)
 
 
+def _header(path: Path, text: str, delimiter: str, wanted: tuple[str, ...]) -> tuple[list[int], int]:
+    """Positions of ``wanted`` in the first line (recbole's ``name:type`` reads as ``name``), and its width."""
+    header = [h.split(":")[0] for h in text.split("\n", 1)[0].strip().split(delimiter)]
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataError(f"{path}: line 1: header lacks column(s) {', '.join(missing)}; found {header}")
+    return [header.index(c) for c in wanted], len(header)
+
+
 def _load_csv(root: Path, name: str) -> Ratings:
     ratings_file = root / "ratings.csv"
     text = _parse.read_text(ratings_file)
-    header = text.split("\n", 1)[0].strip().split(",")
-    wanted = ("userId", "movieId", "rating", "timestamp")
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        raise DataError(f"{ratings_file}: line 1: header lacks column(s) {', '.join(missing)}; found {header}")
-    columns = [header.index(c) for c in wanted]
-    raw = _parse.read_ratings(ratings_file, ",", columns, header_lines=1, num_fields=len(header))
+    columns, width = _header(ratings_file, text, ",", ("userId", "movieId", "rating", "timestamp"))
+    raw = _parse.read_ratings(ratings_file, ",", columns, header_lines=1, num_fields=width)
     table = _table(ratings_file, raw, name)
     items = None
     if (root / "movies.csv").is_file():
@@ -258,29 +262,23 @@ def _load_csv(root: Path, name: str) -> Ratings:
 def _load_recbole(inter: Path, name: str) -> Ratings:
     """recbole atomic files: tab-separated with a typed header (``user_id:token``...)."""
     text = _parse.read_text(inter)
-    header = [h.split(":")[0] for h in text.split("\n", 1)[0].strip().split("\t")]
-    wanted = ("user_id", "item_id", "rating", "timestamp")
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        raise DataError(f"{inter}: line 1: header lacks column(s) {', '.join(missing)}; found {header}")
-    columns = [header.index(c) for c in wanted]
-    raw = _parse.read_ratings(inter, "\t", columns, header_lines=1, num_fields=len(header))
+    columns, width = _header(inter, text, "\t", ("user_id", "item_id", "rating", "timestamp"))
+    raw = _parse.read_ratings(inter, "\t", columns, header_lines=1, num_fields=width)
     table = _table(inter, raw, name)
     return _attach(table, _recbole_users(inter.with_suffix(".user")), _recbole_items(inter.with_suffix(".item")), inter)
 
 
-def _recbole_rows(path: Path, wanted: tuple[str, ...]):
+def _recbole_rows(path: Path, wanted: tuple[str, ...]) -> list | None:
+    """``[(line number, [wanted fields])]`` of a recbole side file, or None if it is absent."""
     if not path.is_file():
         return None
     text = _parse.read_text(path)
-    header = [h.split(":")[0] for h in text.split("\n", 1)[0].strip().split("\t")]
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        raise DataError(f"{path}: line 1: header lacks column(s) {', '.join(missing)}; found {header}")
-    positions = [header.index(c) for c in wanted]
+    positions, width = _header(path, text, "\t", wanted)
+    rows = []
     for number, line in _parse.lines(path, text, skip=1):
-        fields = _parse.split_fields(path, number, line, "\t", len(header))
-        yield number, [fields[p] for p in positions]
+        fields = _parse.split_fields(path, number, line, "\t", width)
+        rows.append((number, [fields[p] for p in positions]))
+    return rows
 
 
 def _recbole_items(path: Path) -> dict | None:

@@ -16,14 +16,9 @@ def _genres(table, movie):
     return sorted(GENRES[g] for g in table.item_features["movie_genres"].row(list(table.item_ids).index(movie)))
 
 
-def _check_ratings(table, rating_offset=0.0):
-    assert list(table.user_ids) == EXPECTED_USERS
-    assert list(table.item_ids) == EXPECTED_ITEMS
-    assert table.user_id.tolist() == [str(u) for u, _, _, _ in RATINGS]
-    assert table.movie_id.tolist() == [str(i) for _, i, _, _ in RATINGS]
-    np.testing.assert_allclose(table.rating, [r + rating_offset for _, _, r, _ in RATINGS])
-    assert table.timestamp.tolist() == [t for _, _, _, t in RATINGS]
-    assert table.rating.dtype == np.float32 and table.timestamp.dtype == np.int64
+def _as_rows(table) -> list[tuple]:
+    """The table's ratings as (user, item, rating, timestamp) tuples of raw values."""
+    return list(zip(table.user_id.tolist(), table.movie_id.tolist(), table.rating.tolist(), table.timestamp.tolist()))
 
 
 @pytest.mark.parametrize(
@@ -33,7 +28,9 @@ def _check_ratings(table, rating_offset=0.0):
 )
 def test_each_layout_loads_ratings(tmp_path, make, offset):
     table = data.load_directory(make(tmp_path / "d"))
-    _check_ratings(table, offset)
+    assert _as_rows(table) == [(str(u), str(i), r + offset, t) for u, i, r, t in RATINGS]
+    assert list(table.user_ids) == EXPECTED_USERS and list(table.item_ids) == EXPECTED_ITEMS
+    assert table.rating.dtype == np.float32 and table.timestamp.dtype == np.int64
 
 
 def test_ml100k_side_features_follow_tfds(ml100k):

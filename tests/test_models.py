@@ -95,8 +95,8 @@ def test_unseen_ids_get_defined_answers(fitted, planted_split):
     if name == "mf":
         np.testing.assert_allclose(out, [mu, mu, mu], rtol=1e-6)
     else:
-        b_i = model.item_bias(tf.constant([known_item])).numpy()[0, 0]
-        b_u = model.user_bias(tf.constant([known_user])).numpy()[0, 0]
+        b_i = model.item_bias(model.item_lookup(tf.constant([known_item]))).numpy()[0, 0]
+        b_u = model.user_bias(model.user_lookup(tf.constant([known_user]))).numpy()[0, 0]
         np.testing.assert_allclose(out, [mu + b_i, mu + b_u, mu], rtol=1e-5)
     assert model(_features([], [])).shape == (0,)
 
@@ -109,7 +109,9 @@ def test_predictions_clip_to_training_range_only_at_inference():
     model.user_bias.embedding.embeddings.assign([[0.0], [10.0], [0.0]])  # OOV row, "a", "b"
     assert model(features).numpy()[0] == 5.0
     np.testing.assert_allclose(
-        model(features, training=True).numpy()[0] - 13.0, model.interaction(features).numpy()[0], atol=1e-5
+        model(features, training=True).numpy()[0] - 13.0,
+        model.interaction(*model.lookup(features)).numpy()[0],
+        atol=1e-5,
     )
 
 

@@ -198,9 +198,8 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
-def check_finite(rating: np.ndarray, label: str, first_line: int | None = None) -> None:
-    """Raises DataError naming the first NaN or infinite rating (as a file line if given)."""
+def check_finite(rating: np.ndarray, label: str) -> None:
+    """Raises DataError naming the first NaN or infinite rating by its row."""
     bad = np.flatnonzero(~np.isfinite(rating))
     if len(bad):
-        where = f"line {bad[0] + first_line}" if first_line is not None else f"row {bad[0]}"
-        raise DataError(f"{label}: {where}: rating is {rating[bad[0]]}, not a finite number")
+        raise DataError(f"{label}: row {bad[0]}: rating is {rating[bad[0]]}, not a finite number")

@@ -5,17 +5,25 @@ from __future__ import annotations
 from tfrec._keras import tf
 
 
+def id_lookup(vocabulary) -> tf.keras.layers.StringLookup:
+    """Raw string ids -> rows 1..V of the vocabulary; any other id -> row 0 (out of vocabulary).
+
+    A model does one lookup per id column and batch, and every table of that id
+    (factors, bias) reads the same row index.
+    """
+    return tf.keras.layers.StringLookup(vocabulary=[str(v) for v in vocabulary], num_oov_indices=1, mask_token=None)
+
+
 @tf.keras.utils.register_keras_serializable(package="tfrec")
 class IdEmbedding(tf.keras.layers.Layer):
-    """Raw string ids -> rows of an embedding table; an unseen id gets a zero row.
+    """Row indices from :func:`id_lookup` -> rows of a table; the out-of-vocabulary row reads as zero.
 
-    A ``StringLookup`` over the training vocabulary maps ids to rows 1..V and any
-    other id to row 0, the out-of-vocabulary row, whose output is masked to
-    zero. So an unseen user contributes no factors and no bias, and a model
-    answers for it with what it knows (global mean plus the item's terms).
+    Row 0 (an unseen id) is masked to zero, so an unseen user contributes no
+    factors and no bias, and a model answers for it with what it knows (global
+    mean plus the item's terms).
 
     Args:
-      vocabulary: The known ids (strings), usually the training split's.
+      num_ids: Vocabulary size V; the table has V + 1 rows.
       dim: Output width (1 for a bias).
       initializer: Keras initializer of the table.
       l2: Weight of an L2 penalty on the rows looked up in a batch, as a Keras
@@ -26,38 +34,35 @@ class IdEmbedding(tf.keras.layers.Layer):
       embeddings_regularizer: Optional Keras regularizer on the whole table.
     """
 
-    def __init__(self, vocabulary, dim, initializer="zeros", l2=0.0, embeddings_regularizer=None, **kwargs):
+    def __init__(self, num_ids, dim, initializer="zeros", l2=0.0, embeddings_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        self.vocabulary = [str(v) for v in vocabulary]
+        self.num_ids = int(num_ids)
         self.dim = int(dim)
         self.l2 = float(l2)
         initializer = tf.keras.initializers.get(initializer)
         # A fresh instance per table: Keras warns that one instance reused gives identical draws.
         self.initializer = initializer.__class__.from_config(initializer.get_config())
         self.embeddings_regularizer = tf.keras.regularizers.get(embeddings_regularizer)
-        self.lookup = tf.keras.layers.StringLookup(vocabulary=self.vocabulary, num_oov_indices=1, mask_token=None)
         self.embedding = tf.keras.layers.Embedding(
-            len(self.vocabulary) + 1,
+            self.num_ids + 1,
             self.dim,
             embeddings_initializer=self.initializer,
             embeddings_regularizer=self.embeddings_regularizer,
             activity_regularizer=tf.keras.regularizers.L2(self.l2) if self.l2 else None,
         )
 
-    def call(self, ids):
-        index = self.lookup(ids)
+    def call(self, index):
         rows = self.embedding(index)
         known = tf.cast(tf.not_equal(index, 0), rows.dtype)
         return rows * known[..., tf.newaxis]
 
     def get_config(self):
+        regularizer = self.embeddings_regularizer
         return {
             **super().get_config(),
-            "vocabulary": self.vocabulary,
+            "num_ids": self.num_ids,
             "dim": self.dim,
             "initializer": tf.keras.initializers.serialize(self.initializer),
             "l2": self.l2,
-            "embeddings_regularizer": tf.keras.regularizers.serialize(self.embeddings_regularizer)
-            if self.embeddings_regularizer
-            else None,
+            "embeddings_regularizer": tf.keras.regularizers.serialize(regularizer) if regularizer else None,
         }

@@ -33,12 +33,13 @@ class BiasedMatrixFactorization(MatrixFactorization):
     def __init__(self, user_vocabulary, item_vocabulary, dim=32, l2=0.0, bias_l2=None, **kwargs):
         super().__init__(user_vocabulary, item_vocabulary, dim=dim, l2=l2, **kwargs)
         self.bias_l2 = float(l2 if bias_l2 is None else bias_l2)
-        self.user_bias = IdEmbedding(user_vocabulary, 1, "zeros", self.bias_l2, name="user_bias")
-        self.item_bias = IdEmbedding(item_vocabulary, 1, "zeros", self.bias_l2, name="item_bias")
+        self.user_bias = IdEmbedding(len(self.user_vocabulary), 1, "zeros", self.bias_l2, name="user_bias")
+        self.item_bias = IdEmbedding(len(self.item_vocabulary), 1, "zeros", self.bias_l2, name="item_bias")
 
     def score(self, features, training=False):
-        biases = self.user_bias(features["user_id"]) + self.item_bias(features["movie_id"])
-        return self.global_mean + biases[:, 0] + self.interaction(features)
+        users, items = self.lookup(features)
+        biases = self.user_bias(users) + self.item_bias(items)
+        return self.global_mean + biases[:, 0] + self.interaction(users, items)
 
     def get_config(self):
         return {**super().get_config(), "bias_l2": self.bias_l2}

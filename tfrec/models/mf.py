@@ -5,7 +5,7 @@ from __future__ import annotations
 from tfrec._keras import tf
 
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import IdEmbedding
+from tfrec.models._layers import IdEmbedding, id_lookup
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrec")
@@ -52,29 +52,37 @@ class MatrixFactorization(RatingModel):
         self.dim = int(dim)
         self.l2 = float(l2)
         self.global_mean = float(global_mean)
-        self.user_factors = IdEmbedding(user_vocabulary, dim, embeddings_initializer, l2, name="user_factors")
-        self.item_factors = IdEmbedding(item_vocabulary, dim, embeddings_initializer, l2, name="item_factors")
+        self.user_vocabulary = [str(v) for v in user_vocabulary]
+        self.item_vocabulary = [str(v) for v in item_vocabulary]
+        self.user_lookup = id_lookup(self.user_vocabulary)
+        self.item_lookup = id_lookup(self.item_vocabulary)
+        users, items = len(self.user_vocabulary), len(self.item_vocabulary)
+        self.user_factors = IdEmbedding(users, dim, embeddings_initializer, l2, name="user_factors")
+        self.item_factors = IdEmbedding(items, dim, embeddings_initializer, l2, name="item_factors")
 
     @classmethod
     def from_table(cls, train, **kwargs):
         """Builds the model with the vocabularies, mean and rating range of a training table."""
         return cls(**{**cls.table_args(train), **kwargs})
 
-    def interaction(self, features):
-        return tf.reduce_sum(self.user_factors(features["user_id"]) * self.item_factors(features["movie_id"]), axis=-1)
+    def lookup(self, features):
+        """Row indices of the batch's users and items (0 for an unseen id), looked up once."""
+        return self.user_lookup(features["user_id"]), self.item_lookup(features["movie_id"])
+
+    def interaction(self, users, items):
+        """``p_u . q_i`` for row indices from :meth:`lookup`."""
+        return tf.reduce_sum(self.user_factors(users) * self.item_factors(items), axis=-1)
 
     def score(self, features, training=False):
-        known = tf.logical_and(
-            self.user_factors.lookup(features["user_id"]) > 0,
-            self.item_factors.lookup(features["movie_id"]) > 0,
-        )
-        return tf.where(known, self.interaction(features), self.global_mean)
+        users, items = self.lookup(features)
+        known = tf.logical_and(users > 0, items > 0)
+        return tf.where(known, self.interaction(users, items), self.global_mean)
 
     def get_config(self):
         return {
             **super().get_config(),
-            "user_vocabulary": self.user_factors.vocabulary,
-            "item_vocabulary": self.item_factors.vocabulary,
+            "user_vocabulary": self.user_vocabulary,
+            "item_vocabulary": self.item_vocabulary,
             "dim": self.dim,
             "l2": self.l2,
             "embeddings_initializer": tf.keras.initializers.serialize(self.user_factors.initializer),

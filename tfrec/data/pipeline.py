@@ -54,17 +54,28 @@ def dataset(
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     names = _feature_names(table, features)
-    gather = _gatherer(table, names)
-    n = len(table)
-    if shuffle:
-        if drop_remainder and n < batch_size:
-            raise DataError(f"{table.name}: {n} ratings make no full batch of {batch_size}")
-        rows = tf.data.Dataset.range(1).flat_map(_epoch_permutation(n, int(batch_size), seed, drop_remainder))
-        batches = n // batch_size if drop_remainder else -(-n // int(batch_size))
-        rows = rows.apply(tf.data.experimental.assert_cardinality(batches))
-    else:
-        rows = tf.data.Dataset.range(n).batch(int(batch_size))
-    return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    rows = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, label=table.name)
+    return rows.map(_gatherer(table, names), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+def epoch_batches(
+    n: int, batch_size: int, seed: int = 42, shuffle: bool = True, drop_remainder: bool = False, label: str = "data"
+) -> tf.data.Dataset:
+    """Batches of row indices ``0..n-1``: in order, or in a new permutation every epoch.
+
+    Epoch ``e`` (counted from 1 by a variable the pipeline owns) uses
+    ``stateless_shuffle(range(n), seed=[seed, e])``. The cardinality is set, so
+    Keras knows the epoch length (``steps_per_execution`` needs it).
+    """
+    if not shuffle:
+        return tf.data.Dataset.range(n).batch(batch_size)
+    if drop_remainder and n < batch_size:
+        raise DataError(f"{label}: {n} examples make no full batch of {batch_size}")
+    rows = tf.data.Dataset.range(1).flat_map(_epoch_permutation(n, batch_size, seed, drop_remainder))
+    batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    return rows.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def _feature_names(table: Ratings, features) -> tuple[str, ...]:

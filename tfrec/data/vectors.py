@@ -1,0 +1,140 @@
+"""Rating vectors for AutoRec: one user's (or item's) ratings as a row, dense per batch only.
+
+The training ratings are held as compressed rows (CSR: ``row_splits``,
+``columns``, ``values``). A batch of row numbers gathers its rows as a ragged
+tensor, which becomes a ``tf.SparseTensor`` and then a dense ``[batch, width]``
+matrix with ``tf.sparse.to_dense``. Only one batch is ever dense, so ML-20M's
+138K x 27K matrix never is.
+
+Rows and columns are numbered by the model convention of
+``RatingModel.table_args``: the ids present in the table, in vocabulary order
+(row ``r`` is the id at ``StringLookup`` index ``r + 1``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from tfrec._keras import tf
+
+from tfrec.data.table import Ratings
+from tfrec.errors import DataError
+
+BY = ("item", "user")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RatingRows:
+    """A ratings table as compressed rows: the ratings of row ``r`` are
+    ``values[row_splits[r]:row_splits[r + 1]]`` at ``columns[...]`` (sorted).
+
+    Attributes:
+      row_ids, column_ids: Raw ids of the rows and columns, in vocabulary order.
+      row_splits: int64 ``[rows + 1]``.
+      columns: int32 ``[ratings]``.
+      values: float32 ``[ratings]``.
+    """
+
+    row_ids: np.ndarray
+    column_ids: np.ndarray
+    row_splits: np.ndarray
+    columns: np.ndarray
+    values: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.row_ids), len(self.column_ids)
+
+
+def present(positions: np.ndarray):
+    """Sorted distinct positions and each input's rank among them (the model's row - 1)."""
+    return np.unique(positions, return_inverse=True)
+
+
+def rating_rows(table: Ratings, by: str = "item") -> RatingRows:
+    """The table's ratings grouped by item (I-AutoRec) or by user (U-AutoRec).
+
+    Raises:
+      DataError: an unknown ``by`` or a (user, item) pair rated twice (a vector
+        has one cell per pair, so the table must not hold duplicates).
+    """
+    if by not in BY:
+        raise DataError(f"by must be 'item' or 'user', got {by!r}")
+    users, user_rank = present(table.user)
+    items, item_rank = present(table.item)
+    if by == "item":
+        row_ids, rows, column_ids, cols = table.item_ids[items], item_rank, table.user_ids[users], user_rank
+    else:
+        row_ids, rows, column_ids, cols = table.user_ids[users], user_rank, table.item_ids[items], item_rank
+    return RatingRows(row_ids, column_ids, *compress(rows, cols, table.rating, len(row_ids), table))
+
+
+def compress(rows, cols, values, num_rows: int, table: Ratings | None = None):
+    """``(row_splits, columns, values)`` of the ratings at (rows[k], cols[k]), columns sorted per row.
+
+    Raises:
+      DataError: a cell given twice (a vector has one entry per pair); with
+        ``table`` (whose rows these are) the message names the user and movie.
+    """
+    order = np.lexsort((cols, rows))
+    rows, cols = rows[order], cols[order]
+    twice = np.flatnonzero((rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1]))
+    if len(twice):
+        r = order[twice[0] + 1]
+        where = f"{table.name}: user {table.user_id[r]} rated movie {table.movie_id[r]}" if table else f"row {r}"
+        raise DataError(f"{where} more than once; rating vectors need one rating per pair")
+    row_splits = np.zeros(num_rows + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=num_rows), out=row_splits[1:])
+    return row_splits, cols.astype(np.int32), np.asarray(values, np.float32)[order]
+
+
+def sparse_rows(row_splits, columns, values, rows, width) -> tf.SparseTensor:
+    """Rows ``rows`` of a CSR matrix as a ``[len(rows), width]`` SparseTensor.
+
+    Works on tensors or variables, so a model can keep its training ratings and
+    call it per batch. Row numbers must be valid (``0 <= row < len(row_splits) - 1``).
+    """
+    cols = tf.gather(tf.RaggedTensor.from_row_splits(columns, row_splits, validate=False), rows)
+    vals = tf.gather(tf.RaggedTensor.from_row_splits(values, row_splits, validate=False), rows)
+    indices = tf.stack([cols.value_rowids(), tf.cast(cols.flat_values, tf.int64)], axis=1)
+    shape = tf.stack([tf.size(rows, out_type=tf.int64), tf.cast(width, tf.int64)])
+    return tf.SparseTensor(indices, vals.flat_values, shape)
+
+
+def dense_rows(row_splits, columns, values, rows, width):
+    """Rows of a CSR matrix as dense ``[len(rows), width]`` ratings and their 0/1 mask."""
+    sparse = sparse_rows(row_splits, columns, values, rows, width)
+    return tf.sparse.to_dense(sparse), tf.sparse.to_dense(tf.sparse.map_values(tf.ones_like, sparse))
+
+
+def vector_dataset(
+    table: Ratings,
+    by: str = "item",
+    batch_size: int = 64,
+    *,
+    shuffle: bool = False,
+    seed: int = 42,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of rating vectors: ``{"ratings": [B, width], "mask": [B, width]}`` float32.
+
+    Each example is one item's ratings by every user in the table (``by="item"``)
+    or one user's ratings of every item (``by="user"``); ``mask`` is 1 where a
+    rating exists. With ``shuffle`` the row order is drawn anew each epoch with
+    ``stateless_shuffle(seed, epoch)``, as in :func:`tfrec.data.dataset`.
+    """
+    from tfrec.data.pipeline import epoch_batches
+
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
+    csr = rating_rows(table, by)
+    n, width = csr.shape
+    splits, cols, vals = (tf.constant(a) for a in (csr.row_splits, csr.columns, csr.values))
+
+    def gather(rows):
+        ratings, mask = dense_rows(splits, cols, vals, rows, width)
+        return {"ratings": ratings, "mask": mask}
+
+    rows = epoch_batches(n, int(batch_size), seed, shuffle, drop_remainder, label=table.name)
+    return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -48,6 +49,35 @@ def test_train_prints_summary_table_and_json(trained_json):
 
 
 @pytest.mark.parametrize(
+    "model, extra",
+    [("autorec-i", ["--hidden", "16", "--batch-size", "16"]), ("neumf", ["--layers", "16,8", "--dim", "8"])],
+)
+def test_train_runs_the_neural_models(model, extra, tmp_path):
+    out = tmp_path / "summary.json"
+    spec = "synthetic:users=120,items=80,ratings=4000,sigma=0.5,seed=1"
+    result = tfrec("train", "--model", model, "--data", spec, "--epochs", "2", "--quiet", "--json", str(out), *extra)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(out.read_text())
+    assert summary["config"]["model"] == model and summary["epochs"] <= 2
+    assert 0 < summary["test_rmse"] < 1.5 and f"test RMSE   {summary['test_rmse']:.4f}" in result.stdout
+
+
+def test_train_implicit_reports_ranking_metrics_beside_most_popular(tmp_path):
+    out = tmp_path / "summary.json"
+    spec = "synthetic:users=120,items=80,ratings=3000,seed=1"
+    args = ["--model", "gmf", "--feedback", "implicit", "--data", spec, "--epochs", "2", "--dim", "8"]
+    result = tfrec("train", *args, "--quiet", "--json", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(out.read_text())
+    assert summary["config"]["split"] == "leave-last-out" and summary["test_rmse"] is None
+    assert "val_ndcg@10" in summary["validation"]
+    for name in ("hit_rate@10", "ndcg@10"):
+        assert 0 <= summary["test_" + name] <= 1 and 0 <= summary["popular_" + name] <= 1
+        line = re.search(rf"^test {name} +(\S+)  \(most popular: (\S+)\)$", result.stdout, re.M)
+        assert line and line.groups() == (f"{summary['test_' + name]:.4f}", f"{summary['popular_' + name]:.4f}")
+
+
+@pytest.mark.parametrize(
     "args, message",
     [
         (["train", "--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
@@ -55,6 +85,11 @@ def test_train_prints_summary_table_and_json(trained_json):
         (["train", "--epochs", "0"], "epochs must be at least 1, got 0"),
         (["train", "--data", "ml-7m"], "unknown dataset 'ml-7m'"),
         (["train", "--split", "u9"], "unknown split 'u9'"),
+        (["train", "--model", "mf", "--feedback", "implicit"], "feedback 'implicit' is for ncf, gmf, neumf, not mf"),
+        (["train", "--model", "ncf", "--layers", "64,x"], "layers must be comma-separated integers"),
+        (["train", "--model", "ncf", "--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
+        (["train", "--model", "autorec-i", "--hidden", "0"], "hidden must be at least 1, got 0"),
+        (["train", "--model", "autorec-u", "--encoder-activation", "soft"], "invalid choice: 'soft'"),
         (["data", "info", "/no/such/dir/ml-1m"], "unknown dataset '/no/such/dir/ml-1m'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
@@ -134,20 +169,25 @@ def test_strategy_auto_on_cpu_and_mirrored_over_two_logical_devices():
         assert strategy("auto") is tf.distribute.get_strategy()  # no GPU here
         mirrored = strategy("mirrored")
         assert mirrored.num_replicas_in_sync == 2, mirrored.extended.worker_devices
+        from tfrec.train import training_dataset
         g = data.generate(users=100, items=80, ratings=6000, sigma=0.3, seed=0)
         split = data.random_split(g.ratings, 0.2, seed=0)
-        config = TrainConfig(dim=8, l2=0.01, steps_per_execution=4)
-        results = {}
-        for name, s in (("single", strategy("default")), ("mirrored", mirrored)):
-            tf.keras.utils.set_random_seed(0)
-            model = build("biased-mf", split.train, config, s)
-            train = data.dataset(split.train, 256, shuffle=True, drop_remainder=s.num_replicas_in_sync > 1)
-            model.fit(train, epochs=40, verbose=0)
-            results[name] = model.evaluate(data.dataset(split.test, 4096), return_dict=True, verbose=0)["rmse"]
-            if name == "mirrored":
-                assert type(model.user_factors.embedding.embeddings).__name__ == "MirroredVariable"
-        print(results)
-        assert abs(results["single"] - results["mirrored"]) < 0.01, results
+        settings = {
+            "biased-mf": (TrainConfig(model="biased-mf", dim=8, l2=0.01, batch_size=256, steps_per_execution=4), 40),
+            "neumf": (TrainConfig(model="neumf", dim=8, layers="16,8", batch_size=256, learning_rate=0.005), 20),
+            "autorec-i": (TrainConfig(model="autorec-i", hidden=32, batch_size=8, learning_rate=0.01), 40),
+        }
+        for model_name, (config, epochs) in settings.items():
+            results = {}
+            for name, s in (("single", strategy("default")), ("mirrored", mirrored)):
+                tf.keras.utils.set_random_seed(0)
+                model = build(model_name, split.train, config, s)
+                model.fit(training_dataset(config, split.train, s.num_replicas_in_sync > 1), epochs=epochs, verbose=0)
+                results[name] = model.evaluate(data.dataset(split.test, 4096), return_dict=True, verbose=0)["rmse"]
+                if name == "mirrored":
+                    assert type(model.trainable_variables[0]).__name__ == "MirroredVariable"
+            print(model_name, results)
+            assert abs(results["single"] - results["mirrored"]) < 0.01 and results["single"] < 0.75, results
         """
     )
     assert result.returncode == 0, result.stderr[-3000:]

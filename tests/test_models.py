@@ -8,9 +8,18 @@ import tensorflow as tf
 from tfrec import data
 from tfrec.config import TrainConfig
 from tfrec.models import BiasedMatrixFactorization, MatrixFactorization
-from tfrec.train import build
+from tfrec.train import MODELS, build, training_dataset
 
-MODELS = {"mf": MatrixFactorization, "biased-mf": BiasedMatrixFactorization}
+# Settings that reach the planted structure in a few seconds each: (config fields, epochs).
+SETTINGS = {
+    "mf": ({"learning_rate": 0.01, "l2": 0.02}, 25),
+    "biased-mf": ({"learning_rate": 0.01, "l2": 0.02}, 25),
+    "ncf": ({"layers": "32,16", "learning_rate": 0.003, "l2": 1e-4}, 25),
+    "gmf": ({"learning_rate": 0.01, "l2": 1e-4}, 8),
+    "neumf": ({"layers": "32,16", "learning_rate": 0.003, "l2": 1e-4}, 10),
+    "autorec-i": ({"hidden": 100, "learning_rate": 0.01, "l2": 0.001, "batch_size": 32}, 30),
+    "autorec-u": ({"hidden": 100, "learning_rate": 0.01, "l2": 0.001, "batch_size": 32}, 30),
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +37,10 @@ def planted_split(planted):
 def fitted(request, planted_split):
     """Each model trained once on the planted data; the tests below share it."""
     tf.keras.utils.set_random_seed(0)
-    config = TrainConfig(model=request.param, dim=8, learning_rate=0.01, l2=0.02, steps_per_execution=8)
+    fields, epochs = SETTINGS[request.param]
+    config = TrainConfig(model=request.param, dim=8, steps_per_execution=8, seed=0, **{"batch_size": 512, **fields})
     model = build(request.param, planted_split.train, config)
-    train_ds = data.dataset(planted_split.train, 512, shuffle=True, seed=0)
-    history = model.fit(train_ds, epochs=25, verbose=0)
+    history = model.fit(training_dataset(config, planted_split.train), epochs=epochs, verbose=0)
     test = model.evaluate(data.dataset(planted_split.test, 8192), return_dict=True, verbose=0)
     return request.param, model, history.history, test
 
@@ -43,13 +52,24 @@ def _features(users, items):
 def test_loss_goes_down_and_is_reported_apart_from_regularization(fitted):
     _, _, history, _ = fitted
     assert history["loss"][-1] < 0.5 * history["loss"][0]
-    assert history["regularization_loss"][-1] > 0
+    assert history["regularization_loss"][-1] > 0  # every setting above has l2 > 0
     assert set(history) >= {"loss", "regularization_loss", "rmse", "mae"}
 
 
-def test_learns_planted_structure_to_the_noise_floor(fitted, planted):
+def test_learns_planted_structure(fitted, planted, planted_split):
+    """MF reaches the noise floor. The others close a share of the gap between the best
+    model without user-item interactions (the planted mean and biases) and the floor:
+    half for NCF; 30% for AutoRec, which here has only 300 (or 400) example vectors
+    for about 80K weights (measured 0.606 I-AutoRec, 0.631 U-AutoRec, bound 0.639)."""
     name, _, _, test = fitted
-    assert test["rmse"] <= planted.sigma + 0.05, (name, test)
+    users = planted_split.test.user_id.astype(int) - 1  # id "k" was drawn as row k - 1
+    items = planted_split.test.movie_id.astype(int) - 1
+    biases_only = planted.global_mean + planted.user_bias[users] + planted.item_bias[items]
+    floor = float(np.sqrt(np.mean((planted_split.test.rating - biases_only) ** 2)))
+    assert floor > planted.sigma + 0.15  # the interactions matter on this data
+    share = {"mf": None, "biased-mf": None, "autorec-i": 0.3, "autorec-u": 0.3}.get(name, 0.5)
+    bound = planted.sigma + 0.05 if share is None else floor - share * (floor - planted.sigma)
+    assert test["rmse"] <= bound, (name, test, floor)
 
 
 def test_output_shape_dtype_and_call_styles_agree(fitted, planted_split):
@@ -92,12 +112,12 @@ def test_unseen_ids_get_defined_answers(fitted, planted_split):
     out = model(_features(["nobody", known_user, "nobody"], [known_item, "nothing", "nothing"])).numpy()
     assert np.isfinite(out).all()
     mu = model.global_mean
-    if name == "mf":
-        np.testing.assert_allclose(out, [mu, mu, mu], rtol=1e-6)
-    else:
+    if name == "biased-mf":
         b_i = model.item_bias(model.item_lookup(tf.constant([known_item]))).numpy()[0, 0]
         b_u = model.user_bias(model.user_lookup(tf.constant([known_user]))).numpy()[0, 0]
         np.testing.assert_allclose(out, [mu + b_i, mu + b_u, mu], rtol=1e-5)
+    else:
+        np.testing.assert_allclose(out, [mu, mu, mu], rtol=1e-6)
     assert model(_features([], [])).shape == (0,)
 
 

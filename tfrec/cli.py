@@ -7,6 +7,7 @@ one line on stderr and exit status 2 (usage) or 1 (data), never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,7 +16,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; the CLI, not the library
 
-from tfrec.config import MODEL_NAMES, OPTIMIZER_NAMES, STRATEGY_NAMES, TrainConfig  # noqa: E402
+from tfrec.config import (  # noqa: E402
+    ACTIVATION_NAMES,
+    FEEDBACK_NAMES,
+    IMPLICIT_LOSS_NAMES,
+    MODEL_DEFAULTS,
+    MODEL_NAMES,
+    NORMALIZATION_NAMES,
+    OPTIMIZER_NAMES,
+    STRATEGY_NAMES,
+    TrainConfig,
+)
 from tfrec.errors import TfrecError  # noqa: E402
 
 USAGE_ERROR, DATA_ERROR = 2, 1
@@ -26,25 +37,45 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _per_model(key: str) -> str:
+    return "default per model: " + ", ".join(f"{m} {d[key]:g}" for m, d in MODEL_DEFAULTS.items())
+
+
 def _train_parser(sub) -> None:
     d = TrainConfig()
-    p = sub.add_parser("train", help="train a model and report test RMSE and MAE")
+    p = sub.add_parser("train", help="train a model and report its test metrics")
     p.add_argument("--model", choices=MODEL_NAMES, default=d.model)
     p.add_argument("--data", default=d.data, help="dataset name, directory or spec (default %(default)s)")
-    p.add_argument("--split", default=d.split, help="ratio[:F] | u1..u5 | leave-last-out (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="at most this many (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--dim", type=int, default=d.dim, help="factor dimension (default %(default)s)")
     p.add_argument(
-        "--lr", type=float, default=d.learning_rate, help="learning rate (default 0.01 for biased-mf, 0.003 for mf)"
+        "--split", help="ratio[:F] | u1..u5 | leave-last-out (default ratio; leave-last-out for implicit feedback)"
     )
-    p.add_argument("--l2", type=float, default=d.l2, help="L2 on looked-up rows (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="at most this many (default %(default)s)")
+    p.add_argument("--batch-size", type=int, help=_per_model("batch_size") + " (AutoRec: rating vectors)")
+    p.add_argument("--dim", type=int, default=d.dim, help="embedding dimension (default %(default)s)")
+    p.add_argument("--lr", type=float, help=_per_model("learning_rate"))
+    p.add_argument("--l2", type=float, help=_per_model("l2"))
     p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=d.optimizer)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs")
     p.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution)
     p.add_argument("--strategy", choices=STRATEGY_NAMES, default=d.strategy)
+    ncf = p.add_argument_group("NCF (ncf, gmf, neumf)")
+    ncf.add_argument("--layers", default=",".join(map(str, d.layers)), help="MLP widths (default %(default)s)")
+    ncf.add_argument("--dropout", type=float, default=d.dropout, help="before each MLP layer (default %(default)s)")
+    ncf.add_argument("--feedback", choices=FEEDBACK_NAMES, default=d.feedback)
+    ncf.add_argument(
+        "--negatives", type=int, default=d.negatives, help="implicit: per rated pair (default %(default)s)"
+    )
+    ncf.add_argument("--implicit-loss", choices=IMPLICIT_LOSS_NAMES, default=d.implicit_loss)
+    autorec = p.add_argument_group("AutoRec (autorec-i, autorec-u)")
+    autorec.add_argument("--hidden", type=int, default=d.hidden, help="hidden units (default %(default)s)")
+    autorec.add_argument("--encoder-activation", choices=ACTIVATION_NAMES, default=d.encoder_activation)
+    autorec.add_argument("--decoder-activation", choices=ACTIVATION_NAMES, default=d.decoder_activation)
+    autorec.add_argument("--loss-normalization", choices=NORMALIZATION_NAMES, default=d.loss_normalization)
+    autorec.add_argument(
+        "--input-dropout", type=float, default=d.input_dropout, help="rate in training (default %(default)s)"
+    )
     p.add_argument("--json", metavar="PATH", help="also write the summary and config as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no Keras progress output")
 
@@ -95,12 +126,8 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _train(args) -> None:
-    config = TrainConfig(
-        model=args.model, data=args.data, split=args.split, epochs=args.epochs,
-        batch_size=args.batch_size, dim=args.dim, learning_rate=args.lr, l2=args.l2,
-        optimizer=args.optimizer, seed=args.seed, validation_fraction=args.validation_fraction,
-        patience=args.patience, steps_per_execution=args.steps_per_execution, strategy=args.strategy,
-    )  # fmt: skip
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}, learning_rate=args.lr)
     config.check()
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise TfrecError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
@@ -111,14 +138,19 @@ def _train(args) -> None:
     summary.pop("model")
     best = f" (best {summary['best_epoch']})" if summary["best_epoch"] else ""
     rows = [
-        ("model", config.model),
+        ("model", config.model + (" (implicit)" if config.implicit else "")),
         ("data", f"{config.data}, split {config.split} (fingerprint {summary['split_fingerprint']})"),
-        ("test RMSE", f"{summary['test_rmse']:.4f}"),
-        ("test MAE", f"{summary['test_mae']:.4f}"),
-        ("epochs", f"{summary['epochs']}{best}"),
-        ("fit seconds", f"{summary['fit_seconds']:.2f}"),
     ]
-    print("\n".join(f"{k:<12} {v}" for k, v in rows))
+    if config.implicit:
+        for name in ("hit_rate@10", "ndcg@10"):
+            rows.append(
+                (f"test {name}", f"{summary['test_' + name]:.4f}  (most popular: {summary['popular_' + name]:.4f})")
+            )
+    else:
+        rows += [("test RMSE", f"{summary['test_rmse']:.4f}"), ("test MAE", f"{summary['test_mae']:.4f}")]
+    rows += [("epochs", f"{summary['epochs']}{best}"), ("fit seconds", f"{summary['fit_seconds']:.2f}")]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}} {v}" for k, v in rows))
     if args.json:
         write_json_atomic(args.json, summary)
 

@@ -6,67 +6,138 @@ import dataclasses
 
 from tfrec.errors import TfrecError
 
-MODEL_NAMES = ("mf", "biased-mf")
+MODEL_NAMES = ("mf", "biased-mf", "ncf", "gmf", "neumf", "autorec-i", "autorec-u")
 OPTIMIZER_NAMES = ("adam", "adagrad", "sgd")
 STRATEGY_NAMES = ("auto", "default", "mirrored")
-# Measured on ML-100K 80/20 seed 42 (benchmarks/RESULTS.md): plain MF, with no mean or bias
-# terms to carry the rating level, overfits at lr 0.01 before it converges.
-DEFAULT_LEARNING_RATES = {"mf": 0.003, "biased-mf": 0.01}
+FEEDBACK_NAMES = ("explicit", "implicit")
+IMPLICIT_LOSS_NAMES = ("bce", "mse")
+NORMALIZATION_NAMES = ("observed", "entries")
+ACTIVATION_NAMES = ("sigmoid", "linear", "relu", "elu", "selu", "tanh", "softplus", "swish", "gelu")
+NCF_MODELS = ("ncf", "gmf", "neumf")
+AUTOREC_MODELS = ("autorec-i", "autorec-u")
+
+# Every value measured on ML-100K 80/20 seed 42 against a validation cut of the
+# training part (benchmarks/RESULTS.md). Plain MF, with no mean or bias terms to
+# carry the rating level, overfits at lr 0.01 before it converges. AutoRec's
+# batch is rating vectors (items or users), not ratings.
+MODEL_DEFAULTS = {
+    "mf": {"learning_rate": 0.003, "l2": 0.1, "batch_size": 1024},
+    "biased-mf": {"learning_rate": 0.01, "l2": 0.1, "batch_size": 1024},
+    "ncf": {"learning_rate": 0.001, "l2": 0.0, "batch_size": 1024},
+    "gmf": {"learning_rate": 0.001, "l2": 0.0, "batch_size": 1024},
+    "neumf": {"learning_rate": 0.001, "l2": 0.0, "batch_size": 1024},
+    "autorec-i": {"learning_rate": 0.001, "l2": 0.001, "batch_size": 64},
+    "autorec-u": {"learning_rate": 0.001, "l2": 0.001, "batch_size": 64},
+}
+
+
+def _parse_layers(layers) -> tuple[int, ...]:
+    if isinstance(layers, str):
+        try:
+            layers = [int(x) for x in layers.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise TfrecError(f"layers must be comma-separated integers like 256,64, got {layers!r}") from None
+    layers = tuple(int(x) for x in layers)
+    if any(x < 1 for x in layers):
+        raise TfrecError(f"layers must be positive widths, got {','.join(map(str, layers))}")
+    return layers
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """Everything ``tfrec train`` needs; defaults measured on ML-100K (benchmarks/RESULTS.md).
 
+    A field left at None takes the model's default from :data:`MODEL_DEFAULTS`
+    (or, for ``split``, the feedback's) when :meth:`check` runs.
+
     Attributes:
-      model: ``mf`` or ``biased-mf``.
+      model: One of :data:`MODEL_NAMES`.
       data: A dataset name, directory or spec (``tfrec.data.load``).
-      split: ``ratio[:F]``, ``u1``..``u5`` or ``leave-last-out``.
-      epochs: Upper bound; early stopping on validation RMSE usually ends sooner.
-      batch_size: Examples per step.
-      dim: Factor dimension.
-      learning_rate: Optimizer learning rate; None: the model's measured default
-        (:data:`DEFAULT_LEARNING_RATES`).
-      l2: L2 weight on the looked-up rows of each batch.
+      split: ``ratio[:F]``, ``u1``..``u5`` or ``leave-last-out``; None: ``ratio``
+        for explicit feedback, ``leave-last-out`` (the NCF protocol) for implicit.
+      epochs: Upper bound; early stopping on validation usually ends sooner.
+      batch_size: Examples per step (AutoRec: rating vectors per step).
+      dim: Embedding dimension (MF factors, NCF embeddings).
+      learning_rate: Optimizer learning rate.
+      l2: L2 weight: on the looked-up rows of each batch (MF, NCF), on the
+        kernels (AutoRec).
       optimizer: ``adam``, ``adagrad`` or ``sgd``.
-      seed: Seeds the split, the validation cut, initial weights and batch order.
-      validation_fraction: Share of the training part held out for early stopping.
-      patience: Epochs without a better validation RMSE before stopping.
+      seed: Seeds the split, the validation cut, initial weights, batch order
+        and negative samples.
+      validation_fraction: Share of the training part held out for early
+        stopping (explicit feedback; implicit holds out each user's latest
+        training interaction instead); 0 turns early stopping off.
+      patience: Epochs without a better validation score before stopping.
       steps_per_execution: Batches per ``tf.function`` call (hides Python overhead).
       strategy: ``auto`` (all GPUs, else CPU), ``default`` or ``mirrored``.
+      layers: NCF hidden layer widths.
+      dropout: NCF dropout before each hidden layer.
+      feedback: NCF ``explicit`` (ratings) or ``implicit`` (interactions).
+      negatives: Implicit NCF: sampled unrated items per rated pair, per epoch.
+      implicit_loss: Implicit NCF: ``bce`` or ``mse`` (on the sigmoid output).
+      hidden: AutoRec hidden units.
+      encoder_activation, decoder_activation: AutoRec activations.
+      loss_normalization: AutoRec: ``observed`` (mean over observed ratings) or
+        ``entries`` (mean over every vector entry).
+      input_dropout: AutoRec: rate of observed input ratings dropped in training.
     """
 
     model: str = "biased-mf"
     data: str = "ml-100k"
-    split: str = "ratio"
+    split: str | None = None
     epochs: int = 50
-    batch_size: int = 1024
+    batch_size: int | None = None
     dim: int = 32
     learning_rate: float | None = None
-    l2: float = 0.1
+    l2: float | None = None
     optimizer: str = "adam"
     seed: int = 42
     validation_fraction: float = 0.1
     patience: int = 3
     steps_per_execution: int = 16
     strategy: str = "auto"
+    layers: tuple[int, ...] | str = (64, 32, 16)
+    dropout: float = 0.0
+    feedback: str = "explicit"
+    negatives: int = 4
+    implicit_loss: str = "bce"
+    hidden: int = 500
+    encoder_activation: str = "sigmoid"
+    decoder_activation: str = "linear"
+    loss_normalization: str = "observed"
+    input_dropout: float = 0.0
+
+    @property
+    def implicit(self) -> bool:
+        return self.model in NCF_MODELS and self.feedback == "implicit"
 
     def check(self) -> None:
-        """Raises TfrecError naming the first field with a bad value."""
-        if self.model not in MODEL_NAMES:
-            raise TfrecError(f"unknown model {self.model!r}: use one of {', '.join(MODEL_NAMES)}")
-        if self.optimizer not in OPTIMIZER_NAMES:
-            raise TfrecError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZER_NAMES)}")
-        for key in ("epochs", "batch_size", "dim", "steps_per_execution"):
+        """Fills model defaults; raises TfrecError naming the first field with a bad value."""
+        for key, allowed in (
+            ("model", MODEL_NAMES), ("optimizer", OPTIMIZER_NAMES), ("strategy", STRATEGY_NAMES),
+            ("feedback", FEEDBACK_NAMES), ("implicit_loss", IMPLICIT_LOSS_NAMES),
+            ("loss_normalization", NORMALIZATION_NAMES), ("encoder_activation", ACTIVATION_NAMES),
+            ("decoder_activation", ACTIVATION_NAMES),
+        ):  # fmt: skip
+            if getattr(self, key) not in allowed:
+                raise TfrecError(f"unknown {key} {getattr(self, key)!r}: use one of {', '.join(allowed)}")
+        if self.feedback == "implicit" and self.model not in NCF_MODELS:
+            raise TfrecError(f"feedback 'implicit' is for {', '.join(NCF_MODELS)}, not {self.model}")
+        for key, value in MODEL_DEFAULTS[self.model].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.split is None:
+            self.split = "leave-last-out" if self.implicit else "ratio"
+        self.layers = _parse_layers(self.layers)
+        for key in ("epochs", "batch_size", "dim", "steps_per_execution", "negatives", "hidden"):
             if getattr(self, key) < 1:
                 raise TfrecError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.learning_rate is None:
-            self.learning_rate = DEFAULT_LEARNING_RATES[self.model]
         if not self.learning_rate > 0:
             raise TfrecError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.l2 < 0 or self.patience < 0:
             raise TfrecError(f"l2 and patience must be >= 0, got {self.l2} and {self.patience}")
         if not 0 <= self.validation_fraction < 1:
             raise TfrecError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-        if self.strategy not in STRATEGY_NAMES:
-            raise TfrecError(f"unknown strategy {self.strategy!r}: use one of {', '.join(STRATEGY_NAMES)}")
+        for key in ("dropout", "input_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise TfrecError(f"{key} must be in [0, 1), got {getattr(self, key)}")

@@ -14,11 +14,23 @@ import numpy as np
 from tfrec._keras import tf
 
 from tfrec import data as tfdata
-from tfrec.config import TrainConfig
+from tfrec.config import AUTOREC_MODELS, NCF_MODELS, TrainConfig
+from tfrec.data.implicit import implicit_dataset, ranking_candidates
+from tfrec.data.vectors import vector_dataset
 from tfrec.errors import TfrecError
-from tfrec.models import BiasedMatrixFactorization, MatrixFactorization
+from tfrec.metrics import RankingMetrics, most_popular, ranking_metrics
+from tfrec.models import AutoRec, BiasedMatrixFactorization, MatrixFactorization, NeuralCollaborativeFiltering
 
-MODELS = {"mf": MatrixFactorization, "biased-mf": BiasedMatrixFactorization}
+MODELS = {
+    "mf": MatrixFactorization,
+    "biased-mf": BiasedMatrixFactorization,
+    "ncf": NeuralCollaborativeFiltering,
+    "gmf": NeuralCollaborativeFiltering,
+    "neumf": NeuralCollaborativeFiltering,
+    "autorec-i": AutoRec,
+    "autorec-u": AutoRec,
+}
+RANKING_NEGATIVES, RANKING_K = 99, 10  # the NCF evaluation protocol
 OPTIMIZERS = {
     "adam": tf.keras.optimizers.Adam,
     "adagrad": tf.keras.optimizers.Adagrad,
@@ -46,15 +58,34 @@ def strategy(kind: str = "auto") -> tf.distribute.Strategy:
     raise TfrecError(f"unknown strategy {kind!r}: use auto, default or mirrored")
 
 
+def model_kwargs(config: TrainConfig) -> dict:
+    """Constructor arguments of ``config.model`` from a checked config."""
+    if config.model in NCF_MODELS:
+        return {
+            "variant": {"ncf": "mlp", "gmf": "gmf", "neumf": "neumf"}[config.model],
+            "dim": config.dim, "layers": list(config.layers), "dropout": config.dropout,
+            "feedback": config.feedback, "implicit_loss": config.implicit_loss, "l2": config.l2,
+        }  # fmt: skip
+    if config.model in AUTOREC_MODELS:
+        return {
+            "kind": "item" if config.model == "autorec-i" else "user", "hidden": config.hidden,
+            "encoder_activation": config.encoder_activation, "decoder_activation": config.decoder_activation,
+            "l2": config.l2, "loss_normalization": config.loss_normalization,
+            "input_dropout": config.input_dropout,
+        }  # fmt: skip
+    return {"dim": config.dim, "l2": config.l2}
+
+
 def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, strategy_=None, **kwargs):
     """Creates and compiles a model from a training table under a strategy.
 
     Args:
-      model: ``mf`` or ``biased-mf``.
+      model: A name from ``tfrec.config.MODEL_NAMES``.
       train: The training table (vocabularies, mean and range come from it).
-      config: Optimizer, learning rate, dim, l2, steps per execution; default TrainConfig().
+      config: Optimizer, learning rate, model options, steps per execution;
+        default ``TrainConfig(model=model)``.
       strategy_: The strategy; default ``strategy(config.strategy)``.
-      **kwargs: Extra model constructor arguments.
+      **kwargs: Extra model constructor arguments (override the config's).
 
     Returns:
       The compiled model; its variables live under the strategy.
@@ -63,7 +94,7 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
     config.check()
     strategy_ = strategy_ or strategy(config.strategy)
     with strategy_.scope():
-        net = MODELS[model].from_table(train, dim=config.dim, l2=config.l2, **kwargs)
+        net = MODELS[model].from_table(train, **{**model_kwargs(config), **kwargs})
         net.compile(
             optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
             steps_per_execution=config.steps_per_execution,
@@ -71,12 +102,33 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
     return net
 
 
+def training_dataset(config: TrainConfig, train: tfdata.Ratings, drop_remainder: bool = False):
+    """The shuffled training pipeline the model family eats: ratings, implicit pairs or rating vectors."""
+    common = {"shuffle": True, "seed": config.seed, "drop_remainder": drop_remainder}
+    if config.model in AUTOREC_MODELS:
+        by = "item" if config.model == "autorec-i" else "user"
+        return vector_dataset(train, by, config.batch_size, **common)
+    if config.implicit:
+        return implicit_dataset(train, config.negatives, config.batch_size, **common)
+    return tfdata.dataset(train, config.batch_size, **common)
+
+
 def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     """Loads, splits, fits with early stopping and evaluates: ``tfrec train``.
 
+    Explicit feedback stops on validation RMSE (a random ``validation_fraction``
+    of the training part) and reports test RMSE and MAE. Implicit feedback
+    follows the NCF protocol: it stops on validation NDCG@10 (each user's latest
+    training interaction against 99 sampled items) and reports test HR@10 and
+    NDCG@10 beside the most-popular baseline's on the same candidates.
+
     Returns:
-      ``{"test_rmse", "test_mae", "epochs", "fit_seconds", "split_fingerprint",
-      "config", "model"}`` (``model`` is the trained Keras model).
+      ``{"test_rmse", "test_mae", "epochs", "best_epoch", "validation",
+      "fit_seconds", "split_fingerprint", "config", "model"}`` (``validation``:
+      the monitored score at the best epoch) (``model`` is the trained Keras
+      model; implicit runs have ``test_rmse``/``test_mae`` None and add
+      ``test_hit_rate@10``, ``test_ndcg@10``, ``popular_hit_rate@10``,
+      ``popular_ndcg@10``).
     """
     config.check()
     tf.keras.utils.set_random_seed(config.seed)
@@ -84,35 +136,51 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     parts = tfdata.split(table, config.split, seed=config.seed)
     train, validation = parts.train, None
     if config.validation_fraction > 0:
-        cut = tfdata.random_split(parts.train, config.validation_fraction, seed=config.seed)
+        cut = tfdata.leave_last_out(train) if config.implicit else tfdata.random_split(
+            train, config.validation_fraction, seed=config.seed)  # fmt: skip
         train, validation = cut.train, cut.test
     strategy_ = strategy(config.strategy)
     net = build(config.model, train, config, strategy_)
-    train_ds = tfdata.dataset(
-        train, config.batch_size, shuffle=True, seed=config.seed,
-        drop_remainder=strategy_.num_replicas_in_sync > 1,
-    )  # fmt: skip
+    train_ds = training_dataset(config, train, drop_remainder=strategy_.num_replicas_in_sync > 1)
     eval_size = max(config.batch_size, 8192)
-    val_ds = tfdata.dataset(validation, eval_size) if validation is not None else None
-    stop = []
-    if val_ds is not None:
-        stop = [
-            tf.keras.callbacks.EarlyStopping(monitor="val_rmse", patience=config.patience, restore_best_weights=True)
-        ]
+    watch, val_ds = [], None
+    if validation is not None and config.implicit:
+        candidates = ranking_candidates(validation, table, RANKING_NEGATIVES, seed=config.seed)
+        watch = [RankingMetrics(candidates, RANKING_K), _stopper(f"val_ndcg@{RANKING_K}", "max", config.patience)]
+    elif validation is not None:
+        val_ds = tfdata.dataset(validation, eval_size)
+        watch = [_stopper("val_rmse", "min", config.patience)]
     start = time.perf_counter()
     history = net.fit(
         train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
-        callbacks=[*stop, *callbacks],
+        callbacks=[*watch, *callbacks],
     )  # fmt: skip
     fit_seconds = time.perf_counter() - start
-    result = net.evaluate(tfdata.dataset(parts.test, eval_size), return_dict=True, verbose=0)
+    if isinstance(net, AutoRec) and validation is not None:
+        net.set_ratings(parts.train)  # the validation cut's ratings are known inputs again (measured: RESULTS.md)
+    summary = {"test_rmse": None, "test_mae": None}
+    if config.implicit:
+        candidates = ranking_candidates(parts.test, table, RANKING_NEGATIVES, seed=config.seed)
+        summary.update({f"test_{k}": v for k, v in ranking_metrics(net, candidates, RANKING_K).items()})
+        popular = ranking_metrics(most_popular(parts.train), candidates, RANKING_K)
+        summary.update({f"popular_{k}": v for k, v in popular.items()})
+    else:
+        result = net.evaluate(tfdata.dataset(parts.test, eval_size), return_dict=True, verbose=0)
+        summary.update(test_rmse=float(result["rmse"]), test_mae=float(result["mae"]))
+    monitored = watch[-1].monitor if watch else None
+    scores = history.history.get(monitored)
+    best = (np.argmax(scores) if config.implicit else np.argmin(scores)) if scores else None
     return {
-        "test_rmse": float(result["rmse"]),
-        "test_mae": float(result["mae"]),
+        **summary,
         "epochs": len(history.history["loss"]),
-        "best_epoch": int(np.argmin(history.history["val_rmse"])) + 1 if val_ds is not None else None,
+        "best_epoch": int(best) + 1 if best is not None else None,
+        "validation": {monitored: float(scores[best])} if best is not None else None,
         "fit_seconds": round(fit_seconds, 3),
         "split_fingerprint": parts.fingerprint,
-        "config": dataclasses.asdict(config),
+        "config": {**dataclasses.asdict(config), "layers": list(config.layers)},
         "model": net,
     }
+
+
+def _stopper(monitor: str, mode: str, patience: int):
+    return tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)

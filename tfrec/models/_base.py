@@ -7,6 +7,18 @@ from tfrec._keras import tf
 import tensorflow_recommenders as tfrs
 
 from tfrec.data.table import Ratings
+from tfrec.models._layers import id_lookup
+
+
+def rating_task() -> tfrs.tasks.Ranking:
+    """The explicit-feedback head: MSE loss (one value per example), RMSE and MAE metrics."""
+    return tfrs.tasks.Ranking(
+        loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.NONE),
+        metrics=[
+            tf.keras.metrics.RootMeanSquaredError(name="rmse"),
+            tf.keras.metrics.MeanAbsoluteError(name="mae"),
+        ],
+    )
 
 
 class RatingModel(tfrs.Model):
@@ -15,23 +27,21 @@ class RatingModel(tfrs.Model):
     Subclasses implement :meth:`score` (raw predictions, shape ``[batch]``).
     ``call`` clips them to the training rating range at inference (not in
     training, where the clip would zero gradients), as Surprise does.
-    ``compute_loss`` hands predictions to a ``tfrs.tasks.Ranking`` head (MSE loss,
-    ``rmse`` and ``mae`` metrics). ``train_step`` and ``test_step`` keep TFRS's
-    shape but report ``loss`` (the data loss, MSE) and ``regularization_loss``
-    apart as epoch means (TFRS reports the last batch's), and scale both for
+    ``compute_loss`` hands ``loss_inputs`` (labels, predictions, weights) to a
+    ``tfrs.tasks.Ranking`` head (default :func:`rating_task`: MSE loss, ``rmse``
+    and ``mae`` metrics) and ``reduce_loss`` turns its per-example losses into
+    the batch loss; subclasses override these two for other labels and masks.
+    ``train_step`` and ``test_step`` keep TFRS's shape but report ``loss`` (the
+    data loss) and ``regularization_loss`` apart as epoch means (TFRS reports the last batch's), and scale both for
     ``tf.distribute`` so gradients are right under MirroredStrategy.
     """
 
-    def __init__(self, rating_range=None, **kwargs):
+    label = "user_rating"
+
+    def __init__(self, rating_range=None, task=None, **kwargs):
         super().__init__(**kwargs)
         self.rating_range = tuple(float(r) for r in rating_range) if rating_range is not None else None
-        self.task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.NONE),
-            metrics=[
-                tf.keras.metrics.RootMeanSquaredError(name="rmse"),
-                tf.keras.metrics.MeanAbsoluteError(name="mae"),
-            ],
-        )
+        self.task = task or rating_task()
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.regularization_tracker = tf.keras.metrics.Mean(name="regularization_loss")
 
@@ -45,6 +55,22 @@ class RatingModel(tfrs.Model):
             "rating_range": (float(train.rating.min()), float(train.rating.max())),
         }
 
+    @classmethod
+    def from_table(cls, train: Ratings, **kwargs):
+        """Builds the model with the vocabularies, mean and rating range of a training table."""
+        return cls(**{**cls.table_args(train), **kwargs})
+
+    def _add_lookups(self, user_vocabulary, item_vocabulary) -> None:
+        """The id vocabularies and their lookup layers (see :func:`id_lookup`)."""
+        self.user_vocabulary = [str(v) for v in user_vocabulary]
+        self.item_vocabulary = [str(v) for v in item_vocabulary]
+        self.user_lookup = id_lookup(self.user_vocabulary)
+        self.item_lookup = id_lookup(self.item_vocabulary)
+
+    def lookup(self, features):
+        """Row indices of the batch's users and items (0 for an unseen id), looked up once."""
+        return self.user_lookup(features["user_id"]), self.item_lookup(features["movie_id"])
+
     def score(self, features, training=False):
         raise NotImplementedError
 
@@ -55,14 +81,24 @@ class RatingModel(tfrs.Model):
         return predictions
 
     def compute_loss(self, features, training=False):
+        labels, predictions, weights = self.loss_inputs(features, training)
+        per_example = self.task(labels=labels, predictions=predictions, sample_weight=weights, training=training)
+        return self.reduce_loss(per_example, weights)
+
+    def loss_inputs(self, features, training=False):
+        """``(labels, predictions, sample_weight)`` for the task, each ``[batch, 1]`` or None.
+
+        Keras' MSE averages the last axis: ``[batch, 1]`` makes reduction NONE keep
+        one loss per example.
+        """
         predictions = self(features, training=training)
-        # Keras' MSE averages the last axis: give it [batch, 1] so NONE keeps one loss per example.
-        per_example = self.task(
-            labels=features["user_rating"][:, tf.newaxis],
-            predictions=predictions[:, tf.newaxis],
-            sample_weight=features.get("sample_weight"),
-            training=training,
-        )
+        weights = features.get("sample_weight")
+        weights = None if weights is None else weights[:, tf.newaxis]
+        return features[self.label][:, tf.newaxis], predictions[:, tf.newaxis], weights
+
+    def reduce_loss(self, per_example, weights):
+        """The batch loss from per-example losses: their mean over the global batch."""
+        del weights
         return tf.nn.compute_average_loss(per_example)
 
     def _regularization(self):

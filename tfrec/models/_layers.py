@@ -66,3 +66,17 @@ class IdEmbedding(tf.keras.layers.Layer):
             "l2": self.l2,
             "embeddings_regularizer": tf.keras.regularizers.serialize(regularizer) if regularizer else None,
         }
+
+
+def mlp_tower(sizes, dropout: float = 0.0, activation="relu", name: str = "mlp") -> tf.keras.Sequential:
+    """Dense layers of the given widths, each preceded by Dropout when ``dropout > 0``.
+
+    The NCF MLP: ``[256, 64]`` with ReLU is the TFRS basic ranking tutorial's tower
+    (its final Dense(1) belongs to the model, which may fuse other branches first).
+    """
+    layers = []
+    for size in sizes:
+        if dropout:
+            layers.append(tf.keras.layers.Dropout(dropout))
+        layers.append(tf.keras.layers.Dense(int(size), activation=activation))
+    return tf.keras.Sequential(layers, name=name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tfrec._keras import tf
 
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import IdEmbedding, id_lookup
+from tfrec.models._layers import IdEmbedding
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrec")
@@ -52,22 +52,10 @@ class MatrixFactorization(RatingModel):
         self.dim = int(dim)
         self.l2 = float(l2)
         self.global_mean = float(global_mean)
-        self.user_vocabulary = [str(v) for v in user_vocabulary]
-        self.item_vocabulary = [str(v) for v in item_vocabulary]
-        self.user_lookup = id_lookup(self.user_vocabulary)
-        self.item_lookup = id_lookup(self.item_vocabulary)
+        self._add_lookups(user_vocabulary, item_vocabulary)
         users, items = len(self.user_vocabulary), len(self.item_vocabulary)
         self.user_factors = IdEmbedding(users, dim, embeddings_initializer, l2, name="user_factors")
         self.item_factors = IdEmbedding(items, dim, embeddings_initializer, l2, name="item_factors")
-
-    @classmethod
-    def from_table(cls, train, **kwargs):
-        """Builds the model with the vocabularies, mean and rating range of a training table."""
-        return cls(**{**cls.table_args(train), **kwargs})
-
-    def lookup(self, features):
-        """Row indices of the batch's users and items (0 for an unseen id), looked up once."""
-        return self.user_lookup(features["user_id"]), self.item_lookup(features["movie_id"])
 
     def interaction(self, users, items):
         """``p_u . q_i`` for row indices from :meth:`lookup`."""

@@ -1,0 +1,210 @@
+"""AutoRec: an autoencoder over each item's (or user's) vector of observed ratings."""
+
+from __future__ import annotations
+
+import numpy as np
+from tfrec._keras import tf
+
+from tfrec.data.table import Ratings
+from tfrec.data.vectors import compress, rating_rows, sparse_rows
+from tfrec.errors import TfrecError
+from tfrec.models._base import RatingModel
+
+KINDS = ("item", "user")
+NORMALIZATIONS = ("observed", "entries")
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrec")
+class AutoRec(RatingModel):
+    """AutoRec (Sedhain, Menon, Sanner & Xie, WWW 2015), item- or user-based.
+
+    I-AutoRec (``kind="item"``) reads item ``i``'s ratings by all users,
+    ``r_i`` in R^users (0 where unobserved), and reconstructs them:
+
+        h(r_i) = f(V r_i + mu),    r_hat_i = g(W h(r_i) + b)
+
+    with ``f`` the encoder and ``g`` the decoder activation. U-AutoRec
+    (``kind="user"``) does the same with a user's ratings of all items. The
+    rating of pair ``(u, i)`` is entry ``u`` of ``r_hat_i`` (I-AutoRec), with
+    ``r_i`` taken from the training ratings, which the model keeps (compressed
+    rows in non-trainable variables, saved with the weights). So
+    ``model({"user_id", "movie_id"})`` works like every other tfrec model; it
+    computes only the decoder units it needs, with a sparse-dense matmul for the
+    encoder, so no dense rating matrix is ever built. A pair with an unseen
+    user or item predicts the training mean.
+
+    Training examples are rating vectors (``tfrec.data.vector_dataset``:
+    ``{"ratings": [B, n], "mask": [B, n]}``). Unobserved entries count
+    nowhere: the encoder reads ``ratings * mask``, and the mask is the Ranking
+    task's sample weight, so they add nothing to the loss or the RMSE/MAE
+    metrics whatever value they hold. ``loss_normalization``
+    says what the masked squared errors are divided by:
+
+    - ``observed`` (default): the number of observed entries in the (global)
+      batch, a mean over ratings, as the PyTorch AutoRec tutorials compute
+      ``((r_hat - r) * mask).pow(2).sum() / mask.sum()``.
+    - ``entries``: all ``B x n`` entries, which is what Keras' MSE with a
+      sample weight computes (and d2l's masked Gluon loss).
+
+    Args:
+      user_vocabulary, item_vocabulary: Known ids (strings).
+      kind: ``item`` (I-AutoRec) or ``user`` (U-AutoRec).
+      hidden: Width of the hidden layer.
+      encoder_activation, decoder_activation: Keras activations of ``f`` and
+        ``g``; the paper's best is sigmoid and identity (``linear``).
+      l2: Keras L2 weight on both kernels, ``l2 * (||V||^2 + ||W||^2)`` (the
+        paper's ``lambda / 2``).
+      loss_normalization: ``observed`` or ``entries``.
+      input_dropout: Rate at which observed input ratings are dropped in
+        training (the targets keep them), as in denoising autoencoders. A pair's
+        own rating is in its training input but never in its test input; the
+        dropout keeps the model from learning to copy it. 0 is the paper's model.
+      global_mean, rating_range: From the training table.
+      ratings: ``(row_splits, columns, values)`` of the training ratings
+        (:func:`tfrec.data.rating_rows`); None when restoring from a config,
+        where the saved weights bring them back.
+
+    Example:
+      >>> model = AutoRec.from_table(train, kind="item", hidden=500)
+      >>> model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+      >>> model.fit(tfrec.data.vector_dataset(train, "item", 64, shuffle=True), epochs=1)
+      >>> model({"user_id": tf.constant(["1"]), "movie_id": tf.constant(["1"])}).shape
+      TensorShape([1])
+    """
+
+    def __init__(
+        self,
+        user_vocabulary,
+        item_vocabulary,
+        kind: str = "item",
+        hidden: int = 500,
+        encoder_activation="sigmoid",
+        decoder_activation="linear",
+        l2: float = 0.0,
+        loss_normalization: str = "observed",
+        input_dropout: float = 0.0,
+        global_mean: float = 0.0,
+        rating_range=None,
+        ratings=None,
+        **kwargs,
+    ):
+        if kind not in KINDS:
+            raise TfrecError(f"kind must be 'item' or 'user', got {kind!r}")
+        if loss_normalization not in NORMALIZATIONS:
+            raise TfrecError(f"loss_normalization must be 'observed' or 'entries', got {loss_normalization!r}")
+        super().__init__(rating_range=rating_range, **kwargs)
+        self.kind, self.hidden, self.l2 = kind, int(hidden), float(l2)
+        self.encoder_activation, self.decoder_activation = encoder_activation, decoder_activation
+        self.loss_normalization, self.global_mean = loss_normalization, float(global_mean)
+        if not 0.0 <= input_dropout < 1.0:
+            raise TfrecError(f"input_dropout must be in [0, 1), got {input_dropout}")
+        self.input_dropout = float(input_dropout)
+        self.dropout = tf.keras.layers.Dropout(self.input_dropout)
+        self._add_lookups(user_vocabulary, item_vocabulary)
+        users, items = len(self.user_vocabulary), len(self.item_vocabulary)
+        rows, self.width = (items, users) if kind == "item" else (users, items)
+        if ratings is None:  # from a config: the weights bring the ratings back
+            ratings = np.zeros(rows + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+        splits, columns, values = (np.asarray(a) for a in ratings)
+        if len(splits) != rows + 1 or not splits[-1] == len(columns) == len(values):
+            raise TfrecError(
+                f"ratings: row_splits of length {len(splits)} ending at {splits[-1]}, {len(columns)} columns and "
+                f"{len(values)} values do not describe {rows} rows"
+            )
+
+        # Plain variables, not Keras weights: the number of ratings may change (set_ratings).
+        self.row_splits = tf.Variable(np.asarray(splits, np.int64), trainable=False, name="row_splits")
+        self.columns = tf.Variable(np.asarray(columns, np.int32), trainable=False, name="columns", shape=[None])
+        self.values = tf.Variable(np.asarray(values, np.float32), trainable=False, name="values", shape=[None])
+        regularizer = tf.keras.regularizers.L2(self.l2) if self.l2 else None
+        self.encoder = tf.keras.layers.Dense(hidden, encoder_activation, kernel_regularizer=regularizer, name="encoder")
+        # An identity decoder starts at the training mean rather than at 0 (measured: fewer epochs on ML-100K).
+        start = self.global_mean if decoder_activation == "linear" else 0.0
+        self.decoder = tf.keras.layers.Dense(
+            self.width, decoder_activation, kernel_regularizer=regularizer,
+            bias_initializer=tf.keras.initializers.Constant(start), name="decoder",
+        )  # fmt: skip
+        self.encoder.build((None, self.width))
+        self.decoder.build((None, self.hidden))
+
+    @classmethod
+    def from_table(cls, train: Ratings, kind: str = "item", **kwargs):
+        """The model with the vocabularies, mean, range and rating rows of a training table."""
+        if kind not in KINDS:
+            raise TfrecError(f"kind must be 'item' or 'user', got {kind!r}")
+        rows = rating_rows(train, kind)
+        stored = (rows.row_splits, rows.columns, rows.values)
+        return cls(**{**cls.table_args(train), "kind": kind, "ratings": stored, **kwargs})
+
+    def set_ratings(self, table: Ratings) -> None:
+        """Replaces the stored input ratings with ``table``'s (ids outside the vocabularies are left out).
+
+        The weights stay. ``tfrec train`` calls it after early stopping with the
+        whole training part, so the validation cut's ratings, held out while
+        fitting, are inputs again when predicting, as they are known ratings.
+        """
+        users = {u: k for k, u in enumerate(self.user_vocabulary)}
+        items = {i: k for k, i in enumerate(self.item_vocabulary)}
+        u = np.array([users.get(x, -1) for x in table.user_ids])[table.user]
+        i = np.array([items.get(x, -1) for x in table.item_ids])[table.item]
+        keep = (u >= 0) & (i >= 0)
+        rows, cols = (i[keep], u[keep]) if self.kind == "item" else (u[keep], i[keep])
+        splits, columns, values = compress(rows, cols, table.rating[keep], self.row_splits.shape[0] - 1)
+        self.row_splits.assign(splits)
+        self.columns.assign(columns)
+        self.values.assign(values)
+
+    @property
+    def num_ratings(self) -> int:
+        """How many training ratings the model holds as inputs."""
+        return int(tf.size(self.values))
+
+    def reconstruct(self, ratings, training=False):
+        """``r_hat`` for dense rating vectors ``[B, width]``."""
+        if self.input_dropout:
+            ratings = self.dropout(ratings, training=training)
+        return self.decoder(self.encoder(ratings, training=training), training=training)
+
+    def score(self, features, training=False):
+        if "ratings" in features:
+            # Unobserved entries read as 0 whatever the vector holds there, so they change nothing.
+            return self.reconstruct(features["ratings"] * features["mask"], training)
+        users, items = self.lookup(features)
+        rows, columns = (items, users) if self.kind == "item" else (users, items)
+        known = tf.logical_and(users > 0, items > 0)
+        unique_rows, position = tf.unique(tf.maximum(rows - 1, 0))
+        inputs = sparse_rows(self.row_splits, self.columns, self.values, unique_rows, self.width)
+        encoder_in = tf.sparse.sparse_dense_matmul(inputs, self.encoder.kernel) + self.encoder.bias
+        h = tf.gather(self.encoder.activation(encoder_in), position)
+        units = tf.maximum(columns - 1, 0)
+        decoded = tf.reduce_sum(h * tf.transpose(tf.gather(self.decoder.kernel, units, axis=1)), axis=-1)
+        decoded = self.decoder.activation(decoded + tf.gather(self.decoder.bias, units))
+        return tf.where(known, decoded, self.global_mean)
+
+    def loss_inputs(self, features, training=False):
+        if "ratings" not in features:
+            return super().loss_inputs(features, training)
+        predictions = self(features, training=training)
+        flat = lambda x: tf.reshape(x, [-1, 1])  # noqa: E731
+        return flat(features["ratings"]), flat(predictions), flat(features["mask"])
+
+    def reduce_loss(self, per_example, weights):
+        if weights is None or self.loss_normalization == "entries":
+            return tf.nn.compute_average_loss(per_example)
+        observed = tf.distribute.get_replica_context().all_reduce("sum", tf.reduce_sum(weights))
+        return tf.reduce_sum(per_example) / tf.maximum(observed, 1.0)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "user_vocabulary": self.user_vocabulary,
+            "item_vocabulary": self.item_vocabulary,
+            "kind": self.kind,
+            "hidden": self.hidden,
+            "encoder_activation": self.encoder_activation,
+            "decoder_activation": self.decoder_activation,
+            "l2": self.l2,
+            "loss_normalization": self.loss_normalization,
+            "input_dropout": self.input_dropout,
+            "global_mean": self.global_mean,
+        }

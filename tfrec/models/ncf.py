@@ -1,0 +1,176 @@
+"""Neural collaborative filtering: the MLP, GMF and NeuMF models of He et al. (2017)."""
+
+from __future__ import annotations
+
+from tfrec._keras import tf
+import tensorflow_recommenders as tfrs
+
+from tfrec.errors import TfrecError
+from tfrec.models._base import RatingModel, rating_task
+from tfrec.models._layers import IdEmbedding, mlp_tower
+
+VARIANTS = ("mlp", "gmf", "neumf")
+FEEDBACK = ("explicit", "implicit")
+IMPLICIT_LOSSES = ("bce", "mse")
+
+
+def implicit_task(loss: str) -> tfrs.tasks.Ranking:
+    """The implicit-feedback head: BCE on logits, or MSE on the sigmoid output; AUC as metric."""
+    none = tf.keras.losses.Reduction.NONE
+    if loss == "bce":
+        return tfrs.tasks.Ranking(
+            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=none),
+            metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")],
+        )
+    return tfrs.tasks.Ranking(
+        loss=tf.keras.losses.MeanSquaredError(reduction=none),
+        metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse"), tf.keras.metrics.AUC(name="auc")],
+    )
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrec")
+class NeuralCollaborativeFiltering(RatingModel):
+    """NCF (He, Liao, Zhang, Nie, Hu & Chua, WWW 2017) for ratings or implicit feedback.
+
+    Three variants of one family, chosen by ``variant``:
+
+    - ``mlp``: ``y = w . MLP([p_u ; q_i]) + b``, the user and item embeddings
+      concatenated and fed to a tower of Dense layers (each after an optional
+      Dropout). With ``dim=32, layers=[256, 64]`` this is the model of the
+      TensorFlow Recommenders basic ranking tutorial.
+    - ``gmf``: ``y = w . (g_u * h_i) + b``, a weighted dot product.
+    - ``neumf``: ``y = w . [g_u * h_i ; MLP([p_u ; q_i])] + b``, the two
+      branches (with their own embeddings) fused before the output layer.
+
+    With ``feedback="explicit"`` ``y`` is the rating (MSE loss, RMSE/MAE
+    metrics); the output bias starts at the training mean. With
+    ``feedback="implicit"`` the model predicts ``sigmoid(y)``, the probability
+    that the user interacts with the item (label ``label``: 1 for a rated pair,
+    0 for a sampled one), trained with binary cross-entropy on ``y`` or, as the
+    common PyTorch NCF tutorial does, MSE on ``sigmoid(y)``.
+
+    A pair with an unseen user or item predicts the training mean (explicit)
+    or 0 (implicit: an id with no interactions is never recommended).
+
+    Args:
+      user_vocabulary, item_vocabulary: Known ids (strings).
+      variant: ``mlp``, ``gmf`` or ``neumf``.
+      dim: Embedding width of the MLP branch (each of user and item).
+      gmf_dim: Embedding width of the GMF branch; default ``dim``.
+      layers: Widths of the MLP's hidden layers.
+      dropout: Dropout rate before each hidden layer (0: none).
+      activation: Hidden-layer activation.
+      feedback: ``explicit`` or ``implicit``.
+      implicit_loss: ``bce`` or ``mse`` (implicit only).
+      l2: L2 weight on the looked-up embedding rows per batch (see ``IdEmbedding``).
+      embeddings_initializer: Keras initializer of the embeddings; "default" is
+        N(0, 0.01), the NCF paper's.
+      global_mean, rating_range: From the training table (explicit only).
+
+    Example:
+      >>> model = NeuralCollaborativeFiltering.from_table(train, layers=[256, 64])
+      >>> model({"user_id": tf.constant(["1"]), "movie_id": tf.constant(["1"])}).shape
+      TensorShape([1])
+    """
+
+    def __init__(
+        self,
+        user_vocabulary,
+        item_vocabulary,
+        variant: str = "mlp",
+        dim: int = 32,
+        gmf_dim: int | None = None,
+        layers=(256, 64),
+        dropout: float = 0.0,
+        activation="relu",
+        feedback: str = "explicit",
+        implicit_loss: str = "bce",
+        l2: float = 0.0,
+        embeddings_initializer="default",
+        global_mean: float = 0.0,
+        rating_range=None,
+        **kwargs,
+    ):
+        for key, value, allowed in (
+            ("variant", variant, VARIANTS), ("feedback", feedback, FEEDBACK),
+            ("implicit_loss", implicit_loss, IMPLICIT_LOSSES),
+        ):  # fmt: skip
+            if value not in allowed:
+                raise TfrecError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+        layer_sizes = [int(s) for s in layers]
+        if variant != "gmf" and not layer_sizes:
+            raise TfrecError(f"layers: the {variant} variant needs at least one hidden layer")
+        if not 0.0 <= dropout < 1.0:
+            raise TfrecError(f"dropout must be in [0, 1), got {dropout}")
+        implicit = feedback == "implicit"
+        super().__init__(
+            rating_range=None if implicit else rating_range,
+            task=implicit_task(implicit_loss) if implicit else rating_task(),
+            **kwargs,
+        )
+        self.layer_sizes = layer_sizes
+        self.label = "label" if implicit else "user_rating"
+        self.variant, self.feedback, self.implicit_loss = variant, feedback, implicit_loss
+        self.dim, self.gmf_dim = int(dim), int(gmf_dim or dim)
+        self.dropout, self.activation, self.l2 = float(dropout), activation, float(l2)
+        self.global_mean = float(global_mean)
+        if embeddings_initializer == "default":
+            embeddings_initializer = tf.keras.initializers.RandomNormal(stddev=0.01)
+        self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
+        self._add_lookups(user_vocabulary, item_vocabulary)
+        users, items = len(self.user_vocabulary), len(self.item_vocabulary)
+
+        def table(n, width, name):
+            return IdEmbedding(n, width, self.embeddings_initializer, self.l2, name=name)
+
+        if variant != "gmf":
+            self.user_mlp, self.item_mlp = table(users, self.dim, "user_mlp"), table(items, self.dim, "item_mlp")
+            self.tower = mlp_tower(self.layer_sizes, self.dropout, activation)
+        if variant != "mlp":
+            self.user_gmf = table(users, self.gmf_dim, "user_gmf")
+            self.item_gmf = table(items, self.gmf_dim, "item_gmf")
+        start = 0.0 if implicit else self.global_mean
+        self.output_layer = tf.keras.layers.Dense(1, bias_initializer=tf.keras.initializers.Constant(start))
+
+    def logits(self, features, training=False):
+        """``y`` of the class docstring, shape ``[batch]``, and whether both ids are known."""
+        users, items = self.lookup(features)
+        branches = []
+        if self.variant != "mlp":
+            branches.append(self.user_gmf(users) * self.item_gmf(items))
+        if self.variant != "gmf":
+            pair = tf.concat([self.user_mlp(users), self.item_mlp(items)], axis=-1)
+            branches.append(self.tower(pair, training=training))
+        fused = branches[0] if len(branches) == 1 else tf.concat(branches, axis=-1)
+        return self.output_layer(fused)[:, 0], tf.logical_and(users > 0, items > 0)
+
+    def score(self, features, training=False):
+        y, known = self.logits(features, training)
+        if self.feedback == "implicit":
+            return tf.where(known, tf.sigmoid(y), 0.0)
+        return tf.where(known, y, self.global_mean)
+
+    def loss_inputs(self, features, training=False):
+        if self.feedback == "explicit":
+            return super().loss_inputs(features, training)
+        y, _ = self.logits(features, training)
+        predictions = y if self.implicit_loss == "bce" else tf.sigmoid(y)
+        return features[self.label][:, tf.newaxis], predictions[:, tf.newaxis], None
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "user_vocabulary": self.user_vocabulary,
+            "item_vocabulary": self.item_vocabulary,
+            "variant": self.variant,
+            "dim": self.dim,
+            "gmf_dim": self.gmf_dim,
+            "layers": self.layer_sizes,
+            "dropout": self.dropout,
+            "activation": self.activation,
+            "feedback": self.feedback,
+            "implicit_loss": self.implicit_loss,
+            "l2": self.l2,
+            "embeddings_initializer": tf.keras.initializers.serialize(self.embeddings_initializer),
+            "global_mean": self.global_mean,
+        }

@@ -46,6 +46,8 @@ def test_train_prints_summary_table_and_json(trained_json):
     assert summary["config"]["model"] == "biased-mf" and summary["config"]["epochs"] == 3
     assert summary["epochs"] <= 3 and 0 < summary["test_rmse"] < 1.5
     assert "Epoch 1/3" in result.stdout  # Keras progress is shown
+    assert summary["devices"] and all(d.startswith(("CPU:", "GPU:")) for d in summary["devices"])
+    assert "cuInit" not in result.stderr and "oneDNN" not in result.stderr, result.stderr  # TF's start-up noise
 
 
 @pytest.mark.parametrize(
@@ -174,20 +176,25 @@ def test_strategy_auto_on_cpu_and_mirrored_over_two_logical_devices():
         split = data.random_split(g.ratings, 0.2, seed=0)
         settings = {
             "biased-mf": (TrainConfig(model="biased-mf", dim=8, l2=0.01, batch_size=256, steps_per_execution=4), 40),
-            "neumf": (TrainConfig(model="neumf", dim=8, layers="16,8", batch_size=256, learning_rate=0.005), 20),
-            "autorec-i": (TrainConfig(model="autorec-i", hidden=32, batch_size=8, learning_rate=0.01), 40),
+            "neumf": (TrainConfig(model="neumf", dim=8, layers="16,8", batch_size=256, learning_rate=0.003), 15),
+            # No input dropout: its random draws differ per replica by design.
+            "autorec-i": (
+                TrainConfig(model="autorec-i", hidden=32, batch_size=16, learning_rate=0.01, input_dropout=0), 30
+            ),
         }
         for model_name, (config, epochs) in settings.items():
             results = {}
             for name, s in (("single", strategy("default")), ("mirrored", mirrored)):
                 tf.keras.utils.set_random_seed(0)
                 model = build(model_name, split.train, config, s)
-                model.fit(training_dataset(config, split.train, s.num_replicas_in_sync > 1), epochs=epochs, verbose=0)
+                # Both drop each epoch's partial batch (mirrored must), so both see the same batches.
+                model.fit(training_dataset(config, split.train, drop_remainder=True), epochs=epochs, verbose=0)
                 results[name] = model.evaluate(data.dataset(split.test, 4096), return_dict=True, verbose=0)["rmse"]
                 if name == "mirrored":
                     assert type(model.trainable_variables[0]).__name__ == "MirroredVariable"
-            print(model_name, results)
-            assert abs(results["single"] - results["mirrored"]) < 0.01 and results["single"] < 0.75, results
+            print(model_name, results, flush=True)  # pytest -s shows them
+            assert abs(results["single"] - results["mirrored"]) < 0.002, (model_name, results)
+            assert results["single"] < 0.75, (model_name, results)  # learned: the global mean scores about 1.0
         """
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -202,3 +209,26 @@ def test_default_biased_mf_on_ml100k_reaches_093():
     summary = run(TrainConfig(model="biased-mf", data="ml-100k"), verbose=0)
     assert summary["split_fingerprint"] == data.split(data.load("ml-100k")).fingerprint
     assert summary["test_rmse"] <= 0.93, summary["test_rmse"]
+
+
+@pytest.mark.skipif(data.recbole_directory() is None, reason="recbole not installed (README install command adds it)")
+@pytest.mark.parametrize("model, bound", [("ncf", 0.95), ("autorec-i", 0.90)])
+def test_default_neural_models_on_ml100k(model, bound):
+    """Issue 3's numbers: `tfrec train --model M --data ml-100k` defaults, 80/20 seed 42."""
+    from tfrec.config import TrainConfig
+    from tfrec.train import run
+
+    summary = run(TrainConfig(model=model, data="ml-100k"), verbose=0)
+    assert summary["test_rmse"] <= bound, summary["test_rmse"]
+
+
+@pytest.mark.skipif(data.recbole_directory() is None, reason="recbole not installed (README install command adds it)")
+def test_implicit_ncf_on_ml100k_beats_most_popular():
+    """NCF protocol on ML-100K (leave-last-out, 99 sampled negatives); the MLP variant capped at
+    5 epochs to keep the suite short (benchmarks/RESULTS.md has the full default runs)."""
+    from tfrec.config import TrainConfig
+    from tfrec.train import run
+
+    summary = run(TrainConfig(model="ncf", feedback="implicit", data="ml-100k", epochs=5), verbose=0)
+    for name in ("hit_rate@10", "ndcg@10"):
+        assert summary["test_" + name] > summary["popular_" + name] + 0.05, summary

@@ -35,3 +35,15 @@ def test_quickstart_runs_and_learns():
     assert result.returncode == 0, result.stderr[-2000:]
     rmse = float(re.search(r"test RMSE (\d\.\d+)", result.stdout).group(1))
     assert rmse < 0.95, result.stdout
+
+
+@pytest.mark.skipif(data.recbole_directory() is None, reason="recbole not installed (README install command adds it)")
+def test_tfrs_basic_ranking_tutorial_runs_and_beats_the_mean():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "tfrs_basic_ranking.py")], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("Epoch ") == 3  # the tutorial's 3 epochs
+    rmse = float(re.search(r"test RMSE (\d\.\d+)", result.stdout).group(1))
+    baseline = float(re.search(r"training-mean baseline RMSE (\d\.\d+)", result.stdout).group(1))
+    assert rmse < baseline - 0.01, result.stdout

@@ -17,8 +17,8 @@ SETTINGS = {
     "ncf": ({"layers": "32,16", "learning_rate": 0.003, "l2": 1e-4}, 25),
     "gmf": ({"learning_rate": 0.01, "l2": 1e-4}, 8),
     "neumf": ({"layers": "32,16", "learning_rate": 0.003, "l2": 1e-4}, 10),
-    "autorec-i": ({"hidden": 100, "learning_rate": 0.01, "l2": 0.001, "batch_size": 32}, 30),
-    "autorec-u": ({"hidden": 100, "learning_rate": 0.01, "l2": 0.001, "batch_size": 32}, 30),
+    "autorec-i": ({"hidden": 100, "learning_rate": 0.01, "l2": 0.001, "batch_size": 32, "input_dropout": 0}, 30),
+    "autorec-u": ({"hidden": 100, "learning_rate": 0.01, "l2": 0.001, "batch_size": 32, "input_dropout": 0}, 30),
 }
 
 

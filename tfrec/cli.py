@@ -38,7 +38,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _per_model(key: str) -> str:
-    return "default per model: " + ", ".join(f"{m} {d[key]:g}" for m, d in MODEL_DEFAULTS.items())
+    def show(value):
+        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
+
+    return "default per model: " + ", ".join(f"{m} {show(d[key])}" for m, d in MODEL_DEFAULTS.items())
 
 
 def _train_parser(sub) -> None:
@@ -57,9 +60,16 @@ def _train_parser(sub) -> None:
     p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=d.optimizer)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
-    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs")
+    p.add_argument("--patience", type=int, help="early-stopping epochs; " + _per_model("patience"))
     p.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution)
     p.add_argument("--strategy", choices=STRATEGY_NAMES, default=d.strategy)
+    p.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        help="after early stopping, retrain on the whole training part for the best epoch count ("
+        + _per_model("refit")
+        + ")",
+    )
     ncf = p.add_argument_group("NCF (ncf, gmf, neumf)")
     ncf.add_argument("--layers", default=",".join(map(str, d.layers)), help="MLP widths (default %(default)s)")
     ncf.add_argument("--dropout", type=float, default=d.dropout, help="before each MLP layer (default %(default)s)")
@@ -118,7 +128,11 @@ def _import_tensorflow_quietly() -> None:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow  # noqa: I001
+
+        # Device discovery logs too (e.g. "failed call to cuInit" on a machine without a GPU driver);
+        # `tfrec train` prints the devices it used instead.
+        tensorflow.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -148,7 +162,11 @@ def _train(args) -> None:
             )
     else:
         rows += [("test RMSE", f"{summary['test_rmse']:.4f}"), ("test MAE", f"{summary['test_mae']:.4f}")]
-    rows += [("epochs", f"{summary['epochs']}{best}"), ("fit seconds", f"{summary['fit_seconds']:.2f}")]
+    rows.append(("epochs", f"{summary['epochs']}{best}"))
+    if summary["refit_epochs"]:
+        rows.append(("refit", f"{summary['refit_epochs']} epochs on the whole training part"))
+    rows.append(("fit seconds", f"{summary['fit_seconds']:.2f}"))
+    rows.append(("devices", ", ".join(summary["devices"])))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}} {v}" for k, v in rows))
     if args.json:

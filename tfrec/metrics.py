@@ -15,6 +15,8 @@ scorers with many of them, such as the most-popular baseline.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from tfrec._keras import tf
 
@@ -51,20 +53,33 @@ def ranking_metrics(model, candidates: Candidates, k: int = 10, batch_size: int 
       ``{f"hit_rate@{k}": float, f"ndcg@{k}": float}``.
     """
     width = candidates.movie_id.shape[1]
+    step = _scorer(model, width, k)
     ds = tf.data.Dataset.from_tensor_slices((candidates.user_id, candidates.movie_id)).batch(batch_size)
-
-    @tf.function
-    def step(users, items):
-        flat = {"user_id": tf.repeat(users, width), "movie_id": tf.reshape(items, [-1])}
-        scores = tf.reshape(model(flat), [-1, width])
-        return rank_metrics(scores, k)
-
     hits, ndcgs = [], []
     for users, items in ds:
         hit, ndcg = step(users, items)
         hits.append(hit.numpy())
         ndcgs.append(ndcg.numpy())
     return {f"hit_rate@{k}": float(np.concatenate(hits).mean()), f"ndcg@{k}": float(np.concatenate(ndcgs).mean())}
+
+
+_SCORERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _scorer(model, width: int, k: int):
+    """One traced function per model, candidate width and k, reused across epochs."""
+    cache = _SCORERS.setdefault(model, {})
+    if (width, k) not in cache:
+        scorer = weakref.ref(model)  # the cache must not keep the model alive
+        spec = (tf.TensorSpec([None], tf.string), tf.TensorSpec([None, width], tf.string))
+
+        @tf.function(input_signature=spec)
+        def step(users, items):
+            flat = {"user_id": tf.repeat(users, width), "movie_id": tf.reshape(items, [-1])}
+            return rank_metrics(tf.reshape(scorer()(flat), [-1, width]), k)
+
+        cache[(width, k)] = step
+    return cache[(width, k)]
 
 
 def most_popular(train: Ratings):

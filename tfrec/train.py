@@ -123,8 +123,8 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     NDCG@10 beside the most-popular baseline's on the same candidates.
 
     Returns:
-      ``{"test_rmse", "test_mae", "epochs", "best_epoch", "validation",
-      "fit_seconds", "split_fingerprint", "config", "model"}`` (``validation``:
+      ``{"test_rmse", "test_mae", "epochs", "best_epoch", "refit_epochs", "validation",
+      "fit_seconds", "split_fingerprint", "devices", "config", "model"}`` (``validation``:
       the monitored score at the best epoch) (``model`` is the trained Keras
       model; implicit runs have ``test_rmse``/``test_mae`` None and add
       ``test_hit_rate@10``, ``test_ndcg@10``, ``popular_hit_rate@10``,
@@ -155,9 +155,18 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
         callbacks=[*watch, *callbacks],
     )  # fmt: skip
+    monitored = watch[-1].monitor if watch else None
+    scores = history.history.get(monitored)
+    best = (np.argmax(scores) if config.implicit else np.argmin(scores)) if scores else None
+    refit_epochs = None
+    if config.refit and best is not None:
+        # Early stopping chose the epoch count; train a fresh model on the whole training part for it.
+        tf.keras.utils.set_random_seed(config.seed)
+        net = build(config.model, parts.train, config, strategy_)
+        full_ds = training_dataset(config, parts.train, drop_remainder=strategy_.num_replicas_in_sync > 1)
+        refit_epochs = int(best) + 1
+        net.fit(full_ds, epochs=refit_epochs, verbose=verbose, callbacks=list(callbacks))
     fit_seconds = time.perf_counter() - start
-    if isinstance(net, AutoRec) and validation is not None:
-        net.set_ratings(parts.train)  # the validation cut's ratings are known inputs again (measured: RESULTS.md)
     summary = {"test_rmse": None, "test_mae": None}
     if config.implicit:
         candidates = ranking_candidates(parts.test, table, RANKING_NEGATIVES, seed=config.seed)
@@ -167,19 +176,25 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     else:
         result = net.evaluate(tfdata.dataset(parts.test, eval_size), return_dict=True, verbose=0)
         summary.update(test_rmse=float(result["rmse"]), test_mae=float(result["mae"]))
-    monitored = watch[-1].monitor if watch else None
-    scores = history.history.get(monitored)
-    best = (np.argmax(scores) if config.implicit else np.argmin(scores)) if scores else None
     return {
         **summary,
         "epochs": len(history.history["loss"]),
         "best_epoch": int(best) + 1 if best is not None else None,
+        "refit_epochs": refit_epochs,
         "validation": {monitored: float(scores[best])} if best is not None else None,
         "fit_seconds": round(fit_seconds, 3),
         "split_fingerprint": parts.fingerprint,
+        "devices": _devices(strategy_, net),
         "config": {**dataclasses.asdict(config), "layers": list(config.layers)},
         "model": net,
     }
+
+
+def _devices(strategy_, net) -> list[str]:
+    """Where the model's variables live: each replica's device, or the one device of the default strategy."""
+    if strategy_.num_replicas_in_sync > 1:
+        return [d.split("/")[-1].removeprefix("device:") for d in strategy_.extended.worker_devices]
+    return [net.trainable_variables[0].device.split("/")[-1].removeprefix("device:")]
 
 
 def _stopper(monitor: str, mode: str, patience: int):

@@ -18,6 +18,7 @@ import dataclasses
 import numpy as np
 from tfrec._keras import tf
 
+from tfrec.data.pipeline import epoch_batches
 from tfrec.data.table import Ratings
 from tfrec.errors import DataError
 
@@ -124,8 +125,6 @@ def vector_dataset(
     rating exists. With ``shuffle`` the row order is drawn anew each epoch with
     ``stateless_shuffle(seed, epoch)``, as in :func:`tfrec.data.dataset`.
     """
-    from tfrec.data.pipeline import epoch_batches
-
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     csr = rating_rows(table, by)

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
+import tfrec  # selects Keras 2 before tensorflow below
 import tensorflow as tf
 from tfrec import data
 from tfrec.config import TrainConfig
-from tfrec.models import BiasedMatrixFactorization, MatrixFactorization
+from tfrec.models import AutoRec, BiasedMatrixFactorization, MatrixFactorization, NeuralCollaborativeFiltering
 from tfrec.train import MODELS, build, training_dataset
 
 # Settings that reach the planted structure in a few seconds each: (config fields, epochs).
@@ -157,3 +157,13 @@ def test_l2_penalises_only_looked_up_rows():
     model(_features(["u1", "u1"], ["i1", "i1"]))
     # 0.5 * (sum of squares of the two looked-up user rows + item rows) / batch of 2
     np.testing.assert_allclose(float(tf.add_n(model.losses)), 0.5 * (2 + 2 + 4 + 4) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [MatrixFactorization, BiasedMatrixFactorization, NeuralCollaborativeFiltering, AutoRec])
+def test_docstring_examples_run(cls, planted_split):
+    import doctest
+
+    globs = {"tf": tf, "tfrec": tfrec, "train": planted_split.train, cls.__name__: cls}
+    (test,) = [t for t in doctest.DocTestFinder(recurse=False).find(cls, globs=globs) if t.examples]
+    result = doctest.DocTestRunner().run(test)
+    assert result.attempted >= 4 and result.failed == 0

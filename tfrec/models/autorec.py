@@ -64,12 +64,13 @@ class AutoRec(RatingModel):
         (:func:`tfrec.data.rating_rows`); None when restoring from a config,
         where the saved weights bring them back.
 
-    Example:
-      >>> model = AutoRec.from_table(train, kind="item", hidden=500)
-      >>> model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
-      >>> model.fit(tfrec.data.vector_dataset(train, "item", 64, shuffle=True), epochs=1)
-      >>> model({"user_id": tf.constant(["1"]), "movie_id": tf.constant(["1"])}).shape
-      TensorShape([1])
+    Example (``train`` is a training ``tfrec.data.Ratings``, such as
+    ``tfrec.data.split(tfrec.data.load("ml-100k")).train``; tests run it):
+      >>> model = AutoRec.from_table(train, kind="item", hidden=300, input_dropout=0.25)
+      >>> model.compile(optimizer=tf.keras.optimizers.Adam(0.001))
+      >>> history = model.fit(tfrec.data.vector_dataset(train, "item", 256, shuffle=True), epochs=1, verbose=0)
+      >>> model({"user_id": tf.constant(["1", "nobody"]), "movie_id": tf.constant(["1", "1"])}).shape
+      TensorShape([2])
     """
 
     def __init__(

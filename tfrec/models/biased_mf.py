@@ -23,11 +23,13 @@ class BiasedMatrixFactorization(MatrixFactorization):
       l2: L2 weight on the looked-up factors per batch.
       bias_l2: L2 weight on the looked-up biases per batch. Default: ``l2``.
 
-    Example:
-      >>> train = tfrec.data.split(tfrec.data.load("ml-100k")).train
-      >>> model = BiasedMatrixFactorization.from_table(train)
-      >>> model.compile(optimizer=tf.keras.optimizers.Adam(0.005))
-      >>> model.fit(tfrec.data.dataset(train, 1024, shuffle=True), epochs=1)
+    Example (``train`` is a training ``tfrec.data.Ratings``, such as
+    ``tfrec.data.split(tfrec.data.load("ml-100k")).train``; tests run it):
+      >>> model = BiasedMatrixFactorization.from_table(train, l2=0.1)
+      >>> model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+      >>> history = model.fit(tfrec.data.dataset(train, 1024, shuffle=True), epochs=1, verbose=0)
+      >>> model({"user_id": tf.constant(["1", "nobody"]), "movie_id": tf.constant(["1", "1"])}).shape
+      TensorShape([2])
     """
 
     def __init__(self, user_vocabulary, item_vocabulary, dim=32, l2=0.0, bias_l2=None, **kwargs):

@@ -28,11 +28,13 @@ class MatrixFactorization(RatingModel):
       global_mean: Training mean rating, the answer for unseen ids.
       rating_range: ``(min, max)`` to clip predictions to at inference, or None.
 
-    Example:
-      >>> train = tfrec.data.split(tfrec.data.load("ml-100k")).train
+    Example (``train`` is a training ``tfrec.data.Ratings``, such as
+    ``tfrec.data.split(tfrec.data.load("ml-100k")).train``; tests run it):
       >>> model = MatrixFactorization.from_table(train, dim=32)
-      >>> model({"user_id": tf.constant(["1"]), "movie_id": tf.constant(["1"])}).shape
-      TensorShape([1])
+      >>> model.compile(optimizer=tf.keras.optimizers.Adam(0.003))
+      >>> history = model.fit(tfrec.data.dataset(train, 1024, shuffle=True), epochs=1, verbose=0)
+      >>> model({"user_id": tf.constant(["1", "nobody"]), "movie_id": tf.constant(["1", "1"])}).shape
+      TensorShape([2])
     """
 
     def __init__(

@@ -67,10 +67,13 @@ class NeuralCollaborativeFiltering(RatingModel):
         N(0, 0.01), the NCF paper's.
       global_mean, rating_range: From the training table (explicit only).
 
-    Example:
-      >>> model = NeuralCollaborativeFiltering.from_table(train, layers=[256, 64])
-      >>> model({"user_id": tf.constant(["1"]), "movie_id": tf.constant(["1"])}).shape
-      TensorShape([1])
+    Example (``train`` is a training ``tfrec.data.Ratings``, such as
+    ``tfrec.data.split(tfrec.data.load("ml-100k")).train``; tests run it):
+      >>> model = NeuralCollaborativeFiltering.from_table(train, variant="neumf", layers=[64, 32, 16])
+      >>> model.compile(optimizer=tf.keras.optimizers.Adam(0.001))
+      >>> history = model.fit(tfrec.data.dataset(train, 1024, shuffle=True), epochs=1, verbose=0)
+      >>> model({"user_id": tf.constant(["1", "nobody"]), "movie_id": tf.constant(["1", "1"])}).shape
+      TensorShape([2])
     """
 
     def __init__(

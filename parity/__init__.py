@@ -1,5 +1,8 @@
-"""tfrec's parity harness: PyTorch reference models and fixtures, and checks of the port.
+"""tfrec's parity harness: PyTorch references, fixtures, and checks that the port matches them.
 
-Empty so far: the PyTorch references, fixtures and ``python -m parity check`` come
-with issue 4. The package is installed with tfrec so that its import path is fixed now.
+- ``parity.reference``: the PyTorch models and one training loop (needs torch).
+- ``parity.cases``: the cases; ``parity.fixtures``: one JSON and one ``.npz`` per case.
+- ``python -m parity generate [CASE...]`` writes fixtures (torch);
+  ``python -m parity check [CASE...]`` (or ``tfrec parity``) checks the TensorFlow
+  models against them with TensorFlow only. ``import parity`` never imports torch.
 """

@@ -1,4 +1,4 @@
-"""The ``tfrec`` command: ``tfrec train``, ``tfrec data info``, ``tfrec data download``.
+"""The ``tfrec`` command: ``tfrec train``, ``tfrec data info``, ``tfrec data download``, ``tfrec parity``.
 
 A user's mistake (a bad flag, an unknown dataset, a malformed file) ends with
 one line on stderr and exit status 2 (usage) or 1 (data), never a traceback.
@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fetch = data_sub.add_parser("download", help="download a MovieLens archive into the cache")
     fetch.add_argument("name")
+    parity = sub.add_parser("parity", help="check the models against the PyTorch reference fixtures")
+    parity.add_argument("cases", nargs="*", help="case names (default: all)")
     return parser
 
 
@@ -200,19 +202,31 @@ def _download(args) -> None:
     print(data.download(args.name))
 
 
+def _parity(args) -> int:
+    from parity.cases import CASES
+
+    unknown = [c for c in args.cases if c not in CASES]
+    if unknown:
+        raise TfrecError(f"unknown parity case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    _import_tensorflow_quietly()
+    from parity.check import main as check
+
+    return check(args.cases)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     command = args.command if args.command != "data" else f"data {args.data_command}"
-    handler = {"train": _train, "data info": _info, "data download": _download}[command]
+    handler = {"train": _train, "data info": _info, "data download": _download, "parity": _parity}[command]
     try:
-        handler(args)
+        status = handler(args)
     except TfrecError as e:
         print(f"tfrec: error: {e}", file=sys.stderr)
         return DATA_ERROR
     except KeyboardInterrupt:
         print("tfrec: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -112,7 +112,13 @@ class RatingModel(tfrs.Model):
         self.regularization_tracker.update_state(regularization * replicas)
         return {metric.name: metric.result() for metric in self.metrics}
 
+    @staticmethod
+    def _unpack(inputs):
+        # train_on_batch/test_on_batch(x) hand the step (x,); fit on a dataset of dicts hands x.
+        return inputs[0] if isinstance(inputs, tuple) and len(inputs) == 1 else inputs
+
     def train_step(self, inputs):
+        inputs = self._unpack(inputs)
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
             regularization = self._regularization()
@@ -122,6 +128,7 @@ class RatingModel(tfrs.Model):
         return self._report(loss, regularization)
 
     def test_step(self, inputs):
+        inputs = self._unpack(inputs)
         loss = self.compute_loss(inputs, training=False)
         return self._report(loss, self._regularization())
 

@@ -1,0 +1,164 @@
+"""``python -m parity check [CASE...]`` (and ``tfrec parity``): the TensorFlow port against the fixtures.
+
+Trajectory tier: the tfrec model gets the reference's initial weights, replays
+its batches in its order with ``train_on_batch`` (tfrec's own ``train_step``),
+and must match every step's data loss and the final test predictions to a
+relative ``TRAJECTORY_RTOL`` in float32. The port's side of each framework
+difference is explicit here:
+
+- Adam: Keras adds epsilon to ``sqrt(v)`` before bias correction, PyTorch
+  after; ``adaptive_epsilon=True`` makes Keras scale it as PyTorch does.
+- Adagrad: Keras starts its accumulator at 0.1 and puts epsilon inside the
+  square root; PyTorch starts at 0 with epsilon 1e-10 outside. With NCF's tiny
+  initial gradients that differs by percent, so the port uses
+  ``tfrec.optimizers.TorchAdagrad``, which divides as PyTorch does.
+- Weight decay: PyTorch's ``weight_decay=w`` adds ``w * p`` to the gradient;
+  Keras' ``L2(l)`` adds ``2 * l * p``. AutoRec's ``l2`` is the reference's
+  ``weight_decay = 2 * l2`` on the weight matrices only (biases undecayed).
+- MF/NCF ``l2`` is tfrec's per-batch penalty on looked-up rows; the reference
+  adds the same term to its loss (``penalty``), not weight decay.
+- AutoRec's masked loss is a mean over observed entries on both sides
+  (``loss_normalization="observed"``).
+- Initializers do not matter here: the reference's initial weights are copied.
+
+Checking needs TensorFlow only, never torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from parity import fixtures_io
+from parity.cases import CASES, TRAJECTORY_RTOL, Case
+from parity.data import case_data
+
+
+def keras_optimizer(case: Case):
+    """The Keras optimizer that takes PyTorch's steps for the case's optimizer (see module docstring)."""
+    from tfrec._keras import tf
+    from tfrec.optimizers import TorchAdagrad, torch_adam
+
+    if case.optimizer == "sgd":
+        return tf.keras.optimizers.SGD(case.learning_rate)
+    if case.optimizer == "adagrad":
+        return TorchAdagrad(case.learning_rate)
+    return torch_adam(case.learning_rate)
+
+
+def tf_model(case: Case, d):
+    from tfrec.config import TrainConfig
+    from tfrec.train import MODELS, model_kwargs
+
+    config = TrainConfig(
+        model=case.model, dim=case.dim, layers=case.layers, hidden=case.hidden, l2=case.l2,
+        learning_rate=case.learning_rate, input_dropout=0.0,
+    )  # fmt: skip
+    config.check()
+    kwargs = model_kwargs(config)
+    if case.model in ("ncf", "gmf", "neumf"):
+        kwargs["gmf_dim"] = case.dim
+    model = MODELS[case.model].from_table(d.train, **kwargs)
+    model.compile(optimizer=keras_optimizer(case))
+    return model
+
+
+def load_initial(model, case: Case, arrays: dict) -> None:
+    """Copies the reference's ``state_dict`` into the tfrec model (row 0 of a table is tfrec's OOV row)."""
+    w = {k.removeprefix("initial/"): v for k, v in arrays.items() if k.startswith("initial/")}
+
+    def table(layer, name):
+        emb = layer.embedding.embeddings
+        emb.assign(np.concatenate([emb.numpy()[:1], w[name]], axis=0))
+
+    def dense(layer, name):
+        layer.kernel.assign(w[f"{name}.weight"].T)
+        layer.bias.assign(w[f"{name}.bias"])
+
+    if case.model.startswith("autorec"):
+        dense(model.encoder, "encoder")
+        dense(model.decoder, "decoder")
+        return
+    if case.model in ("mf", "biased-mf"):
+        table(model.user_factors, "user_factors.weight")
+        table(model.item_factors, "item_factors.weight")
+        if case.model == "biased-mf":
+            table(model.user_bias, "user_bias.weight")
+            table(model.item_bias, "item_bias.weight")
+        return
+    for name in ("user_gmf", "item_gmf", "user_mlp", "item_mlp"):
+        if hasattr(model, name):
+            table(getattr(model, name), f"{name}.weight")
+    if hasattr(model, "tower"):
+        for k, layer in enumerate(model.tower.layers):
+            dense(layer, f"tower.{2 * k}")
+    dense(model.output_layer, "output")
+
+
+def _features(d, rows):
+    from tfrec._keras import tf
+
+    if d.vectors is not None:
+        return {"ratings": tf.constant(d.vectors[rows]), "mask": tf.constant(d.mask[rows])}
+    train = d.train
+    return {
+        "user_id": tf.constant(train.user_id[rows]),
+        "movie_id": tf.constant(train.movie_id[rows]),
+        "user_rating": tf.constant(train.rating[rows]),
+    }
+
+
+def trajectory(case: Case, record: dict, arrays: dict) -> dict:
+    """Replays the case in TensorFlow; returns the differences and whether they pass."""
+    from tfrec._keras import tf
+
+    d = case_data(case)
+    if d.fingerprint != record["split_fingerprint"]:
+        raise ValueError(f"{case.name}: split fingerprint {d.fingerprint} != fixture's {record['split_fingerprint']}")
+    model = tf_model(case, d)
+    model(_features(d, np.arange(2)))  # builds every layer
+    load_initial(model, case, arrays)
+    batches = np.split(arrays["batches"], np.cumsum(arrays["batch_sizes"])[:-1])
+    losses = []
+    for rows in batches:
+        out = model.train_on_batch(_features(d, rows), reset_metrics=True, return_dict=True)
+        losses.append(out["loss"])
+    if d.vectors is not None:
+        full = model(_features(d, np.arange(len(d.vectors))), training=True).numpy()
+        predictions = full[d.test_rows_in_vectors, d.test_columns]
+    else:
+        test = {"user_id": tf.constant(d.train.user_ids[np.unique(d.train.user)][d.test_users]),
+                "movie_id": tf.constant(d.train.item_ids[np.unique(d.train.item)][d.test_items])}  # fmt: skip
+        predictions = model(test, training=True).numpy()
+    ref_losses = np.array(record["step_losses"])
+    loss_diff = np.abs(np.array(losses) - ref_losses) / np.maximum(np.abs(ref_losses), 1e-12)
+    # Relative at the rating scale: a prediction near 0 (MF's dot products can be) is compared to 1.
+    pred_diff = np.abs(predictions - arrays["predictions"]) / np.maximum(np.abs(arrays["predictions"]), 1.0)
+    return {
+        "case": case.name,
+        "tier": "trajectory",
+        "steps": len(losses),
+        "max_rel_loss_diff": float(loss_diff.max()),
+        "max_rel_prediction_diff": float(pred_diff.max()),
+        "tolerance": TRAJECTORY_RTOL,
+        "passed": bool(loss_diff.max() <= TRAJECTORY_RTOL and pred_diff.max() <= TRAJECTORY_RTOL),
+        "reference_epoch_losses": record["epoch_losses"],
+        "port_epoch_losses": [float(np.mean(e)) for e in np.array_split(np.array(losses), case.epochs)],
+    }
+
+
+def check(name: str) -> dict:
+    record, arrays = fixtures_io.read(name)
+    return trajectory(CASES[name], record, arrays)
+
+
+def main(names) -> int:
+    failed = 0
+    for name in names or list(CASES):
+        r = check(name)
+        failed += not r["passed"]
+        print(
+            f"{'PASS' if r['passed'] else 'FAIL'}  {name:<20} {r['steps']:>4} steps  "
+            f"loss rel diff {r['max_rel_loss_diff']:.1e}  prediction rel diff {r['max_rel_prediction_diff']:.1e}  "
+            f"(tolerance {r['tolerance']:.0e})"
+        )
+    return 1 if failed else 0

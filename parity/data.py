@@ -1,0 +1,78 @@
+"""A case's data as both frameworks see it: tfrec's split, numbered the way tfrec's lookups number ids.
+
+Users and items are numbered by their rank among the training ids, which is
+tfrec's ``StringLookup`` index minus one; the reference uses these numbers
+directly. AutoRec cases also get the dense training rating matrix (small data
+only) in the row order of ``tfrec.data.rating_rows``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from parity.cases import Case
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CaseData:
+    train: object
+    test: object
+    fingerprint: str
+    mean: float
+    num_users: int
+    num_items: int
+    train_users: np.ndarray
+    train_items: np.ndarray
+    train_ratings: np.ndarray
+    test_users: np.ndarray  # test pairs whose user and item are both known
+    test_items: np.ndarray
+    test_ratings: np.ndarray
+    vectors: np.ndarray | None = None  # AutoRec: [rows, width] training ratings, 0 where unobserved
+    mask: np.ndarray | None = None
+    test_rows_in_vectors: np.ndarray | None = None
+    test_columns: np.ndarray | None = None
+
+
+def case_data(case: Case) -> CaseData:
+    from tfrec import data as tfdata
+    from tfrec.data.vectors import present, rating_rows
+
+    table = tfdata.load(case.data)
+    parts = tfdata.split(table, case.split, seed=case.seed)
+    train, test = parts.train, parts.test
+    users, train_users = present(train.user)
+    items, train_items = present(train.item)
+    known = np.isin(test.user, users) & np.isin(test.item, items)
+    test_users = np.searchsorted(users, test.user[known])
+    test_items = np.searchsorted(items, test.item[known])
+    extra = {}
+    if case.model.startswith("autorec"):
+        by = "item" if case.model == "autorec-i" else "user"
+        rows = rating_rows(train, by)
+        vectors, mask = np.zeros(rows.shape, np.float32), np.zeros(rows.shape, np.float32)
+        row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.row_splits))
+        vectors[row_of, rows.columns] = rows.values
+        mask[row_of, rows.columns] = 1.0
+        extra = {
+            "vectors": vectors,
+            "mask": mask,
+            "test_rows_in_vectors": test_items if by == "item" else test_users,
+            "test_columns": test_users if by == "item" else test_items,
+        }
+    return CaseData(
+        train=train,
+        test=test,
+        fingerprint=parts.fingerprint,
+        mean=float(train.rating.astype(np.float64).mean()),
+        num_users=len(users),
+        num_items=len(items),
+        train_users=train_users.astype(np.int64),
+        train_items=train_items.astype(np.int64),
+        train_ratings=train.rating.astype(np.float32),
+        test_users=test_users.astype(np.int64),
+        test_items=test_items.astype(np.int64),
+        test_ratings=test.rating[known].astype(np.float32),
+        **extra,
+    )

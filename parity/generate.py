@@ -1,0 +1,61 @@
+"""``python -m parity generate [CASE...]``: run the PyTorch references and write the fixtures.
+
+Needs torch (``pip install -e ".[parity]"``). Runs single-threaded with the
+case's seed, so generating twice writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from parity import fixtures_io
+from parity.cases import CASES, Case
+from parity.data import case_data
+
+
+def generate(case: Case, root: Path = fixtures_io.FIXTURES) -> None:
+    import torch
+
+    from parity.reference import train as reference
+
+    torch.set_num_threads(1)
+    torch.manual_seed(case.seed)
+    d = case_data(case)
+    if d.vectors is not None:
+        model = reference.build(case, 0, 0, d.mean, width=d.vectors.shape[1])
+        ratings, mask = torch.tensor(d.vectors), torch.tensor(d.mask)
+        initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+        losses, batches = reference.train(case, model, None, ratings, mask)
+        with torch.no_grad():
+            full = model(ratings * mask).numpy()
+        predictions = full[d.test_rows_in_vectors, d.test_columns]
+    else:
+        model = reference.build(case, d.num_users, d.num_items, d.mean)
+        users, items = torch.tensor(d.train_users), torch.tensor(d.train_items)
+        initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+        losses, batches = reference.train(case, model, (users, items), torch.tensor(d.train_ratings))
+        with torch.no_grad():
+            predictions = model(torch.tensor(d.test_users), torch.tensor(d.test_items)).numpy()
+    per_epoch = np.array_split(np.array(losses), case.epochs)
+    record = {
+        "case": case.config(),
+        "split_fingerprint": d.fingerprint,
+        "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "step_losses": losses,
+        "epoch_losses": [float(np.mean(e)) for e in per_epoch],
+    }
+    arrays = {f"initial/{k}": v for k, v in initial.items()}
+    arrays["batches"] = np.concatenate(batches)
+    arrays["batch_sizes"] = np.array([len(b) for b in batches], np.int64)
+    arrays["predictions"] = predictions.astype(np.float32)
+    fixtures_io.write(case.name, record, arrays, root)
+
+
+def main(names) -> int:
+    for name in names or list(CASES):
+        generate(CASES[name])
+        print(f"wrote {fixtures_io.paths(name)[0]}")
+    return 0

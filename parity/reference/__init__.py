@@ -1,0 +1,1 @@
+"""PyTorch references: the models tfrec ports and one plain training loop (needs torch)."""

@@ -1,0 +1,105 @@
+"""The PyTorch models tfrec ports, written as the PyTorch tutorials write them.
+
+Each takes integer row numbers (users and items numbered by their rank among
+the training ids, tfrec's lookup index minus one) and returns raw predictions;
+none clips. Initialisation is PyTorch's own (``nn.Embedding``: N(0, 1),
+``nn.Linear``: Kaiming-uniform) unless a case overrides it; the trajectory tier
+copies these initial weights into the TensorFlow model, so they need not match
+tfrec's defaults.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MF(nn.Module):
+    """``p_u . q_i`` (the classic PyTorch MF blog posts)."""
+
+    def __init__(self, users: int, items: int, dim: int, l2: float = 0.0, std: float = 1.0):
+        super().__init__()
+        self.user_factors = nn.Embedding(users, dim)
+        self.item_factors = nn.Embedding(items, dim)
+        nn.init.normal_(self.user_factors.weight, 0.0, std)
+        nn.init.normal_(self.item_factors.weight, 0.0, std)
+        self.l2 = l2
+
+    def forward(self, users, items):
+        return (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
+
+    def penalty(self, users, items):
+        """``l2 * sum of squares of the looked-up rows / batch``: tfrec's per-batch L2."""
+        rows = [self.user_factors(users), self.item_factors(items)]
+        return self.l2 * sum((r**2).sum() for r in rows) / len(users)
+
+
+class BiasedMF(MF):
+    """``mu + b_u + b_i + p_u . q_i`` with zero-initialised one-dimensional bias embeddings."""
+
+    def __init__(self, users: int, items: int, dim: int, mean: float, l2: float = 0.0, std: float = 1.0):
+        super().__init__(users, items, dim, l2, std)
+        self.user_bias = nn.Embedding(users, 1)
+        self.item_bias = nn.Embedding(items, 1)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+        self.mean = mean
+
+    def forward(self, users, items):
+        biases = (self.user_bias(users) + self.item_bias(items)).squeeze(1)
+        return self.mean + biases + super().forward(users, items)
+
+    def penalty(self, users, items):
+        rows = [self.user_bias(users), self.item_bias(items)]
+        return super().penalty(users, items) + self.l2 * sum((r**2).sum() for r in rows) / len(users)
+
+
+class NCF(nn.Module):
+    """NCF's MLP, GMF and NeuMF variants (He et al. 2017) with one Linear output."""
+
+    def __init__(self, users: int, items: int, variant: str, dim: int, layers, l2: float = 0.0, std: float = 0.01):
+        super().__init__()
+        self.variant, self.l2 = variant, l2
+        width = 0
+        if variant != "mlp":
+            self.user_gmf, self.item_gmf = nn.Embedding(users, dim), nn.Embedding(items, dim)
+            width += dim
+        if variant != "gmf":
+            self.user_mlp, self.item_mlp = nn.Embedding(users, dim), nn.Embedding(items, dim)
+            tower, size = [], 2 * dim
+            for out in layers:
+                tower += [nn.Linear(size, out), nn.ReLU()]
+                size = out
+            self.tower = nn.Sequential(*tower)
+            width += size
+        for module in self.modules():
+            if isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, 0.0, std)
+        self.output = nn.Linear(width, 1)
+
+    def forward(self, users, items):
+        branches = []
+        if self.variant != "mlp":
+            branches.append(self.user_gmf(users) * self.item_gmf(items))
+        if self.variant != "gmf":
+            branches.append(self.tower(torch.cat([self.user_mlp(users), self.item_mlp(items)], dim=1)))
+        return self.output(torch.cat(branches, dim=1)).squeeze(1)
+
+    def penalty(self, users, items):
+        total = 0.0
+        for name, table in self.named_children():
+            if isinstance(table, nn.Embedding):
+                total = total + (table(users if name.startswith("user") else items) ** 2).sum()
+        return self.l2 * total / len(users)
+
+
+class AutoRec(nn.Module):
+    """``r_hat = g(W f(V r + mu) + b)`` over rating vectors (Sedhain et al. 2015)."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.encoder = nn.Linear(width, hidden)
+        self.decoder = nn.Linear(hidden, width)
+
+    def forward(self, ratings):
+        return self.decoder(torch.sigmoid(self.encoder(ratings)))

@@ -1,0 +1,97 @@
+"""The parity harness: every trajectory case passes, the checks can fail, fixtures are fresh."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import tfrec  # noqa: F401  (Keras 2 before TensorFlow)
+from parity import check, fixtures_io
+from parity.cases import CASES
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_trajectory_case_matches_the_reference(name):
+    result = check.check(name)
+    assert result["passed"], result
+    assert result["steps"] >= 20
+
+
+def test_the_adagrad_trap_is_caught_without_the_port_s_fix(monkeypatch):
+    """Keras' own Adagrad (epsilon inside the square root) drifts by percent on NeuMF's tiny gradients."""
+    import tensorflow as tf
+
+    plain = lambda case: tf.keras.optimizers.Adagrad(case.learning_rate, 0.0, 1e-10)  # noqa: E731
+    monkeypatch.setattr(check, "keras_optimizer", plain)
+    result = check.check("neumf-adagrad")
+    assert not result["passed"] and result["max_rel_loss_diff"] > 1e-3, result
+
+
+def test_the_adam_epsilon_trap_is_caught(monkeypatch):
+    """Keras' default Adam (epsilon 1e-7 before bias correction) is not PyTorch's Adam."""
+    import tensorflow as tf
+
+    monkeypatch.setattr(check, "keras_optimizer", lambda case: tf.keras.optimizers.Adam(case.learning_rate))
+    result = check.check("mf-adam")
+    assert not result["passed"], result
+
+
+def test_a_fixture_for_another_split_is_refused(monkeypatch):
+    record, arrays = fixtures_io.read("mf-sgd")
+    record = {**record, "split_fingerprint": "0" * 16}
+    with pytest.raises(ValueError, match="split fingerprint"):
+        check.trajectory(CASES["mf-sgd"], record, arrays)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the README install command adds the parity extra)")
+@pytest.mark.parametrize("name", ["mf-adagrad", "autorec-u-sgd"])
+def test_regenerated_fixture_is_byte_identical_to_the_stored_one(name, tmp_path):
+    from parity.generate import generate
+
+    generate(CASES[name], root=tmp_path)
+    for stored, fresh in zip(fixtures_io.paths(name), fixtures_io.paths(name, tmp_path)):
+        stale = f"{stored.name} is stale: run python -m parity generate {name}"
+        assert fresh.read_bytes() == stored.read_bytes(), stale
+
+
+def test_checking_works_without_torch():
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None  # any import of torch now fails
+        import parity, parity.check
+        result = parity.check.check("biased-mf-sgd")
+        assert result["passed"], result
+        print("ok")
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+def test_fixtures_hold_configs_versions_and_losses():
+    for name, case in CASES.items():
+        record, arrays = fixtures_io.read(name)
+        assert record["case"] == case.config()
+        assert set(record["versions"]) == {"torch", "numpy", "python"}
+        assert len(record["step_losses"]) == len(arrays["batch_sizes"]) and len(record["epoch_losses"]) == case.epochs
+        assert np.isfinite(record["step_losses"]).all() and record["epoch_losses"][-1] < record["epoch_losses"][0]
+
+
+def test_tfrec_parity_command():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "tfrec", "parity", *a], capture_output=True, text=True,  # noqa: E731
+                                    env=env, timeout=300)  # fmt: skip
+    ok = run("gmf-sgd")
+    assert ok.returncode == 0 and ok.stdout.startswith("PASS  gmf-sgd"), ok.stdout + ok.stderr[-2000:]
+    bad = run("nope")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        f"tfrec: error: unknown parity case(s) nope; known: {', '.join(CASES)}"
+    ]

@@ -1,4 +1,4 @@
-"""``python -m parity {generate,check} [CASE...]``."""
+"""``python -m parity {generate,check,report} [CASE...]``."""
 
 import argparse
 import os
@@ -9,10 +9,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parity", description="tfrec's PyTorch parity harness")
-    parser.add_argument("command", choices=["generate", "check"])
+    parser.add_argument("command", choices=["generate", "check", "report"])
     parser.add_argument("cases", nargs="*", help="case names (default: all)")
     args = parser.parse_args(argv)
-    from parity.cases import CASES
+    from parity.cases import ALL_CASES as CASES
 
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
@@ -21,6 +21,8 @@ def main(argv=None) -> int:
 
     if args.command == "generate":
         from parity.generate import main as run
+    elif args.command == "report":
+        from parity.report import main as run
     else:
         from parity.check import main as run
     return run(args.cases)

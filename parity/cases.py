@@ -3,7 +3,9 @@
 A trajectory case runs a few hundred steps on small synthetic data: the
 TensorFlow model starts from the reference's initial weights and takes the
 reference's batches in the reference's order, so per-step losses and final
-predictions must agree to a relative ``TRAJECTORY_RTOL``.
+predictions must agree to a relative ``TRAJECTORY_RTOL``. A metric case trains
+each framework independently on MovieLens-100K and compares test RMSE and MAE
+means over seeds.
 """
 
 from __future__ import annotations
@@ -51,9 +53,15 @@ class Case:
     split: str = "ratio"
     seed: int = 0
     tier: str = "trajectory"
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def training_seeds(self) -> tuple[int, ...]:
+        """Metric cases train once per seed (the split stays ``seed``'s); trajectory cases once."""
+        return self.seeds or (self.seed,)
 
     def config(self) -> dict:
-        return {**dataclasses.asdict(self), "layers": list(self.layers)}
+        return {**dataclasses.asdict(self), "layers": list(self.layers), "seeds": list(self.seeds)}
 
 
 CASES = {
@@ -71,3 +79,38 @@ CASES = {
         Case("autorec-u-sgd", "autorec-u", "sgd", 0.05, 8, 4),
     ]
 }
+
+# Metric tier: each framework trains on its own from its own random initial weights (the same
+# distribution), on ML-100K, once per seed; the means over seeds must agree within
+# max(METRIC_ATOL, 3 x the reference's std).
+METRIC_ATOL = 0.005
+_ML = {"data": "ml-100k", "seed": 42, "tier": "metric", "seeds": (1, 2, 3), "dim": 32, "init_std": 0.1}
+METRIC_CASES = {
+    c.name: c
+    for c in [
+        Case("mf-ml100k-ratio", "mf", "adam", 0.003, 1024, 25, l2=0.1, split="ratio", **_ML),
+        Case("mf-ml100k-u1", "mf", "adam", 0.003, 1024, 25, l2=0.1, split="u1", **_ML),
+        Case("biased-mf-ml100k-ratio", "biased-mf", "adam", 0.01, 1024, 8, l2=0.1, split="ratio", **_ML),
+        Case("biased-mf-ml100k-u1", "biased-mf", "adam", 0.01, 1024, 8, l2=0.1, split="u1", **_ML),
+        Case(
+            "ncf-ml100k-ratio", "ncf", "adam", 0.001, 1024, 6, layers=(64, 32, 16), l2=0.01, **{**_ML, "init_std": 0.01}
+        ),
+        Case("gmf-ml100k-ratio", "gmf", "adam", 0.001, 1024, 12, l2=0.01, **{**_ML, "init_std": 0.01}),
+        Case(
+            "neumf-ml100k-ratio",
+            "neumf",
+            "adam",
+            0.001,
+            1024,
+            6,
+            layers=(64, 32, 16),
+            l2=0.01,
+            **{**_ML, "init_std": 0.01},
+        ),
+        Case("autorec-i-ml100k-ratio", "autorec-i", "adam", 0.001, 256, 30, hidden=500, l2=0.001, **_ML),
+        Case("autorec-u-ml100k-ratio", "autorec-u", "adam", 0.003, 256, 20, hidden=300, l2=0.001, **_ML),
+        # The classic PyTorch MF blog posts: one rating per step, plain SGD, N(0, 1) factors, k=20, 10 epochs.
+        Case("mf-per-sample-sgd", "mf", "sgd", 0.01, 1, 10, **{**_ML, "dim": 20, "init_std": 1.0}),
+    ]
+}
+ALL_CASES = {**CASES, **METRIC_CASES}

@@ -31,11 +31,13 @@ def write_npz(path: Path, arrays: dict) -> None:
             zf.writestr(info, buffer.getvalue())
 
 
-def write(name: str, record: dict, arrays: dict, root: Path = FIXTURES) -> None:
+def write(name: str, record: dict, arrays: dict | None = None, root: Path = FIXTURES) -> None:
+    """Writes ``NAME.json`` and, when there are arrays, ``NAME.npz``."""
     root.mkdir(parents=True, exist_ok=True)
     json_path, npz_path = paths(name, root)
     json_path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    write_npz(npz_path, arrays)
+    if arrays:
+        write_npz(npz_path, arrays)
 
 
 def read(name: str, root: Path = FIXTURES) -> tuple[dict, dict]:
@@ -43,6 +45,8 @@ def read(name: str, root: Path = FIXTURES) -> tuple[dict, dict]:
     if not json_path.exists():
         raise FileNotFoundError(f"{json_path}: no fixture; run `python -m parity generate {name}` (needs torch)")
     record = json.loads(json_path.read_text())
+    if not npz_path.exists():
+        return record, {}
     with np.load(npz_path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
     return record, arrays

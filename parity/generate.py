@@ -12,11 +12,21 @@ from pathlib import Path
 import numpy as np
 
 from parity import fixtures_io
-from parity.cases import CASES, Case
+from parity.cases import ALL_CASES, Case
 from parity.data import case_data
 
 
+def _versions() -> dict:
+    import torch
+
+    return {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
 def generate(case: Case, root: Path = fixtures_io.FIXTURES) -> None:
+    """Runs the reference for one case and writes its fixture."""
+    if case.tier == "metric":
+        generate_metric(case, root)
+        return
     import torch
 
     from parity.reference import train as reference
@@ -43,7 +53,7 @@ def generate(case: Case, root: Path = fixtures_io.FIXTURES) -> None:
     record = {
         "case": case.config(),
         "split_fingerprint": d.fingerprint,
-        "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "versions": _versions(),
         "step_losses": losses,
         "epoch_losses": [float(np.mean(e)) for e in per_epoch],
     }
@@ -54,8 +64,47 @@ def generate(case: Case, root: Path = fixtures_io.FIXTURES) -> None:
     fixtures_io.write(case.name, record, arrays, root)
 
 
+def generate_metric(case: Case, root: Path = fixtures_io.FIXTURES) -> None:
+    """Trains the reference once per seed on the case's split; records losses and test metrics."""
+    import torch
+
+    from parity.reference import train as reference
+
+    torch.set_num_threads(1)
+    d = case_data(case)
+    low, high = float(d.train.rating.min()), float(d.train.rating.max())
+    users, items = torch.tensor(d.train_users), torch.tensor(d.train_items)
+    test_users, test_items = torch.tensor(d.test_users), torch.tensor(d.test_items)
+    runs = []
+    for seed in case.seeds:
+        torch.manual_seed(seed)
+        if d.vectors is not None:
+            model = reference.build(case, 0, 0, d.mean, width=d.vectors.shape[1])
+            ratings, mask = torch.tensor(d.vectors), torch.tensor(d.mask)
+            losses, _ = reference.train(case, model, None, ratings, mask, seed=seed)
+            with torch.no_grad():
+                predicted = model(ratings * mask).clamp(low, high).numpy()[d.test_rows_in_vectors, d.test_columns]
+        else:
+            model = reference.build(case, d.num_users, d.num_items, d.mean)
+            losses, _ = reference.train(case, model, (users, items), torch.tensor(d.train_ratings), seed=seed)
+            with torch.no_grad():
+                predicted = model(test_users, test_items).clamp(low, high).numpy()
+        error = predicted.astype(np.float64) - d.test_ratings
+        runs.append({
+            "seed": seed,
+            "epoch_losses": [float(np.mean(e)) for e in np.array_split(np.array(losses), case.epochs)],
+            "test_rmse": float(np.sqrt(np.mean(error**2))),
+            "test_mae": float(np.mean(np.abs(error))),
+        })  # fmt: skip
+    record = {"case": case.config(), "split_fingerprint": d.fingerprint, "versions": _versions(), "runs": runs}
+    for key in ("test_rmse", "test_mae"):
+        values = [r[key] for r in runs]
+        record[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+    fixtures_io.write(case.name, record, None, root)
+
+
 def main(names) -> int:
-    for name in names or list(CASES):
-        generate(CASES[name])
+    for name in names or list(ALL_CASES):
+        generate(ALL_CASES[name])
         print(f"wrote {fixtures_io.paths(name)[0]}")
     return 0

@@ -11,7 +11,11 @@ import pytest
 
 import tfrec  # noqa: F401  (Keras 2 before TensorFlow)
 from parity import check, fixtures_io
-from parity.cases import CASES
+from parity.cases import ALL_CASES, CASES, METRIC_CASES
+from tfrec import data
+
+HAS_ML100K = data.recbole_directory() is not None
+needs_ml100k = pytest.mark.skipif(not HAS_ML100K, reason="recbole not installed (README install command adds it)")
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -42,6 +46,19 @@ def test_the_adam_epsilon_trap_is_caught(monkeypatch):
     assert not result["passed"], result
 
 
+def test_a_port_that_drops_a_bias_term_fails(monkeypatch):
+    from tfrec.models import BiasedMatrixFactorization
+
+    def without_item_bias(self, features, training=False):
+        users, items = self.lookup(features)
+        dropped = 0.0 * self.item_bias(items)[:, 0]  # the table exists, the term is gone
+        return self.global_mean + self.user_bias(users)[:, 0] + dropped + self.interaction(users, items)
+
+    monkeypatch.setattr(BiasedMatrixFactorization, "score", without_item_bias)
+    result = check.check("biased-mf-sgd")
+    assert not result["passed"] and result["max_rel_loss_diff"] > 1e-3, result
+
+
 def test_a_fixture_for_another_split_is_refused(monkeypatch):
     record, arrays = fixtures_io.read("mf-sgd")
     record = {**record, "split_fingerprint": "0" * 16}
@@ -49,13 +66,31 @@ def test_a_fixture_for_another_split_is_refused(monkeypatch):
         check.trajectory(CASES["mf-sgd"], record, arrays)
 
 
+SLOW_CASES = {"mf-per-sample-sgd"}  # 80K steps an epoch at one rating per step: ~2 min per seed here (issue 6)
+
+
+@needs_ml100k
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n for n in METRIC_CASES]
+)
+def test_metric_case_matches_the_reference(name):
+    result = check.check(name)
+    assert result["passed"], {k: result[k] for k in ("test_rmse", "test_mae")}
+    assert len(result["runs"]) == len(METRIC_CASES[name].seeds) >= 3
+
+
 @pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the README install command adds the parity extra)")
-@pytest.mark.parametrize("name", ["mf-adagrad", "autorec-u-sgd"])
+@pytest.mark.parametrize(
+    "name", ["mf-adagrad", "autorec-u-sgd", pytest.param("biased-mf-ml100k-ratio", marks=needs_ml100k)]
+)
 def test_regenerated_fixture_is_byte_identical_to_the_stored_one(name, tmp_path):
     from parity.generate import generate
 
-    generate(CASES[name], root=tmp_path)
+    generate(ALL_CASES[name], root=tmp_path)
     for stored, fresh in zip(fixtures_io.paths(name), fixtures_io.paths(name, tmp_path)):
+        if not stored.exists():  # metric fixtures have no arrays
+            assert not fresh.exists()
+            continue
         stale = f"{stored.name} is stale: run python -m parity generate {name}"
         assert fresh.read_bytes() == stored.read_bytes(), stale
 
@@ -77,12 +112,30 @@ def test_checking_works_without_torch():
 
 
 def test_fixtures_hold_configs_versions_and_losses():
-    for name, case in CASES.items():
+    for name, case in ALL_CASES.items():
         record, arrays = fixtures_io.read(name)
         assert record["case"] == case.config()
         assert set(record["versions"]) == {"torch", "numpy", "python"}
+        if case.tier == "metric":
+            assert [r["seed"] for r in record["runs"]] == list(case.seeds)
+            rmses = [r["test_rmse"] for r in record["runs"]]
+            assert record["test_rmse"]["mean"] == pytest.approx(np.mean(rmses)) and 0.85 < np.mean(rmses) < 1.2
+            assert all(len(r["epoch_losses"]) == case.epochs for r in record["runs"])
+            continue
         assert len(record["step_losses"]) == len(arrays["batch_sizes"]) and len(record["epoch_losses"]) == case.epochs
         assert np.isfinite(record["step_losses"]).all() and record["epoch_losses"][-1] < record["epoch_losses"][0]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib not installed (parity extra)")
+def test_report_writes_a_table_and_learning_curves(tmp_path):
+    from parity.report import main as report
+
+    assert report(["mf-sgd", "gmf-sgd"], out=tmp_path) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "2 of 2 cases pass" in text and text.count("| pass |") == 2
+    for model in ("mf", "gmf"):
+        assert (tmp_path / f"curves-{model}.png").read_bytes().startswith(b"\x89PNG")
+        assert f"(curves-{model}.png)" in text
 
 
 def test_tfrec_parity_command():
@@ -93,5 +146,5 @@ def test_tfrec_parity_command():
     assert ok.returncode == 0 and ok.stdout.startswith("PASS  gmf-sgd"), ok.stdout + ok.stderr[-2000:]
     bad = run("nope")
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
-        f"tfrec: error: unknown parity case(s) nope; known: {', '.join(CASES)}"
+        f"tfrec: error: unknown parity case(s) nope; known: {', '.join(ALL_CASES)}"
     ]

@@ -203,7 +203,7 @@ def _download(args) -> None:
 
 
 def _parity(args) -> int:
-    from parity.cases import CASES
+    from parity.cases import ALL_CASES as CASES
 
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:

@@ -3,9 +3,11 @@
 Each takes integer row numbers (users and items numbered by their rank among
 the training ids, tfrec's lookup index minus one) and returns raw predictions;
 none clips. Initialisation is PyTorch's own (``nn.Embedding``: N(0, 1),
-``nn.Linear``: Kaiming-uniform) unless a case overrides it; the trajectory tier
-copies these initial weights into the TensorFlow model, so they need not match
-tfrec's defaults.
+``nn.Linear``: Kaiming-uniform) except the embedding std, which a case sets,
+and the output bias of NCF and AutoRec, which starts at the training mean as in
+tfrec (a rating model whose output starts at 0 spends its first epochs climbing
+to 3.5). The trajectory tier copies these initial weights into the TensorFlow
+model; the metric tier lets each framework draw its own.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ class BiasedMF(MF):
 class NCF(nn.Module):
     """NCF's MLP, GMF and NeuMF variants (He et al. 2017) with one Linear output."""
 
-    def __init__(self, users: int, items: int, variant: str, dim: int, layers, l2: float = 0.0, std: float = 0.01):
+    def __init__(
+        self, users: int, items: int, variant: str, dim: int, layers, l2: float = 0.0, std: float = 0.01, mean=0.0
+    ):
         super().__init__()
         self.variant, self.l2 = variant, l2
         width = 0
@@ -76,6 +80,7 @@ class NCF(nn.Module):
             if isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, 0.0, std)
         self.output = nn.Linear(width, 1)
+        nn.init.constant_(self.output.bias, mean)  # explicit ratings start at the mean, as tfrec's NCF
 
     def forward(self, users, items):
         branches = []
@@ -96,10 +101,11 @@ class NCF(nn.Module):
 class AutoRec(nn.Module):
     """``r_hat = g(W f(V r + mu) + b)`` over rating vectors (Sedhain et al. 2015)."""
 
-    def __init__(self, width: int, hidden: int):
+    def __init__(self, width: int, hidden: int, mean: float = 0.0):
         super().__init__()
         self.encoder = nn.Linear(width, hidden)
         self.decoder = nn.Linear(hidden, width)
+        nn.init.constant_(self.decoder.bias, mean)  # starts at the mean rating, as tfrec's AutoRec
 
     def forward(self, ratings):
         return self.decoder(torch.sigmoid(self.encoder(ratings)))

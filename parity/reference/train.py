@@ -22,8 +22,8 @@ def build(case: Case, users: int, items: int, mean: float, width: int = 0) -> to
         return BiasedMF(users, items, case.dim, mean, case.l2, case.init_std)
     if case.model in ("ncf", "gmf", "neumf"):
         variant = {"ncf": "mlp", "gmf": "gmf", "neumf": "neumf"}[case.model]
-        return NCF(users, items, variant, case.dim, case.layers, case.l2, case.init_std)
-    return AutoRec(width, case.hidden)
+        return NCF(users, items, variant, case.dim, case.layers, case.l2, case.init_std, mean)
+    return AutoRec(width, case.hidden, mean)
 
 
 def optimizer(case: Case, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -37,7 +37,7 @@ def optimizer(case: Case, model: torch.nn.Module) -> torch.optim.Optimizer:
     return kind(groups, lr=case.learning_rate)
 
 
-def train(case: Case, model: torch.nn.Module, inputs, labels, mask=None):
+def train(case: Case, model: torch.nn.Module, inputs, labels, mask=None, seed: int | None = None):
     """Trains in place; returns ``(step_losses, batches)``.
 
     ``inputs`` is ``(users, items)`` for pair models or the ``[rows, width]``
@@ -45,7 +45,7 @@ def train(case: Case, model: torch.nn.Module, inputs, labels, mask=None):
     is the mean squared error over them).
     """
     opt = optimizer(case, model)
-    generator = torch.Generator().manual_seed(case.seed)
+    generator = torch.Generator().manual_seed(case.seed if seed is None else seed)
     n = len(labels)
     losses, batches = [], []
     for _ in range(case.epochs):

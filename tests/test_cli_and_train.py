@@ -175,11 +175,11 @@ def test_strategy_auto_on_cpu_and_mirrored_over_two_logical_devices():
         g = data.generate(users=100, items=80, ratings=6000, sigma=0.3, seed=0)
         split = data.random_split(g.ratings, 0.2, seed=0)
         settings = {
-            "biased-mf": (TrainConfig(model="biased-mf", dim=8, l2=0.01, batch_size=256, steps_per_execution=4), 40),
-            "neumf": (TrainConfig(model="neumf", dim=8, layers="16,8", batch_size=256, learning_rate=0.003), 15),
+            "biased-mf": (TrainConfig(model="biased-mf", dim=8, l2=0.01, batch_size=256, steps_per_execution=4), 25),
+            "neumf": (TrainConfig(model="neumf", dim=8, layers="16,8", batch_size=256, learning_rate=0.005), 10),
             # No input dropout: its random draws differ per replica by design.
             "autorec-i": (
-                TrainConfig(model="autorec-i", hidden=32, batch_size=16, learning_rate=0.01, input_dropout=0), 30
+                TrainConfig(model="autorec-i", hidden=32, batch_size=16, learning_rate=0.01, input_dropout=0), 20
             ),
         }
         for model_name, (config, epochs) in settings.items():

@@ -20,6 +20,7 @@ from tfrec.config import (  # noqa: E402
     ACTIVATION_NAMES,
     FEEDBACK_NAMES,
     IMPLICIT_LOSS_NAMES,
+    INIT_NAMES,
     MODEL_DEFAULTS,
     MODEL_NAMES,
     NORMALIZATION_NAMES,
@@ -83,6 +84,7 @@ def _train_parser(sub) -> None:
     autorec.add_argument("--encoder-activation", choices=ACTIVATION_NAMES, default=d.encoder_activation)
     autorec.add_argument("--decoder-activation", choices=ACTIVATION_NAMES, default=d.decoder_activation)
     autorec.add_argument("--loss-normalization", choices=NORMALIZATION_NAMES, default=d.loss_normalization)
+    autorec.add_argument("--init", choices=INIT_NAMES, default=d.init, help="kernel init (default %(default)s)")
     autorec.add_argument(
         "--input-dropout", type=float, default=d.input_dropout, help="rate in training (default %(default)s)"
     )

@@ -71,7 +71,7 @@ def model_kwargs(config: TrainConfig) -> dict:
             "kind": "item" if config.model == "autorec-i" else "user", "hidden": config.hidden,
             "encoder_activation": config.encoder_activation, "decoder_activation": config.decoder_activation,
             "l2": config.l2, "loss_normalization": config.loss_normalization,
-            "input_dropout": config.input_dropout,
+            "input_dropout": config.input_dropout, "init": config.init,
         }  # fmt: skip
     return {"dim": config.dim, "l2": config.l2}
 

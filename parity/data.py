@@ -37,7 +37,7 @@ class CaseData:
 
 def case_data(case: Case) -> CaseData:
     from tfrec import data as tfdata
-    from tfrec.data.vectors import present, rating_rows
+    from tfrec.data.vectors import dense_rows, present, rating_rows
 
     table = tfdata.load(case.data)
     parts = tfdata.split(table, case.split, seed=case.seed)
@@ -51,10 +51,10 @@ def case_data(case: Case) -> CaseData:
     if case.model.startswith("autorec"):
         by = "item" if case.model == "autorec-i" else "user"
         rows = rating_rows(train, by)
-        vectors, mask = np.zeros(rows.shape, np.float32), np.zeros(rows.shape, np.float32)
-        row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.row_splits))
-        vectors[row_of, rows.columns] = rows.values
-        mask[row_of, rows.columns] = 1.0
+        everything = np.arange(rows.shape[0])
+        vectors, mask = (
+            t.numpy() for t in dense_rows(rows.row_splits, rows.columns, rows.values, everything, rows.shape[1])
+        )
         extra = {
             "vectors": vectors,
             "mask": mask,

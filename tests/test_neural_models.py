@@ -153,3 +153,15 @@ def test_autorec_set_ratings_changes_inputs_not_weights(small):
         np.testing.assert_array_equal(w, v.numpy())
     model.set_ratings(half.train)
     np.testing.assert_allclose(model(features).numpy(), before, rtol=1e-6)
+
+
+def test_autorec_without_refit_predicts_from_the_whole_training_part():
+    """`--no-refit`: the validation cut was held out of the inputs while fitting; afterwards its
+    ratings are known ratings again, so the returned model holds every training rating."""
+    from tfrec.train import run
+
+    config = TrainConfig(model="autorec-i", data="synthetic:users=40,items=30,ratings=600", epochs=2, refit=False)
+    summary = run(config, verbose=0)
+    whole = data.split(data.load(config.data), config.split, seed=config.seed).train
+    assert summary["refit_epochs"] is None
+    assert summary["model"].num_ratings == len(rating_rows(whole, "item").values) == len(whole)

@@ -102,9 +102,12 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
     return net
 
 
-def training_dataset(config: TrainConfig, train: tfdata.Ratings, drop_remainder: bool = False):
-    """The shuffled training pipeline the model family eats: ratings, implicit pairs or rating vectors."""
-    common = {"shuffle": True, "seed": config.seed, "drop_remainder": drop_remainder}
+def training_dataset(config: TrainConfig, train: tfdata.Ratings, drop_remainder: bool = False, first_epoch: int = 1):
+    """The shuffled training pipeline the model family eats: ratings, implicit pairs or rating vectors.
+
+    ``first_epoch``: the epoch its first pass is (a run resumed after epoch ``e`` passes ``e + 1``).
+    """
+    common = {"shuffle": True, "seed": config.seed, "drop_remainder": drop_remainder, "first_epoch": first_epoch}
     if config.model in AUTOREC_MODELS:
         by = "item" if config.model == "autorec-i" else "user"
         return vector_dataset(train, by, config.batch_size, **common)
@@ -166,6 +169,8 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         full_ds = training_dataset(config, parts.train, drop_remainder=strategy_.num_replicas_in_sync > 1)
         refit_epochs = int(best) + 1
         net.fit(full_ds, epochs=refit_epochs, verbose=verbose, callbacks=list(callbacks))
+    elif config.model in AUTOREC_MODELS and validation is not None:
+        net.set_ratings(parts.train)  # the validation cut's ratings are known ratings: inputs again
     fit_seconds = time.perf_counter() - start
     summary = {"test_rmse": None, "test_mae": None}
     if config.implicit:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tfrec import data
+from tfrec.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,24 @@ def test_training_pipeline_reshuffles_each_epoch_repeatably(table):
     assert np.array_equal(_epoch(again), first) and np.array_equal(_epoch(again), second)
     assert [len(b["user_id"]) for b in ds] == [64] * 15 + [40]
     assert ds.cardinality().numpy() == 16
+
+
+def test_a_resumed_pipeline_continues_with_the_next_epochs_order(table):
+    """first_epoch=3 starts where a pipeline that already ran epochs 1 and 2 goes on, for every family."""
+    from tfrec.data.implicit import implicit_dataset
+    from tfrec.data.vectors import vector_dataset
+
+    for make, key in (
+        (lambda e: data.dataset(table, 64, shuffle=True, seed=1, first_epoch=e), "timestamp"),
+        (lambda e: implicit_dataset(table, 2, 64, seed=1, first_epoch=e), "movie_id"),
+        (lambda e: vector_dataset(table, "user", 8, shuffle=True, seed=1, first_epoch=e), "ratings"),
+    ):
+        whole, resumed = make(1), make(3)
+        passes = [np.concatenate([b[key].numpy() for b in whole]) for _ in range(3)]
+        assert not np.array_equal(passes[1], passes[2])
+        np.testing.assert_array_equal(np.concatenate([b[key].numpy() for b in resumed]), passes[2])
+    with pytest.raises(DataError, match="first_epoch"):
+        data.dataset(table, 64, shuffle=True, first_epoch=0)
 
 
 def test_eval_pipeline_keeps_order_and_values(table):

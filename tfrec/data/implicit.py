@@ -85,12 +85,14 @@ def implicit_dataset(
     seed: int = 42,
     shuffle: bool = True,
     drop_remainder: bool = False,
+    first_epoch: int = 1,
 ) -> tf.data.Dataset:
     """Batches of ``{"user_id", "movie_id", "label"}``: each rated pair (label 1) and
     ``negatives`` unrated pairs of the same user (label 0), fresh every epoch.
 
     Epoch ``e`` draws its negatives with seed ``(seed, e)`` and shuffles the
-    ``(1 + negatives) * pairs`` examples with ``stateless_shuffle``. A pair rated
+    ``(1 + negatives) * pairs`` examples with ``stateless_shuffle``; the first
+    pass is epoch ``first_epoch`` (a resumed run passes the next epoch). A pair rated
     twice counts once.
 
     Raises:
@@ -107,8 +109,8 @@ def implicit_dataset(
     neg_users = tf.constant(np.repeat(pos_users, negatives))
     pos_users, pos_items = tf.constant(pos_users), tf.constant(pos_items)
     labels = tf.constant(np.r_[np.ones(len(keys), np.float32), np.zeros(len(keys) * negatives, np.float32)])
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="negatives_epoch")
-    rows = epoch_batches(n, int(batch_size), seed, shuffle, drop_remainder, label=table.name)
+    epoch = tf.Variable(first_epoch - 1, dtype=tf.int64, trainable=False, name="negatives_epoch")
+    rows = epoch_batches(n, int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
 
     def epoch_examples(_):
         # The row order of epoch e is drawn from (seed, e); the negatives from a different stream of it.

@@ -28,6 +28,7 @@ def dataset(
     seed: int = 42,
     features: Iterable[str] | str | None = None,
     drop_remainder: bool = False,
+    first_epoch: int = 1,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of example dicts (TFDS MovieLens names).
 
@@ -43,6 +44,8 @@ def dataset(
       drop_remainder: With ``shuffle``, leave out each epoch's last partial
         batch (different rows each epoch). MirroredStrategy needs it: replicas
         all-gather the sparse embedding gradients, which must have equal shapes.
+      first_epoch: The epoch the first pass over the dataset is: a run resumed
+        after epoch ``e`` passes ``e + 1`` and sees the order it would have seen.
 
     Returns:
       A dataset of dicts of tensors of shape ``[batch]`` (``movie_genres``:
@@ -54,18 +57,24 @@ def dataset(
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     names = _feature_names(table, features)
-    rows = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, label=table.name)
+    rows = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
     return rows.map(_gatherer(table, names), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
         tf.data.AUTOTUNE
     )
 
 
 def epoch_batches(
-    n: int, batch_size: int, seed: int = 42, shuffle: bool = True, drop_remainder: bool = False, label: str = "data"
+    n: int,
+    batch_size: int,
+    seed: int = 42,
+    shuffle: bool = True,
+    drop_remainder: bool = False,
+    label: str = "data",
+    first_epoch: int = 1,
 ) -> tf.data.Dataset:
     """Batches of row indices ``0..n-1``: in order, or in a new permutation every epoch.
 
-    Epoch ``e`` (counted from 1 by a variable the pipeline owns) uses
+    Epoch ``e`` (counted from ``first_epoch`` by a variable the pipeline owns) uses
     ``stateless_shuffle(range(n), seed=[seed, e])``. The cardinality is set, so
     Keras knows the epoch length (``steps_per_execution`` needs it).
     """
@@ -73,7 +82,9 @@ def epoch_batches(
         return tf.data.Dataset.range(n).batch(batch_size)
     if drop_remainder and n < batch_size:
         raise DataError(f"{label}: {n} examples make no full batch of {batch_size}")
-    rows = tf.data.Dataset.range(1).flat_map(_epoch_permutation(n, batch_size, seed, drop_remainder))
+    if not isinstance(first_epoch, (int, np.integer)) or first_epoch < 1:
+        raise DataError(f"first_epoch must be a positive integer, got {first_epoch!r}")
+    rows = tf.data.Dataset.range(1).flat_map(_epoch_permutation(n, batch_size, seed, drop_remainder, first_epoch))
     batches = n // batch_size if drop_remainder else -(-n // batch_size)
     return rows.apply(tf.data.experimental.assert_cardinality(batches))
 
@@ -90,8 +101,8 @@ def _feature_names(table: Ratings, features) -> tuple[str, ...]:
     return names
 
 
-def _epoch_permutation(n: int, batch_size: int, seed: int, drop_remainder: bool = False):
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_counter")
+def _epoch_permutation(n: int, batch_size: int, seed: int, drop_remainder: bool = False, first_epoch: int = 1):
+    epoch = tf.Variable(first_epoch - 1, dtype=tf.int64, trainable=False, name="epoch_counter")
     full = (n // batch_size) * batch_size
 
     def batches(_):

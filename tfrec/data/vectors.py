@@ -117,13 +117,15 @@ def vector_dataset(
     shuffle: bool = False,
     seed: int = 42,
     drop_remainder: bool = False,
+    first_epoch: int = 1,
 ) -> tf.data.Dataset:
     """Batches of rating vectors: ``{"ratings": [B, width], "mask": [B, width]}`` float32.
 
     Each example is one item's ratings by every user in the table (``by="item"``)
     or one user's ratings of every item (``by="user"``); ``mask`` is 1 where a
     rating exists. With ``shuffle`` the row order is drawn anew each epoch with
-    ``stateless_shuffle(seed, epoch)``, as in :func:`tfrec.data.dataset`.
+    ``stateless_shuffle(seed, epoch)``, as in :func:`tfrec.data.dataset`
+    (``first_epoch`` too).
     """
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -135,5 +137,5 @@ def vector_dataset(
         ratings, mask = dense_rows(splits, cols, vals, rows, width)
         return {"ratings": ratings, "mask": mask}
 
-    rows = epoch_batches(n, int(batch_size), seed, shuffle, drop_remainder, label=table.name)
+    rows = epoch_batches(n, int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
     return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

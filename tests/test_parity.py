@@ -83,16 +83,43 @@ def test_metric_case_matches_the_reference(name):
 @pytest.mark.parametrize(
     "name", ["mf-adagrad", "autorec-u-sgd", pytest.param("biased-mf-ml100k-ratio", marks=needs_ml100k)]
 )
-def test_regenerated_fixture_is_byte_identical_to_the_stored_one(name, tmp_path):
+def test_regenerated_fixture_matches_the_stored_one(name, tmp_path):
+    """The stored fixture is what the current reference code generates: configs, fingerprints, batches and
+    integer arrays exactly, float results to a relative 1e-6 (loss values) or 1e-5 (arrays).
+
+    Not byte for byte: torch's float32 kernels differ in the last bits between CPUs (AVX2 and AVX-512
+    builds round differently), so bytes repeat only on the machine that wrote them (they do here).
+    """
     from parity.generate import generate
 
     generate(ALL_CASES[name], root=tmp_path)
-    for stored, fresh in zip(fixtures_io.paths(name), fixtures_io.paths(name, tmp_path)):
-        if not stored.exists():  # metric fixtures have no arrays
-            assert not fresh.exists()
-            continue
-        stale = f"{stored.name} is stale: run python -m parity generate {name}"
-        assert fresh.read_bytes() == stored.read_bytes(), stale
+    stale = f"{name} is stale: run python -m parity generate {name}"
+    stored_record, stored_arrays = fixtures_io.read(name)
+    fresh_record, fresh_arrays = fixtures_io.read(name, tmp_path)
+    _assert_same_record(stored_record, fresh_record, stale)
+    assert sorted(stored_arrays) == sorted(fresh_arrays), stale
+    for key, stored in stored_arrays.items():
+        fresh = fresh_arrays[key]
+        assert stored.dtype == fresh.dtype and stored.shape == fresh.shape, f"{stale} ({key})"
+        if stored.dtype.kind == "f":
+            np.testing.assert_allclose(fresh, stored, rtol=1e-5, atol=1e-6, err_msg=f"{stale} ({key})")
+        else:
+            np.testing.assert_array_equal(fresh, stored, err_msg=f"{stale} ({key})")
+
+
+def _assert_same_record(stored, fresh, stale, where="record"):
+    if isinstance(stored, dict):
+        assert isinstance(fresh, dict) and sorted(stored) == sorted(fresh), f"{stale} ({where})"
+        for key in stored:
+            _assert_same_record(stored[key], fresh[key], stale, f"{where}.{key}")
+    elif isinstance(stored, list):
+        assert isinstance(fresh, list) and len(stored) == len(fresh), f"{stale} ({where})"
+        for k, (a, b) in enumerate(zip(stored, fresh)):
+            _assert_same_record(a, b, stale, f"{where}[{k}]")
+    elif isinstance(stored, float) and not isinstance(fresh, bool):
+        assert fresh == pytest.approx(stored, rel=1e-6, abs=1e-9), f"{stale} ({where}: {fresh} != {stored})"
+    else:
+        assert fresh == stored, f"{stale} ({where}: {fresh!r} != {stored!r})"
 
 
 def test_checking_works_without_torch():

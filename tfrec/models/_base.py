@@ -72,7 +72,28 @@ class RatingModel(tfrs.Model):
         return self.user_lookup(features["user_id"]), self.item_lookup(features["movie_id"])
 
     def score(self, features, training=False):
+        """Raw predictions ``[batch]`` for an example dict (before the inference clip)."""
+        return self.score_rows(*self.lookup(features), training=training)
+
+    def score_rows(self, users, items, training=False):
+        """Raw predictions ``[batch]`` for row indices from :meth:`lookup` (row 0: an unseen id)."""
         raise NotImplementedError
+
+    #: Whether :meth:`score_items` evaluates the model on the whole ``users x items`` grid of pairs
+    #: (memory grows with the model's width per pair) or in closed form (one ``[batch, V]`` matrix).
+    scores_item_grid = True
+
+    def score_items(self, users):
+        """Raw predictions ``[batch, V]`` of every known item (rows ``1..V``) for user rows ``[batch]``.
+
+        The same numbers :meth:`score_rows` gives pair by pair; this default
+        evaluates the grid of pairs, and models with a closed form override it.
+        ``tfrec.export``'s ``recommend`` calls it on blocks of users.
+        """
+        n = len(self.item_vocabulary)
+        batch = tf.shape(users)[0]
+        items = tf.tile(tf.range(1, n + 1, dtype=users.dtype), [batch])
+        return tf.reshape(self.score_rows(tf.repeat(users, n), items), [batch, n])
 
     def call(self, features, training=False):
         predictions = self.score(features, training=training)

@@ -38,10 +38,14 @@ class BiasedMatrixFactorization(MatrixFactorization):
         self.user_bias = IdEmbedding(len(self.user_vocabulary), 1, "zeros", self.bias_l2, name="user_bias")
         self.item_bias = IdEmbedding(len(self.item_vocabulary), 1, "zeros", self.bias_l2, name="item_bias")
 
-    def score(self, features, training=False):
-        users, items = self.lookup(features)
+    def score_rows(self, users, items, training=False):
         biases = self.user_bias(users) + self.item_bias(items)
         return self.global_mean + biases[:, 0] + self.interaction(users, items)
+
+    def score_items(self, users):
+        items = self.item_rows()
+        factors = tf.matmul(self.user_factors(users), self.item_factors(items), transpose_b=True)
+        return self.global_mean + self.user_bias(users) + tf.transpose(self.item_bias(items)) + factors
 
     def get_config(self):
         return {**super().get_config(), "bias_l2": self.bias_l2}

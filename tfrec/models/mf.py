@@ -63,10 +63,19 @@ class MatrixFactorization(RatingModel):
         """``p_u . q_i`` for row indices from :meth:`lookup`."""
         return tf.reduce_sum(self.user_factors(users) * self.item_factors(items), axis=-1)
 
-    def score(self, features, training=False):
-        users, items = self.lookup(features)
+    scores_item_grid = False
+
+    def score_rows(self, users, items, training=False):
         known = tf.logical_and(users > 0, items > 0)
         return tf.where(known, self.interaction(users, items), self.global_mean)
+
+    def item_rows(self):
+        """Rows ``1..V`` of the item vocabulary (every known item)."""
+        return tf.range(1, len(self.item_vocabulary) + 1, dtype=tf.int64)
+
+    def score_items(self, users):
+        scores = tf.matmul(self.user_factors(users), self.item_factors(self.item_rows()), transpose_b=True)
+        return tf.where((users > 0)[:, tf.newaxis], scores, self.global_mean)
 
     def get_config(self):
         return {

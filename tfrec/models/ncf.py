@@ -135,9 +135,8 @@ class NeuralCollaborativeFiltering(RatingModel):
         start = 0.0 if implicit else self.global_mean
         self.output_layer = tf.keras.layers.Dense(1, bias_initializer=tf.keras.initializers.Constant(start))
 
-    def logits(self, features, training=False):
-        """``y`` of the class docstring, shape ``[batch]``, and whether both ids are known."""
-        users, items = self.lookup(features)
+    def logits(self, users, items, training=False):
+        """``y`` of the class docstring, shape ``[batch]``, for row indices from :meth:`lookup`."""
         branches = []
         if self.variant != "mlp":
             branches.append(self.user_gmf(users) * self.item_gmf(items))
@@ -145,10 +144,10 @@ class NeuralCollaborativeFiltering(RatingModel):
             pair = tf.concat([self.user_mlp(users), self.item_mlp(items)], axis=-1)
             branches.append(self.tower(pair, training=training))
         fused = branches[0] if len(branches) == 1 else tf.concat(branches, axis=-1)
-        return self.output_layer(fused)[:, 0], tf.logical_and(users > 0, items > 0)
+        return self.output_layer(fused)[:, 0]
 
-    def score(self, features, training=False):
-        y, known = self.logits(features, training)
+    def score_rows(self, users, items, training=False):
+        y, known = self.logits(users, items, training), tf.logical_and(users > 0, items > 0)
         if self.feedback == "implicit":
             return tf.where(known, tf.sigmoid(y), 0.0)
         return tf.where(known, y, self.global_mean)
@@ -156,7 +155,7 @@ class NeuralCollaborativeFiltering(RatingModel):
     def loss_inputs(self, features, training=False):
         if self.feedback == "explicit":
             return super().loss_inputs(features, training)
-        y, _ = self.logits(features, training)
+        y = self.logits(*self.lookup(features), training=training)
         predictions = y if self.implicit_loss == "bce" else tf.sigmoid(y)
         return features[self.label][:, tf.newaxis], predictions[:, tf.newaxis], None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from tfrec._keras import tf
 
 
@@ -68,8 +70,57 @@ class IdEmbedding(tf.keras.layers.Layer):
         }
 
 
+@tf.keras.utils.register_keras_serializable(package="tfrec")
+class SeededDropout(tf.keras.layers.Layer):
+    """Dropout whose draws are a function of (seed, training step), so a resumed run draws what it would have.
+
+    Keras' ``Dropout`` draws from a stateful random op whose position lives in
+    the op kernel: it is not saved, and a model loaded from a file or
+    checkpoint starts its draws over. This layer counts its training calls in a
+    variable (saved with the weights, one count per step under a
+    ``tf.distribute`` strategy) and draws the mask with
+    ``stateless_uniform(seed=fold_in([seed, step], replica))``, so a run that is
+    saved, loaded and continued drops exactly what an uninterrupted run drops.
+
+    Args:
+      rate: Fraction of inputs to zero in training; the rest scale by ``1 / (1 - rate)``.
+      seed: Seed of the masks. Default: drawn from Python's ``random`` when the
+        layer is made (``tf.keras.utils.set_random_seed`` makes it repeatable).
+        It is kept in a variable beside the count, so restoring the weights
+        (``.keras``, checkpoint) brings both back, however the model was rebuilt.
+    """
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        seed = int(seed) if seed is not None else random.getrandbits(31)
+        self.seed = self.add_weight(
+            name="seed", shape=(), dtype=tf.int64, initializer=tf.keras.initializers.Constant(seed),
+            trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )  # fmt: skip
+        self.calls = self.add_weight(
+            name="calls", shape=(), dtype=tf.int64, initializer="zeros", trainable=False,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )  # fmt: skip
+
+    def call(self, inputs, training=False):
+        if not training or not self.rate:
+            return inputs
+        step = self.calls.assign_add(1)
+        replica = tf.distribute.get_replica_context()
+        replica_id = replica.replica_id_in_sync_group if replica is not None else 0
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.identity(self.seed), step]), tf.cast(replica_id, tf.int64)
+        )
+        keep = tf.random.stateless_uniform(tf.shape(inputs), seed=seed) >= self.rate
+        return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": int(self.seed.numpy())}
+
+
 def mlp_tower(sizes, dropout: float = 0.0, activation="relu", name: str = "mlp") -> tf.keras.Sequential:
-    """Dense layers of the given widths, each preceded by Dropout when ``dropout > 0``.
+    """Dense layers of the given widths, each preceded by :class:`SeededDropout` when ``dropout > 0``.
 
     The NCF MLP: ``[256, 64]`` with ReLU is the TFRS basic ranking tutorial's tower
     (its final Dense(1) belongs to the model, which may fuse other branches first).
@@ -77,6 +128,6 @@ def mlp_tower(sizes, dropout: float = 0.0, activation="relu", name: str = "mlp")
     layers = []
     for size in sizes:
         if dropout:
-            layers.append(tf.keras.layers.Dropout(dropout))
+            layers.append(SeededDropout(dropout))
         layers.append(tf.keras.layers.Dense(int(size), activation=activation))
     return tf.keras.Sequential(layers, name=name)

@@ -9,6 +9,7 @@ from tfrec.data.table import Ratings
 from tfrec.data.vectors import compress, rating_rows, sparse_rows
 from tfrec.errors import TfrecError
 from tfrec.models._base import RatingModel
+from tfrec.models._layers import SeededDropout
 
 KINDS = ("item", "user")
 NORMALIZATIONS = ("observed", "entries")
@@ -106,7 +107,7 @@ class AutoRec(RatingModel):
         if not 0.0 <= input_dropout < 1.0:
             raise TfrecError(f"input_dropout must be in [0, 1), got {input_dropout}")
         self.input_dropout = float(input_dropout)
-        self.dropout = tf.keras.layers.Dropout(self.input_dropout)
+        self.dropout = SeededDropout(self.input_dropout, name="input_dropout")
         self._add_lookups(user_vocabulary, item_vocabulary)
         users, items = len(self.user_vocabulary), len(self.item_vocabulary)
         rows, self.width = (items, users) if kind == "item" else (users, items)
@@ -191,17 +192,35 @@ class AutoRec(RatingModel):
         if "ratings" in features:
             # Unobserved entries read as 0 whatever the vector holds there, so they change nothing.
             return self.reconstruct(features["ratings"] * features["mask"], training)
-        users, items = self.lookup(features)
+        return super().score(features, training)
+
+    def score_rows(self, users, items, training=False):
         rows, columns = (items, users) if self.kind == "item" else (users, items)
         known = tf.logical_and(users > 0, items > 0)
         unique_rows, position = tf.unique(tf.maximum(rows - 1, 0))
-        inputs = sparse_rows(self.row_splits, self.columns, self.values, unique_rows, self.width)
-        encoder_in = tf.sparse.sparse_dense_matmul(inputs, self.encoder.kernel) + self.encoder.bias
-        h = tf.gather(self.encoder.activation(encoder_in), position)
+        h = tf.gather(self._hidden(unique_rows), position)
         units = tf.maximum(columns - 1, 0)
         decoded = tf.reduce_sum(h * tf.transpose(tf.gather(self.decoder.kernel, units, axis=1)), axis=-1)
         decoded = self.decoder.activation(decoded + tf.gather(self.decoder.bias, units))
         return tf.where(known, decoded, self.global_mean)
+
+    scores_item_grid = False
+
+    def _hidden(self, rows):
+        """``f(V r + mu)`` of the stored rating rows ``rows`` (0-based), ``[len(rows), hidden]``."""
+        inputs = sparse_rows(self.row_splits, self.columns, self.values, rows, self.width)
+        return self.encoder.activation(tf.sparse.sparse_dense_matmul(inputs, self.encoder.kernel) + self.encoder.bias)
+
+    def score_items(self, users):
+        unit = tf.maximum(users - 1, 0)
+        if self.kind == "user":  # each user's whole reconstructed vector
+            decoded = self.decoder(self._hidden(unit))
+        else:  # every item's code, read at each user's decoder unit
+            codes = self._hidden(tf.range(len(self.item_vocabulary), dtype=unit.dtype))
+            weights = tf.gather(self.decoder.kernel, unit, axis=1)  # [hidden, batch]
+            decoded = tf.matmul(weights, codes, transpose_a=True, transpose_b=True)
+            decoded = self.decoder.activation(decoded + tf.gather(self.decoder.bias, unit)[:, tf.newaxis])
+        return tf.where((users > 0)[:, tf.newaxis], decoded, self.global_mean)
 
     def loss_inputs(self, features, training=False):
         if "ratings" not in features:

@@ -1,4 +1,4 @@
-"""The ``tfrec`` command: ``tfrec train``, ``tfrec data info``, ``tfrec data download``, ``tfrec parity``.
+"""The ``tfrec`` command: ``train``, ``export``, ``predict``, ``recommend``, ``data``, ``parity``.
 
 A user's mistake (a bad flag, an unknown dataset, a malformed file) ends with
 one line on stderr and exit status 2 (usage) or 1 (data), never a traceback.
@@ -89,13 +89,41 @@ def _train_parser(sub) -> None:
         "--input-dropout", type=float, default=d.input_dropout, help="rate in training (default %(default)s)"
     )
     p.add_argument("--json", metavar="PATH", help="also write the summary and config as one JSON object")
+    p.add_argument(
+        "--save", metavar="DIR", help="write a run directory: model.keras (with optimizer state) and run.json"
+    )
+    p.add_argument("--export", metavar="DIR", help="write a SavedModel (serving_default, recommend) to DIR")
     p.add_argument("--quiet", action="store_true", help="no Keras progress output")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _serving_parsers(sub) -> None:
+    export = sub.add_parser("export", help="write a SavedModel from a run directory or a .keras file")
+    export.add_argument("source", metavar="RUN_OR_MODEL", help="a `tfrec train --save` directory or a .keras file")
+    export.add_argument("--out", required=True, metavar="DIR", help="the SavedModel directory (must not exist)")
+    export.add_argument("--no-clip", action="store_true", help="do not clip predictions to the rating range")
+    predict = sub.add_parser("predict", help="a SavedModel's rating of one (user, movie) pair")
+    predict.add_argument("path", metavar="SAVED_MODEL")
+    predict.add_argument("--user", required=True, help="a raw user id")
+    predict.add_argument("--movie", required=True, help="a raw movie id")
+    recommend = sub.add_parser("recommend", help="a SavedModel's top-k movies for one user")
+    recommend.add_argument("path", metavar="SAVED_MODEL")
+    recommend.add_argument("--user", required=True, help="a raw user id")
+    recommend.add_argument("-k", type=_positive, default=10, help="how many (default %(default)s)")
+    recommend.add_argument("--include-rated", action="store_true", help="do not leave out movies rated in training")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tfrec", description="Classic rating-prediction recommenders on TensorFlow Recommenders.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _train_parser(sub)
+    _serving_parsers(sub)
     data = sub.add_parser("data", help="inspect or fetch datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_sub.add_parser("info", help="counts, density and rating histogram of a dataset")
@@ -137,6 +165,9 @@ def _import_tensorflow_quietly() -> None:
         # Device discovery logs too (e.g. "failed call to cuInit" on a machine without a GPU driver);
         # `tfrec train` prints the devices it used instead.
         tensorflow.config.list_physical_devices()
+        # Python-side warnings such as SavedModel's "Skipping full serialization of ... Ranking" (the
+        # unbuilt task has nothing to save); errors still show, as with TF_CPP_MIN_LOG_LEVEL=2.
+        tensorflow.get_logger().setLevel("ERROR")
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -149,11 +180,22 @@ def _train(args) -> None:
     config.check()
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise TfrecError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
+    for flag, target in (("--save", args.save), ("--export", args.export)):  # before training, not after
+        if target and Path(target).exists():
+            raise TfrecError(f"{flag} {target}: already exists")
+        if target and not Path(target).resolve().parent.is_dir():
+            raise TfrecError(f"{flag} {target}: directory {Path(target).parent} does not exist")
     _import_tensorflow_quietly()
     from tfrec.train import run
 
     summary = run(config, verbose=0 if args.quiet else 2)
-    summary.pop("model")
+    model, train = summary.pop("model"), summary.pop("train")
+    if args.export:
+        from tfrec import export
+
+        export.save(model, args.export, rated=train)
+    if args.save:
+        _save_run(model, summary, args.save)
     best = f" (best {summary['best_epoch']})" if summary["best_epoch"] else ""
     rows = [
         ("model", config.model + (" (implicit)" if config.implicit else "")),
@@ -171,10 +213,101 @@ def _train(args) -> None:
         rows.append(("refit", f"{summary['refit_epochs']} epochs on the whole training part"))
     rows.append(("fit seconds", f"{summary['fit_seconds']:.2f}"))
     rows.append(("devices", ", ".join(summary["devices"])))
+    if args.export:
+        rows.append(("SavedModel", args.export))
+    if args.save:
+        rows.append(("run", args.save))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}} {v}" for k, v in rows))
     if args.json:
         write_json_atomic(args.json, summary)
+
+
+RUN_MODEL, RUN_JSON = "model.keras", "run.json"
+
+
+def _save_run(model, summary: dict, target: str) -> None:
+    """A run directory: the Keras model with its optimizer state, and the summary with the config and split."""
+    from tfrec import export
+
+    target = Path(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.resolve().parent))
+    try:
+        export.save_keras(model, staging / RUN_MODEL)
+        write_json_atomic(staging / RUN_JSON, summary)
+        os.replace(staging, target)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _load_run(source: str):
+    """The model of a run directory or ``.keras`` file, and the training table whose ratings it knows (or None)."""
+    from tfrec import data, export
+
+    path = Path(source)
+    if not path.exists():
+        raise TfrecError(f"{path}: no such run directory or .keras file")
+    if path.is_dir():
+        if not (path / RUN_MODEL).is_file() or not (path / RUN_JSON).is_file():
+            raise TfrecError(f"{path}: not a run directory (expected {RUN_MODEL} and {RUN_JSON})")
+        try:
+            run = json.loads((path / RUN_JSON).read_text())
+            config = run["config"]
+            table = data.load(config["data"])
+            parts = data.split(table, config["split"], seed=config["seed"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise TfrecError(f"{path / RUN_JSON}: not a tfrec run summary ({e})") from None
+        if parts.fingerprint != run["split_fingerprint"]:
+            raise TfrecError(
+                f"{path / RUN_JSON}: the data {config['data']!r} no longer splits as it did in training "
+                f"(fingerprint {parts.fingerprint}, recorded {run['split_fingerprint']})"
+            )
+        return export.load_keras(path / RUN_MODEL), parts.train
+    return export.load_keras(path), None
+
+
+def _export(args) -> None:
+    _import_tensorflow_quietly()
+    from tfrec import export
+
+    out = Path(args.out)
+    if out.exists():
+        raise TfrecError(f"--out {out}: already exists")
+    model, train = _load_run(args.source)
+    if train is None and not hasattr(model, "row_splits"):  # AutoRec keeps its ratings; others do not
+        print(f"tfrec: note: {args.source} holds no training ratings, so recommend leaves nothing out "
+              "(export a `tfrec train --save` directory instead)", file=sys.stderr)  # fmt: skip
+    export.save(model, out, rated=train, clip=not args.no_clip)
+    print(out)
+
+
+def _predict(args) -> None:
+    _import_tensorflow_quietly()
+    import tensorflow as tf
+
+    from tfrec import export
+
+    loaded = export.load(args.path)
+    out = loaded.signatures["serving_default"](user_id=tf.constant([args.user]), movie_id=tf.constant([args.movie]))
+    print(f"{out['predictions'].numpy()[0]:.4f}")
+
+
+def _recommend(args) -> None:
+    _import_tensorflow_quietly()
+    import tensorflow as tf
+
+    from tfrec import export
+
+    loaded = export.load(args.path)
+    name = "recommend_including_rated" if args.include_rated else "recommend"
+    out = loaded.signatures[name](user_id=tf.constant([args.user]), k=tf.constant(args.k, tf.int32))
+    print(f"{'rank':>4}  {'movie_id':<12} score")
+    for rank, (movie, score) in enumerate(zip(out["movie_id"].numpy()[0], out["scores"].numpy()[0]), 1):
+        if movie:
+            print(f"{rank:>4}  {movie.decode():<12} {score:.4f}")
 
 
 def _info(args) -> None:
@@ -219,7 +352,10 @@ def _parity(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     command = args.command if args.command != "data" else f"data {args.data_command}"
-    handler = {"train": _train, "data info": _info, "data download": _download, "parity": _parity}[command]
+    handler = {
+        "train": _train, "export": _export, "predict": _predict, "recommend": _recommend,
+        "data info": _info, "data download": _download, "parity": _parity,
+    }[command]  # fmt: skip
     try:
         status = handler(args)
     except TfrecError as e:

@@ -127,9 +127,10 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
 
     Returns:
       ``{"test_rmse", "test_mae", "epochs", "best_epoch", "refit_epochs", "validation",
-      "fit_seconds", "split_fingerprint", "devices", "config", "model"}`` (``validation``:
+      "fit_seconds", "split_fingerprint", "devices", "config", "model", "train"}`` (``validation``:
       the monitored score at the best epoch) (``model`` is the trained Keras
-      model; implicit runs have ``test_rmse``/``test_mae`` None and add
+      model, ``train`` the training part, whose ratings ``tfrec.export.save``
+      leaves out of recommendations; implicit runs have ``test_rmse``/``test_mae`` None and add
       ``test_hit_rate@10``, ``test_ndcg@10``, ``popular_hit_rate@10``,
       ``popular_ndcg@10``).
     """
@@ -192,6 +193,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         "devices": _devices(strategy_, net),
         "config": {**dataclasses.asdict(config), "layers": list(config.layers)},
         "model": net,
+        "train": parts.train,
     }
 
 

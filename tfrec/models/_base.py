@@ -83,13 +83,22 @@ class RatingModel(tfrs.Model):
     #: (memory grows with the model's width per pair) or in closed form (one ``[batch, V]`` matrix).
     scores_item_grid = True
 
-    def score_items(self, users):
+    def item_state(self):
+        """What :meth:`score_items` needs about the items that no user changes (None: nothing).
+
+        An export computes it once and stores it, instead of once per block of users.
+        """
+        return None
+
+    def score_items(self, users, item_state=None):
         """Raw predictions ``[batch, V]`` of every known item (rows ``1..V``) for user rows ``[batch]``.
 
         The same numbers :meth:`score_rows` gives pair by pair; this default
         evaluates the grid of pairs, and models with a closed form override it.
-        ``tfrec.export``'s ``recommend`` calls it on blocks of users.
+        ``tfrec.export``'s ``recommend`` calls it on blocks of users, with
+        :meth:`item_state` computed once.
         """
+        del item_state
         n = len(self.item_vocabulary)
         batch = tf.shape(users)[0]
         items = tf.tile(tf.range(1, n + 1, dtype=users.dtype), [batch])

@@ -211,12 +211,18 @@ class AutoRec(RatingModel):
         inputs = sparse_rows(self.row_splits, self.columns, self.values, rows, self.width)
         return self.encoder.activation(tf.sparse.sparse_dense_matmul(inputs, self.encoder.kernel) + self.encoder.bias)
 
-    def score_items(self, users):
+    def item_state(self):
+        """I-AutoRec: every item's code ``f(V r_i + mu)``, ``[V, hidden]``; U-AutoRec: None."""
+        if self.kind == "user":
+            return None
+        return self._hidden(tf.range(len(self.item_vocabulary), dtype=tf.int64))
+
+    def score_items(self, users, item_state=None):
         unit = tf.maximum(users - 1, 0)
         if self.kind == "user":  # each user's whole reconstructed vector
             decoded = self.decoder(self._hidden(unit))
         else:  # every item's code, read at each user's decoder unit
-            codes = self._hidden(tf.range(len(self.item_vocabulary), dtype=unit.dtype))
+            codes = self.item_state() if item_state is None else item_state
             weights = tf.gather(self.decoder.kernel, unit, axis=1)  # [hidden, batch]
             decoded = tf.matmul(weights, codes, transpose_a=True, transpose_b=True)
             decoded = self.decoder.activation(decoded + tf.gather(self.decoder.bias, unit)[:, tf.newaxis])

@@ -42,7 +42,7 @@ class BiasedMatrixFactorization(MatrixFactorization):
         biases = self.user_bias(users) + self.item_bias(items)
         return self.global_mean + biases[:, 0] + self.interaction(users, items)
 
-    def score_items(self, users):
+    def score_items(self, users, item_state=None):
         items = self.item_rows()
         factors = tf.matmul(self.user_factors(users), self.item_factors(items), transpose_b=True)
         return self.global_mean + self.user_bias(users) + tf.transpose(self.item_bias(items)) + factors

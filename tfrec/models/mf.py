@@ -73,7 +73,7 @@ class MatrixFactorization(RatingModel):
         """Rows ``1..V`` of the item vocabulary (every known item)."""
         return tf.range(1, len(self.item_vocabulary) + 1, dtype=tf.int64)
 
-    def score_items(self, users):
+    def score_items(self, users, item_state=None):
         scores = tf.matmul(self.user_factors(users), self.item_factors(self.item_rows()), transpose_b=True)
         return tf.where((users > 0)[:, tf.newaxis], scores, self.global_mean)
 

@@ -1,4 +1,4 @@
-"""Optimizers that take PyTorch's steps where Keras' differ (for parity with PyTorch code).
+"""Optimizers that take PyTorch's steps where Keras' differ, and one that touches only the rows in the batch.
 
 Keras Adam takes PyTorch's steps with ``adaptive_epsilon=True``; SGD needs
 nothing. Adagrad differs in where epsilon goes: Keras divides by
@@ -33,3 +33,43 @@ class TorchAdagrad(tf.keras.optimizers.Adagrad):
 def torch_adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8) -> tf.keras.optimizers.Adam:
     """``torch.optim.Adam``'s steps: epsilon added after bias correction (``adaptive_epsilon``)."""
     return tf.keras.optimizers.Adam(learning_rate, beta_1, beta_2, epsilon, adaptive_epsilon=True)
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrec")
+class LazyAdam(tf.keras.optimizers.Adam):
+    """Adam that updates only the embedding rows a batch looks up (``torch.optim.SparseAdam``'s rule).
+
+    An embedding's gradient is a ``tf.IndexedSlices`` over the batch's rows.
+    Keras' Adam still decays both moments of every row and moves every row each
+    step (the moments of an unseen row are not zero), so a step costs the whole
+    table: at ML-20M's 138K users that is most of the step. Here the moments and
+    the weights change only at the rows in the batch (duplicates summed first);
+    a row outside the batch keeps its moments and does not move. Bias
+    correction uses the global step, as ``torch.optim.SparseAdam`` and TF
+    Addons' ``LazyAdam`` do. Dense gradients (MLP kernels) take Keras' Adam step.
+
+    The trajectory differs from Adam's wherever a row's momentum would have
+    carried it on between its batches, so results are close to Adam's, not
+    equal (benchmarks/RESULTS.md); the parity fixtures use plain Adam.
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name="LazyAdam", **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name=name, **kwargs)
+
+    def update_step(self, gradient, variable):
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        alpha = tf.cast(self.learning_rate, dtype) * tf.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+        epsilon = self.epsilon * tf.sqrt(1 - beta_2**step) if self.adaptive_epsilon else self.epsilon
+        key = self._index_dict[self._var_key(variable)]
+        m, v = self._momentums[key], self._velocities[key]
+        rows, position = tf.unique(gradient.indices)
+        g = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
+        m_rows = beta_1 * tf.gather(m, rows) + (1 - beta_1) * g
+        v_rows = beta_2 * tf.gather(v, rows) + (1 - beta_2) * tf.square(g)
+        m.scatter_update(tf.IndexedSlices(m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        variable.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + epsilon), rows))

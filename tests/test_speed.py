@@ -1,0 +1,82 @@
+"""Speed work: the sparse-row optimizer and the benchmark command (whose figures live in benchmarks/RESULTS.md)."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
+import tensorflow as tf
+from tfrec.optimizers import LazyAdam
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _lazy_adam_steps(batches, table):
+    variable = tf.Variable(table)
+    optimizer = LazyAdam(learning_rate=0.1, epsilon=1e-8)
+    for rows, weights in batches:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.gather(variable, rows) * weights)
+        optimizer.apply_gradients([(tape.gradient(loss, variable), variable)])
+    return variable.numpy()
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the README install command adds the parity extra)")
+def test_lazy_adam_is_torch_sparse_adam():
+    """Same steps as torch.optim.SparseAdam on an nn.Embedding(sparse=True), duplicate rows included."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(10, 3)).astype(np.float32)
+    batches = [(np.array([1, 1, 3]), rng.normal(size=(3, 3)).astype(np.float32)) for _ in range(3)]
+    batches += [(np.array([3, 7]), rng.normal(size=(2, 3)).astype(np.float32))]
+    embedding = torch.nn.Embedding(10, 3, sparse=True)
+    embedding.weight.data = torch.from_numpy(table.copy())
+    optimizer = torch.optim.SparseAdam(embedding.parameters(), lr=0.1, eps=1e-8)
+    for rows, weights in batches:
+        optimizer.zero_grad()
+        (embedding(torch.from_numpy(rows)) * torch.from_numpy(weights)).sum().backward()
+        optimizer.step()
+    got = _lazy_adam_steps(batches, table)
+    np.testing.assert_allclose(got, embedding.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+    untouched = [0, 2, 4, 5, 6, 8, 9]
+    np.testing.assert_array_equal(got[untouched], table[untouched])
+
+
+def test_lazy_adam_leaves_rows_outside_the_batch_alone_where_adam_moves_them():
+    table = np.ones((6, 2), np.float32)
+    batches = [(np.array([0, 1]), np.ones((2, 2), np.float32)), (np.array([2]), np.ones((1, 2), np.float32))]
+    lazy = _lazy_adam_steps(batches, table)
+    np.testing.assert_array_equal(lazy[3:], table[3:])
+    assert np.all(lazy[:3] < 1.0)
+    variable = tf.Variable(table)
+    adam = tf.keras.optimizers.Adam(learning_rate=0.1, epsilon=1e-8)
+    for rows, weights in batches:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.gather(variable, rows) * weights)
+        adam.apply_gradients([(tape.gradient(loss, variable), variable)])
+    assert not np.allclose(variable.numpy()[:2], lazy[:2])  # Adam's momentum moved rows 0-1 again in step 2
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the README install command adds the parity extra)")
+def test_tfrec_bench_runs_both_sides_on_a_tiny_dataset():
+    """Only that the command runs and reports numbers: the figures themselves are benchmarks/RESULTS.md's."""
+    spec = "synthetic:users=40,items=30,ratings=900,seed=1"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tfrec", "bench", "--models", "biased-mf", "autorec-i", "--data", spec,
+         "--epochs", "2", "--batch-size", "64", "--target", "5.0"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [
+        line for line in result.stdout.splitlines() if line.startswith("| biased-mf") or line.startswith("| autorec")
+    ]
+    assert len(rows) == 2, result.stdout
+    cells = rows[0].strip("|").split("|")
+    assert all(float(c) > 0 for c in cells[1:10]), rows[0]
+    assert "not reached" not in cells[10], rows[0]  # an RMSE of 5 is reached after one epoch

@@ -1,0 +1,274 @@
+"""``tfrec bench``: tfrec's ``model.fit`` beside the PyTorch reference, same data, batch, optimizer and threads.
+
+For each model, each side runs in its own subprocess of the same Python (so
+each has its own peak resident memory and neither warms the other's caches):
+
+- **tfrec**: ``tfrec.train.build`` + ``training_dataset`` + ``model.fit`` with
+  the model's ``tfrec train`` defaults (optimizer, learning rate, L2, batch
+  size, steps per execution), epochs timed by a Keras callback.
+- **torch**: the parity package's reference model (``parity/reference``) and a
+  plain PyTorch loop: ``torch.randperm`` per epoch, the same loss with the same
+  L2, ``torch.optim.Adam`` with the same learning rate, ``torch.set_num_threads``.
+
+Reported: the first epoch (tfrec: tracing included) apart from the median of
+the others, samples per second at the median, peak resident memory of the side's
+process, and (``--target``) the wall time from the start (data on hand, model
+not built) until the test RMSE after an epoch is at most the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from tfrec.errors import TfrecError
+
+MODELS = ("mf", "biased-mf", "ncf", "neumf", "autorec-i")
+ML20M_SHAPE = "synthetic:users=138493,items=26744,ratings=20000263"
+
+
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _parts(spec: str, seed: int):
+    from tfrec import data
+
+    return data.split(data.load(spec), "ratio", seed=seed)
+
+
+def _config(args):
+    from tfrec.config import TrainConfig
+
+    config = TrainConfig(
+        model=args.model, data=args.data, seed=args.seed, batch_size=args.batch_size, optimizer=args.optimizer,
+        learning_rate=args.lr, steps_per_execution=args.steps_per_execution or TrainConfig.steps_per_execution,
+    )  # fmt: skip
+    config.check()
+    return config
+
+
+def tf_side(args) -> dict:
+    """Times ``model.fit`` epochs of tfrec (in this process)."""
+    import tfrec  # noqa: F401
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from tfrec import data
+    from tfrec.train import build, training_dataset
+
+    parts = _parts(args.data, args.seed)
+    config = _config(args)
+    tf.keras.utils.set_random_seed(config.seed)
+    start = time.perf_counter()
+    model = build(config.model, parts.train, config)
+    train_ds = training_dataset(config, parts.train, model=model)
+    times, reached, rmse = [], None, None
+    test_ds = data.dataset(parts.test, 8192) if args.target else None
+
+    class Timer(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.began)
+
+    for epoch in range(args.epochs if args.target else 1):
+        fit_epochs = 1 if args.target else args.epochs
+        model.fit(train_ds, epochs=epoch + fit_epochs, initial_epoch=epoch, verbose=0, callbacks=[Timer()])
+        if args.target:
+            rmse = float(model.evaluate(test_ds, verbose=0, return_dict=True)["rmse"])
+            if rmse <= args.target:
+                reached = time.perf_counter() - start
+                break
+    return _summary("tfrec", args, len(parts.train) if not config.model.startswith("autorec") else None, times,
+                    reached, rmse, parts)  # fmt: skip
+
+
+def torch_side(args) -> dict:
+    """Times epochs of the parity reference model in a plain PyTorch loop (in this process)."""
+    import numpy as np
+    import torch
+
+    from parity.reference import models as reference
+
+    torch.set_num_threads(args.threads)
+    # TensorFlow flushes denormal floats to zero in its kernels; PyTorch does not by default, and NeuMF's
+    # N(0, 0.01) embedding products go denormal and run 20x slower (measured). Compare like with like.
+    torch.set_flush_denormal(True)
+    torch.manual_seed(args.seed)
+    parts = _parts(args.data, args.seed)
+    config = _config(args)
+    train, test = parts.train, parts.test
+    mean = float(train.rating.astype(np.float64).mean())
+    users, items = train.num_users, train.num_items
+    start = time.perf_counter()
+    autorec = config.model.startswith("autorec")
+    if autorec:
+        model = reference.AutoRec(users, config.hidden, mean)
+        matrix = torch.zeros(items, users)
+        matrix[torch.from_numpy(train.item.astype(np.int64)), torch.from_numpy(train.user.astype(np.int64))] = (
+            torch.from_numpy(train.rating.astype(np.float32))
+        )
+        mask = (matrix != 0).float()
+        n = items
+        weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
+        others = [p for name, p in model.named_parameters() if not name.endswith("weight")]
+        groups = [{"params": weights, "weight_decay": 2 * config.l2}, {"params": others}]
+    else:
+        if config.model in ("mf", "biased-mf"):
+            cls = reference.MF if config.model == "mf" else reference.BiasedMF
+            extra = () if config.model == "mf" else (mean,)
+            model = cls(users, items, config.dim, *extra, l2=config.l2, std=0.1)
+        else:
+            variant = {"ncf": "mlp", "gmf": "gmf", "neumf": "neumf"}[config.model]
+            model = reference.NCF(users, items, variant, config.dim, config.layers, config.l2, 0.01, mean)
+        u = torch.from_numpy(train.user.astype(np.int64))
+        i = torch.from_numpy(train.item.astype(np.int64))
+        r = torch.from_numpy(train.rating.astype(np.float32))
+        n = len(train)
+        groups = [{"params": list(model.parameters())}]
+    optimizer = torch.optim.Adam(groups, lr=config.learning_rate)
+    times, reached, rmse = [], None, None
+    for _ in range(args.epochs):
+        began = time.perf_counter()
+        model.train()
+        order = torch.randperm(n)
+        for first in range(0, n, config.batch_size):
+            rows = order[first : first + config.batch_size]
+            optimizer.zero_grad()
+            if autorec:
+                m = mask[rows]
+                inputs = torch.nn.functional.dropout(matrix[rows] * m, config.input_dropout)
+                loss = (((model(inputs) - matrix[rows]) * m) ** 2).sum() / m.sum()
+            else:
+                loss = torch.mean((model(u[rows], i[rows]) - r[rows]) ** 2)
+                if config.l2:
+                    loss = loss + model.penalty(u[rows], i[rows])
+            loss.backward()
+            optimizer.step()
+        times.append(time.perf_counter() - began)
+        if args.target and not autorec:
+            model.eval()
+            with torch.no_grad():
+                tu = torch.from_numpy(test.user.astype(np.int64))
+                ti = torch.from_numpy(test.item.astype(np.int64))
+                predicted = model(tu, ti).clamp(*map(float, (train.rating.min(), train.rating.max())))
+                rmse = float(torch.sqrt(torch.mean((predicted - torch.from_numpy(test.rating)) ** 2)))
+            if rmse <= args.target:
+                reached = time.perf_counter() - start
+                break
+    return _summary("torch", args, n if not autorec else None, times, reached, rmse, parts)
+
+
+def _summary(side, args, pairs, times, reached, rmse, parts) -> dict:
+    examples = pairs if pairs is not None else len(parts.train)  # AutoRec: count ratings seen per epoch
+    rest = times[1:] or times
+    median = statistics.median(rest)
+    return {
+        "side": side, "model": args.model, "data": args.data, "ratings": len(parts.train),
+        "first_epoch_s": round(times[0], 4), "median_epoch_s": round(median, 4), "epochs_timed": len(times),
+        "ratings_per_s": round(examples / median), "peak_gb": round(_peak_gb(), 3),
+        "target": args.target, "target_s": None if reached is None else round(reached, 3),
+        "last_test_rmse": None if rmse is None else round(rmse, 4),
+    }  # fmt: skip
+
+
+def _side_main(argv) -> None:
+    args = _parser().parse_args(argv)
+    result = (tf_side if args.side == "tfrec" else torch_side)(args)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p = parser_class(prog="tfrec bench", description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--data", default="ml-100k", help=f"dataset spec (ML-20M's shape: {ML20M_SHAPE})")
+    p.add_argument("--epochs", type=int, default=6, help="epochs per side (the first is reported apart)")
+    p.add_argument("--batch-size", type=int, help="default: each model's `tfrec train` default")
+    p.add_argument("--lr", type=float, help="default: each model's `tfrec train` default")
+    p.add_argument("--optimizer", default="adam")
+    p.add_argument("--steps-per-execution", type=int)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--target", type=float, help="also time reaching this test RMSE (pair models)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--sides", nargs="+", default=["tfrec", "torch"], choices=["tfrec", "torch"])
+    p.add_argument("--side", choices=["tfrec", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    return p
+
+
+def run(args) -> list[dict]:
+    """Runs every (model, side) in a subprocess and returns their results."""
+    results = []
+    for model in args.models:
+        for side in args.sides:
+            argv = [
+                sys.executable, "-m", "tfrec.bench", "--side", side, "--model", model, "--data", args.data,
+                "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed),
+                "--optimizer", args.optimizer,
+            ]  # fmt: skip
+            for flag, value in (("--batch-size", args.batch_size), ("--lr", args.lr), ("--target", args.target),
+                                ("--steps-per-execution", args.steps_per_execution)):  # fmt: skip
+                if value is not None:
+                    argv += [flag, str(value)]
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+            done = subprocess.run(argv, capture_output=True, text=True, env=env)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode != 0 or not lines:
+                tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise TfrecError(f"bench {side} {model}: exit {done.returncode}: {tail}")
+            results.append(json.loads(lines[-1][len("RESULT ") :]))
+    return results
+
+
+def markdown(results: list[dict], args) -> str:
+    """The RESULTS.md table: one row per model, tfrec beside torch."""
+    by = {(r["model"], r["side"]): r for r in results}
+    lines = [
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"data {args.data}, {args.epochs} epochs per side, {args.threads} threads",
+        "",
+        "| model | tfrec first epoch s | tfrec median epoch s | torch first epoch s | torch median epoch s | "
+        "tfrec / torch | tfrec ratings/s | torch ratings/s | tfrec peak GB | torch peak GB |"
+        + (f" time to RMSE {args.target} s (tfrec / torch) |" if args.target else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.target else ""),
+    ]
+    for model in args.models:
+        t, p = by.get((model, "tfrec")), by.get((model, "torch"))
+
+        def cell(r, key, fmt="{}"):
+            return fmt.format(r[key]) if r and r[key] is not None else "not measured"
+
+        ratio = f"{t['median_epoch_s'] / p['median_epoch_s']:.2f}" if t and p else "not measured"
+        row = (
+            f"| {model} | {cell(t, 'first_epoch_s')} | {cell(t, 'median_epoch_s')} | {cell(p, 'first_epoch_s')} | "
+            f"{cell(p, 'median_epoch_s')} | {ratio} | {cell(t, 'ratings_per_s')} | {cell(p, 'ratings_per_s')} | "
+            f"{cell(t, 'peak_gb')} | {cell(p, 'peak_gb')} |"
+        )
+        if args.target:
+            reach = [cell(r, "target_s") if r and r["target_s"] else "not reached" for r in (t, p)]
+            row += f" {reach[0]} / {reach[1]} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def main(argv=None, parser_class=argparse.ArgumentParser) -> int:
+    args = _parser(parser_class).parse_args(argv)
+    if args.side:
+        _side_main(argv if argv is not None else sys.argv[1:])
+        return 0
+    print(markdown(run(args), args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

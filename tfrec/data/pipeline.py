@@ -29,6 +29,7 @@ def dataset(
     features: Iterable[str] | str | None = None,
     drop_remainder: bool = False,
     first_epoch: int = 1,
+    vocabularies: tuple[Iterable[str], Iterable[str]] | None = None,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of example dicts (TFDS MovieLens names).
 
@@ -46,6 +47,12 @@ def dataset(
         all-gather the sparse embedding gradients, which must have equal shapes.
       first_epoch: The epoch the first pass over the dataset is: a run resumed
         after epoch ``e`` passes ``e + 1`` and sees the order it would have seen.
+      vocabularies: A model's ``(user_vocabulary, item_vocabulary)``. The ids
+        then come as ``user_row``, ``movie_row`` (int64: 1 + the id's position
+        in the vocabulary, 0 for an unseen id, what the model's ``StringLookup``
+        gives) instead of ``user_id``, ``movie_id`` strings, so no batch
+        gathers or hashes strings: at ML-20M's 16M training ratings that is
+        most of an epoch (benchmarks/RESULTS.md). Models take either form.
 
     Returns:
       A dataset of dicts of tensors of shape ``[batch]`` (``movie_genres``:
@@ -57,10 +64,12 @@ def dataset(
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     names = _feature_names(table, features)
+    if vocabularies is not None:
+        names = tuple({"user_id": "user_row", "movie_id": "movie_row"}.get(n, n) for n in names)
     rows = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
-    return rows.map(_gatherer(table, names), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
-        tf.data.AUTOTUNE
-    )
+    return rows.map(
+        _gatherer(table, names, vocabularies), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    ).prefetch(tf.data.AUTOTUNE)
 
 
 def epoch_batches(
@@ -118,13 +127,23 @@ def _epoch_permutation(n: int, batch_size: int, seed: int, drop_remainder: bool 
     return batches
 
 
-def _gatherer(table: Ratings, names: tuple[str, ...]):
+def _rows_in(vocabulary, ids: np.ndarray) -> np.ndarray:
+    """Each id's row in ``vocabulary`` as a ``StringLookup`` with one OOV bucket numbers it (0: unseen)."""
+    position = {str(v): k + 1 for k, v in enumerate(vocabulary)}
+    return np.array([position.get(str(i), 0) for i in ids], np.int64)
+
+
+def _gatherer(table: Ratings, names: tuple[str, ...], vocabularies=None):
     """A function from a batch of row indices to the example dict."""
     user = tf.constant(table.user)
     item = tf.constant(table.item)
     columns = {}
     for name in names:
-        if name == "user_id":
+        if name == "user_row":
+            columns[name] = (user, tf.constant(_rows_in(vocabularies[0], table.user_ids)))
+        elif name == "movie_row":
+            columns[name] = (item, tf.constant(_rows_in(vocabularies[1], table.item_ids)))
+        elif name == "user_id":
             columns[name] = (user, tf.constant(table.user_ids))
         elif name == "movie_id":
             columns[name] = (item, tf.constant(table.item_ids))

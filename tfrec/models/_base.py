@@ -68,7 +68,15 @@ class RatingModel(tfrs.Model):
         self.item_lookup = id_lookup(self.item_vocabulary)
 
     def lookup(self, features):
-        """Row indices of the batch's users and items (0 for an unseen id), looked up once."""
+        """Row indices of the batch's users and items (0 for an unseen id), looked up once.
+
+        A training pipeline built with the model's vocabularies
+        (``tfrec.data.dataset(..., vocabularies=...)``) brings them ready as
+        ``user_row``/``movie_row``; raw ``user_id``/``movie_id`` strings go
+        through the ``StringLookup`` layers (serving always does).
+        """
+        if "user_row" in features and "movie_row" in features:
+            return features["user_row"], features["movie_row"]
         return self.user_lookup(features["user_id"]), self.item_lookup(features["movie_id"])
 
     def score(self, features, training=False):

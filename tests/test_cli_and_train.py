@@ -232,3 +232,61 @@ def test_implicit_ncf_on_ml100k_beats_most_popular():
     summary = run(TrainConfig(model="ncf", feedback="implicit", data="ml-100k", epochs=5), verbose=0)
     for name in ("hit_rate@10", "ndcg@10"):
         assert summary["test_" + name] > summary["popular_" + name] + 0.05, summary
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_run_of_two_local_processes_matches_one_device(tmp_path):
+    """`tfrec train --strategy multi-worker`: two processes on 127.0.0.1 (TF_CONFIG), collectives over gRPC.
+
+    Each worker takes half of every global batch; the test RMSE must be within 0.01 of the one-device
+    run's, and only the chief writes the JSON."""
+    spec = "synthetic:users=150,items=100,ratings=8000,sigma=0.4,seed=3"
+    common = ["train", "--model", "biased-mf", "--data", spec, "--epochs", "40", "--batch-size", "256", "--quiet"]
+    single = tfrec(*common, "--json", str(tmp_path / "single.json"))
+    assert single.returncode == 0, single.stderr[-3000:]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    processes = []
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tfrec",
+                    *common,
+                    "--strategy",
+                    "multi-worker",
+                    "--json",
+                    str(tmp_path / f"worker{index}.json"),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**ENV, "TF_CONFIG": config},
+            )  # fmt: skip
+        )
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for p, (out, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+        assert "on each of 2 workers" in out, out
+    one = json.loads((tmp_path / "single.json").read_text())
+    chief = json.loads((tmp_path / "worker0.json").read_text())
+    assert not (tmp_path / "worker1.json").exists()
+    assert chief["workers"] == 2 and one["workers"] == 1
+    print({k: (one[k], chief[k]) for k in ("test_rmse", "epochs", "best_epoch")})  # pytest -s shows them
+    assert abs(one["test_rmse"] - chief["test_rmse"]) < 0.01, (one["test_rmse"], chief["test_rmse"])
+    assert chief["test_rmse"] < 0.65  # learned: sigma 0.4 is the floor; the global mean scores about 0.9
+    rmse_lines = [line for out, _ in outputs for line in out.splitlines() if line.startswith("test RMSE")]
+    assert len(set(rmse_lines)) == 1, rmse_lines  # both workers hold the same model

@@ -131,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fetch = data_sub.add_parser("download", help="download a MovieLens archive into the cache")
     fetch.add_argument("name")
+    sub.add_parser("bench", help="epoch time of model.fit beside the PyTorch reference (see tfrec bench --help)")
     parity = sub.add_parser("parity", help="check the models against the PyTorch reference fixtures")
     parity.add_argument("cases", nargs="*", help="case names (default: all)")
     return parser
@@ -148,7 +149,7 @@ def write_json_atomic(path: str | Path, obj) -> None:
         raise TfrecError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
-def _import_tensorflow_quietly() -> None:
+def _import_tensorflow_quietly(list_devices: bool = True) -> None:
     """Imports TensorFlow with native stderr muted.
 
     TensorFlow 2.19+ prints absl INFO lines at import (oneDNN, missing CUDA) that
@@ -163,8 +164,10 @@ def _import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: I001
 
         # Device discovery logs too (e.g. "failed call to cuInit" on a machine without a GPU driver);
-        # `tfrec train` prints the devices it used instead.
-        tensorflow.config.list_physical_devices()
+        # `tfrec train` prints the devices it used instead. Not for a multi-worker run: collective ops
+        # must be configured (by its strategy) before the runtime starts.
+        if list_devices:
+            tensorflow.config.list_physical_devices()
         # Python-side warnings such as SavedModel's "Skipping full serialization of ... Ranking" (the
         # unbuilt task has nothing to save); errors still show, as with TF_CPP_MIN_LOG_LEVEL=2.
         tensorflow.get_logger().setLevel("ERROR")
@@ -185,11 +188,13 @@ def _train(args) -> None:
             raise TfrecError(f"{flag} {target}: already exists")
         if target and not Path(target).resolve().parent.is_dir():
             raise TfrecError(f"{flag} {target}: directory {Path(target).parent} does not exist")
-    _import_tensorflow_quietly()
+    _import_tensorflow_quietly(list_devices=config.strategy != "multi-worker")
     from tfrec.train import run
 
     summary = run(config, verbose=0 if args.quiet else 2)
     model, train = summary.pop("model"), summary.pop("train")
+    if not summary["chief"]:  # another worker of a multi-worker run writes the outputs
+        args.export = args.save = args.json = None
     if args.export:
         from tfrec import export
 
@@ -212,7 +217,8 @@ def _train(args) -> None:
     if summary["refit_epochs"]:
         rows.append(("refit", f"{summary['refit_epochs']} epochs on the whole training part"))
     rows.append(("fit seconds", f"{summary['fit_seconds']:.2f}"))
-    rows.append(("devices", ", ".join(summary["devices"])))
+    workers = f" on each of {summary['workers']} workers" if summary["workers"] > 1 else ""
+    rows.append(("devices", ", ".join(summary["devices"]) + workers))
     if args.export:
         rows.append(("SavedModel", args.export))
     if args.save:
@@ -350,6 +356,15 @@ def _parity(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its own parser (it also runs as `python -m tfrec.bench`)
+        from tfrec import bench
+
+        try:
+            return bench.main(argv[1:], parser_class=_Parser)
+        except TfrecError as e:
+            print(f"tfrec: error: {e}", file=sys.stderr)
+            return DATA_ERROR
     args = _parser().parse_args(argv)
     command = args.command if args.command != "data" else f"data {args.data_command}"
     handler = {

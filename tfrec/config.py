@@ -7,8 +7,8 @@ import dataclasses
 from tfrec.errors import TfrecError
 
 MODEL_NAMES = ("mf", "biased-mf", "ncf", "gmf", "neumf", "autorec-i", "autorec-u")
-OPTIMIZER_NAMES = ("adam", "adagrad", "sgd")
-STRATEGY_NAMES = ("auto", "default", "mirrored")
+OPTIMIZER_NAMES = ("adam", "lazy-adam", "adagrad", "sgd")
+STRATEGY_NAMES = ("auto", "default", "mirrored", "multi-worker")
 FEEDBACK_NAMES = ("explicit", "implicit")
 IMPLICIT_LOSS_NAMES = ("bce", "mse")
 NORMALIZATION_NAMES = ("observed", "entries")
@@ -63,7 +63,8 @@ class TrainConfig:
       learning_rate: Optimizer learning rate.
       l2: L2 weight: on the looked-up rows of each batch (MF, NCF), on the
         kernels (AutoRec).
-      optimizer: ``adam``, ``adagrad`` or ``sgd``.
+      optimizer: ``adam``, ``lazy-adam`` (moves only the embedding rows in the
+        batch: ``tfrec.optimizers.LazyAdam``), ``adagrad`` or ``sgd``.
       seed: Seeds the split, the validation cut, initial weights, batch order
         and negative samples.
       validation_fraction: Share of the training part held out for early
@@ -71,7 +72,8 @@ class TrainConfig:
         training interaction instead); 0 turns early stopping off.
       patience: Epochs without a better validation score before stopping.
       steps_per_execution: Batches per ``tf.function`` call (hides Python overhead).
-      strategy: ``auto`` (all GPUs, else CPU), ``default`` or ``mirrored``.
+      strategy: ``auto`` (all GPUs, else CPU), ``default``, ``mirrored`` or
+        ``multi-worker`` (MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG``).
       layers: NCF hidden layer widths.
       dropout: NCF dropout before each hidden layer.
       feedback: NCF ``explicit`` (ratings) or ``implicit`` (interactions).

@@ -8,6 +8,8 @@ and wires data, early stopping and evaluation together.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
 
 import numpy as np
@@ -19,6 +21,7 @@ from tfrec.data.implicit import implicit_dataset, ranking_candidates
 from tfrec.data.vectors import vector_dataset
 from tfrec.errors import TfrecError
 from tfrec.metrics import RankingMetrics, most_popular, ranking_metrics
+from tfrec.optimizers import LazyAdam
 from tfrec.models import AutoRec, BiasedMatrixFactorization, MatrixFactorization, NeuralCollaborativeFiltering
 
 MODELS = {
@@ -33,6 +36,7 @@ MODELS = {
 RANKING_NEGATIVES, RANKING_K = 99, 10  # the NCF evaluation protocol
 OPTIMIZERS = {
     "adam": tf.keras.optimizers.Adam,
+    "lazy-adam": LazyAdam,
     "adagrad": tf.keras.optimizers.Adagrad,
     "sgd": tf.keras.optimizers.SGD,
 }
@@ -49,13 +53,40 @@ def strategy(kind: str = "auto") -> tf.distribute.Strategy:
     """
     if kind == "default":
         return tf.distribute.get_strategy()
+    if kind == "multi-worker":  # before anything lists devices: that starts the runtime
+        if not os.environ.get("TF_CONFIG"):
+            raise TfrecError(
+                "--strategy multi-worker needs TF_CONFIG: the cluster's workers and this process's task "
+                '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}})'
+            )
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except ValueError as e:
+            raise TfrecError(f"TF_CONFIG is not JSON: {e}") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     if kind == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    raise TfrecError(f"unknown strategy {kind!r}: use auto, default or mirrored")
+    raise TfrecError(f"unknown strategy {kind!r}: use auto, default, mirrored or multi-worker")
+
+
+def workers(strategy_: tf.distribute.Strategy) -> int:
+    """How many processes (workers) train together: 1 except under MultiWorkerMirroredStrategy."""
+    if not isinstance(strategy_, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    return strategy_.num_replicas_in_sync // max(1, len(strategy_.extended.worker_devices))
+
+
+def is_chief(strategy_: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's outputs: the chief, or worker 0 of a cluster without one."""
+    resolver = getattr(strategy_, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
 
 
 def model_kwargs(config: TrainConfig) -> dict:
@@ -102,18 +133,39 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
     return net
 
 
-def training_dataset(config: TrainConfig, train: tfdata.Ratings, drop_remainder: bool = False, first_epoch: int = 1):
+def training_dataset(
+    config: TrainConfig,
+    train: tfdata.Ratings,
+    drop_remainder: bool = False,
+    first_epoch: int = 1,
+    workers: int = 1,
+    model=None,
+):
     """The shuffled training pipeline the model family eats: ratings, implicit pairs or rating vectors.
 
     ``first_epoch``: the epoch its first pass is (a run resumed after epoch ``e`` passes ``e + 1``).
+    ``workers``: under MultiWorkerMirroredStrategy, the number of processes. Every worker builds the
+    same sequence of batches of ``batch_size / workers`` (same seed) and Keras shards it by batch
+    (``AutoShardPolicy.DATA``), so a step's global batch is ``batch_size`` rows, as on one device.
+    ``model``: rating pairs then carry the model's row numbers instead of id strings (see
+    ``tfrec.data.dataset``'s ``vocabularies``); the batches are the same.
     """
+    batch_size = config.batch_size
+    if workers > 1:
+        if batch_size % workers:
+            raise TfrecError(f"batch_size {batch_size} does not split evenly over {workers} workers")
+        batch_size, drop_remainder = batch_size // workers, True
     common = {"shuffle": True, "seed": config.seed, "drop_remainder": drop_remainder, "first_epoch": first_epoch}
     if config.model in AUTOREC_MODELS:
         by = "item" if config.model == "autorec-i" else "user"
-        return vector_dataset(train, by, config.batch_size, **common)
-    if config.implicit:
-        return implicit_dataset(train, config.negatives, config.batch_size, **common)
-    return tfdata.dataset(train, config.batch_size, **common)
+        ds = vector_dataset(train, by, batch_size, **common)
+    elif config.implicit:
+        ds = implicit_dataset(train, config.negatives, batch_size, **common)
+    else:
+        vocabularies = None if model is None else (model.user_vocabulary, model.item_vocabulary)
+        features = ("user_id", "movie_id", "user_rating")
+        ds = tfdata.dataset(train, batch_size, features=features, vocabularies=vocabularies, **common)
+    return _by_batch(ds) if workers > 1 else ds
 
 
 def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
@@ -135,6 +187,8 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
       ``popular_ndcg@10``).
     """
     config.check()
+    strategy_ = strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
+    n_workers = workers(strategy_)
     tf.keras.utils.set_random_seed(config.seed)
     table = tfdata.load(config.data)
     parts = tfdata.split(table, config.split, seed=config.seed)
@@ -143,16 +197,18 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         cut = tfdata.leave_last_out(train) if config.implicit else tfdata.random_split(
             train, config.validation_fraction, seed=config.seed)  # fmt: skip
         train, validation = cut.train, cut.test
-    strategy_ = strategy(config.strategy)
     net = build(config.model, train, config, strategy_)
-    train_ds = training_dataset(config, train, drop_remainder=strategy_.num_replicas_in_sync > 1)
-    eval_size = max(config.batch_size, 8192)
+    several = strategy_.num_replicas_in_sync > 1
+    train_ds = training_dataset(config, train, drop_remainder=several, workers=n_workers, model=net)
+    eval_size = max(config.batch_size, 8192) if n_workers == 1 else config.batch_size
     watch, val_ds = [], None
     if validation is not None and config.implicit:
         candidates = ranking_candidates(validation, table, RANKING_NEGATIVES, seed=config.seed)
         watch = [RankingMetrics(candidates, RANKING_K), _stopper(f"val_ndcg@{RANKING_K}", "max", config.patience)]
     elif validation is not None:
-        val_ds = tfdata.dataset(validation, eval_size)
+        val_ds = (
+            _by_batch(tfdata.dataset(validation, eval_size)) if n_workers > 1 else tfdata.dataset(validation, eval_size)
+        )
         watch = [_stopper("val_rmse", "min", config.patience)]
     start = time.perf_counter()
     history = net.fit(
@@ -167,7 +223,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         # Early stopping chose the epoch count; train a fresh model on the whole training part for it.
         tf.keras.utils.set_random_seed(config.seed)
         net = build(config.model, parts.train, config, strategy_)
-        full_ds = training_dataset(config, parts.train, drop_remainder=strategy_.num_replicas_in_sync > 1)
+        full_ds = training_dataset(config, parts.train, drop_remainder=several, workers=n_workers, model=net)
         refit_epochs = int(best) + 1
         net.fit(full_ds, epochs=refit_epochs, verbose=verbose, callbacks=list(callbacks))
     elif config.model in AUTOREC_MODELS and validation is not None:
@@ -179,6 +235,8 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         summary.update({f"test_{k}": v for k, v in ranking_metrics(net, candidates, RANKING_K).items()})
         popular = ranking_metrics(most_popular(parts.train), candidates, RANKING_K)
         summary.update({f"popular_{k}": v for k, v in popular.items()})
+    elif n_workers > 1:  # every worker holds the whole model: each scores the whole test part itself
+        summary.update(_local_metrics(net, parts.test))
     else:
         result = net.evaluate(tfdata.dataset(parts.test, eval_size), return_dict=True, verbose=0)
         summary.update(test_rmse=float(result["rmse"]), test_mae=float(result["mae"]))
@@ -191,10 +249,27 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         "fit_seconds": round(fit_seconds, 3),
         "split_fingerprint": parts.fingerprint,
         "devices": _devices(strategy_, net),
+        "workers": n_workers,
+        "chief": is_chief(strategy_),
         "config": {**dataclasses.asdict(config), "layers": list(config.layers)},
         "model": net,
         "train": parts.train,
     }
+
+
+def _by_batch(ds):
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def _local_metrics(net, table) -> dict:
+    """Test RMSE and MAE computed in this process (no collective ops), as ``evaluate`` would report them."""
+    squared = absolute = 0.0
+    for batch in tfdata.dataset(table, 8192):
+        error = net(batch).numpy().astype(np.float64) - batch["user_rating"].numpy()
+        squared, absolute = squared + np.sum(error**2), absolute + np.sum(np.abs(error))
+    return {"test_rmse": float(np.sqrt(squared / len(table))), "test_mae": float(absolute / len(table))}
 
 
 def _devices(strategy_, net) -> list[str]:

@@ -8,7 +8,8 @@ each has its own peak resident memory and neither warms the other's caches):
   size, steps per execution), epochs timed by a Keras callback.
 - **torch**: the parity package's reference model (``parity/reference``) and a
   plain PyTorch loop: ``torch.randperm`` per epoch, the same loss with the same
-  L2, ``torch.optim.Adam`` with the same learning rate, ``torch.set_num_threads``.
+  L2, ``torch.optim.Adam`` with the same learning rate (``--optimizer lazy-adam``:
+  sparse embeddings with ``torch.optim.SparseAdam``), ``torch.set_num_threads``.
 
 Reported: the first epoch (tfrec: tracing included) apart from the median of
 the others, samples per second at the median, peak resident memory of the side's
@@ -136,7 +137,17 @@ def torch_side(args) -> dict:
         r = torch.from_numpy(train.rating.astype(np.float32))
         n = len(train)
         groups = [{"params": list(model.parameters())}]
-    optimizer = torch.optim.Adam(groups, lr=config.learning_rate)
+    optimizers = [torch.optim.Adam(groups, lr=config.learning_rate)]
+    if config.optimizer == "lazy-adam":  # torch.optim.SparseAdam on sparse embedding gradients, Adam elsewhere
+        tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+        for table in tables:
+            table.sparse = True
+        sparse = {id(t.weight) for t in tables}
+        dense = [q for q in model.parameters() if id(q) not in sparse]
+        optimizers = [torch.optim.SparseAdam([t.weight for t in tables], lr=config.learning_rate)]
+        optimizers += [torch.optim.Adam(dense, lr=config.learning_rate)] if dense else []
+    elif config.optimizer != "adam":
+        raise TfrecError(f"the torch side runs adam or lazy-adam, not {config.optimizer}")
     times, reached, rmse = [], None, None
     for _ in range(args.epochs):
         began = time.perf_counter()
@@ -144,7 +155,8 @@ def torch_side(args) -> dict:
         order = torch.randperm(n)
         for first in range(0, n, config.batch_size):
             rows = order[first : first + config.batch_size]
-            optimizer.zero_grad()
+            for optimizer in optimizers:
+                optimizer.zero_grad()
             if autorec:
                 m = mask[rows]
                 inputs = torch.nn.functional.dropout(matrix[rows] * m, config.input_dropout)
@@ -154,7 +166,8 @@ def torch_side(args) -> dict:
                 if config.l2:
                     loss = loss + model.penalty(u[rows], i[rows])
             loss.backward()
-            optimizer.step()
+            for optimizer in optimizers:
+                optimizer.step()
         times.append(time.perf_counter() - began)
         if args.target and not autorec:
             model.eval()

@@ -103,7 +103,11 @@ def test_ranking_metrics_of_the_most_popular_baseline(ml100k):
     assert result == {"hit_rate@1": 0.5, "ndcg@1": 0.5}  # user 1's item wins, user 2's loses
 
 
-def test_rating_rows_and_vectors_match_a_dense_matrix(ml100k):
+@pytest.mark.parametrize("held", ["densely", "as CSR rows"])
+def test_rating_rows_and_vectors_match_a_dense_matrix(ml100k, held, monkeypatch):
+    """Both ways vector_dataset can hold the ratings (a dense matrix for small tables, CSR otherwise)."""
+    if held == "as CSR rows":
+        monkeypatch.setattr("tfrec.data.vectors.DENSE_ENTRIES", 0)
     table = data.load(str(ml100k))
     rows = rating_rows(table, "item")
     users = np.unique(table.user_id)

@@ -64,14 +64,14 @@ def tf_side(args) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from tfrec import data
-    from tfrec.train import build, training_dataset
+    from tfrec.train import build, endless, training_dataset
 
     parts = _parts(args.data, args.seed)
     config = _config(args)
     tf.keras.utils.set_random_seed(config.seed)
     start = time.perf_counter()
     model = build(config.model, parts.train, config)
-    train_ds = training_dataset(config, parts.train, model=model)
+    train_ds, steps = endless(training_dataset(config, parts.train, model=model))  # as `tfrec train` fits
     times, reached, rmse = [], None, None
     test_ds = data.dataset(parts.test, 8192) if args.target else None
 
@@ -84,7 +84,10 @@ def tf_side(args) -> dict:
 
     for epoch in range(args.epochs if args.target else 1):
         fit_epochs = 1 if args.target else args.epochs
-        model.fit(train_ds, epochs=epoch + fit_epochs, initial_epoch=epoch, verbose=0, callbacks=[Timer()])
+        model.fit(
+            train_ds, epochs=epoch + fit_epochs, initial_epoch=epoch, steps_per_epoch=steps, verbose=0,
+            callbacks=[Timer()],
+        )  # fmt: skip
         if args.target:
             rmse = float(model.evaluate(test_ds, verbose=0, return_dict=True)["rmse"])
             if rmse <= args.target:

@@ -93,8 +93,7 @@ def tf_side(args) -> dict:
             if rmse <= args.target:
                 reached = time.perf_counter() - start
                 break
-    return _summary("tfrec", args, len(parts.train) if not config.model.startswith("autorec") else None, times,
-                    reached, rmse, parts)  # fmt: skip
+    return _summary("tfrec", args, times, reached, rmse, parts)
 
 
 def torch_side(args) -> dict:
@@ -182,17 +181,17 @@ def torch_side(args) -> dict:
             if rmse <= args.target:
                 reached = time.perf_counter() - start
                 break
-    return _summary("torch", args, n if not autorec else None, times, reached, rmse, parts)
+    return _summary("torch", args, times, reached, rmse, parts)
 
 
-def _summary(side, args, pairs, times, reached, rmse, parts) -> dict:
-    examples = pairs if pairs is not None else len(parts.train)  # AutoRec: count ratings seen per epoch
+def _summary(side, args, times, reached, rmse, parts) -> dict:
+    """One side's figures; ratings/s counts training ratings per epoch (AutoRec too, not vectors)."""
     rest = times[1:] or times
     median = statistics.median(rest)
     return {
         "side": side, "model": args.model, "data": args.data, "ratings": len(parts.train),
         "first_epoch_s": round(times[0], 4), "median_epoch_s": round(median, 4), "epochs_timed": len(times),
-        "ratings_per_s": round(examples / median), "peak_gb": round(_peak_gb(), 3),
+        "ratings_per_s": round(len(parts.train) / median), "peak_gb": round(_peak_gb(), 3),
         "target": args.target, "target_s": None if reached is None else round(reached, 3),
         "last_test_rmse": None if rmse is None else round(rmse, 4),
     }  # fmt: skip

@@ -236,17 +236,9 @@ def _save_run(model, summary: dict, target: str) -> None:
     """A run directory: the Keras model with its optimizer state, and the summary with the config and split."""
     from tfrec import export
 
-    target = Path(target)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.resolve().parent))
-    try:
+    with export.staged_directory(target) as staging:
         export.save_keras(model, staging / RUN_MODEL)
         write_json_atomic(staging / RUN_JSON, summary)
-        os.replace(staging, target)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _load_run(source: str):
@@ -262,14 +254,14 @@ def _load_run(source: str):
         try:
             run = json.loads((path / RUN_JSON).read_text())
             config = run["config"]
-            table = data.load(config["data"])
-            parts = data.split(table, config["split"], seed=config["seed"])
+            spec, split, seed, recorded = config["data"], config["split"], config["seed"], run["split_fingerprint"]
         except (ValueError, KeyError, TypeError) as e:
             raise TfrecError(f"{path / RUN_JSON}: not a tfrec run summary ({e})") from None
-        if parts.fingerprint != run["split_fingerprint"]:
+        parts = data.split(data.load(spec), split, seed=seed)  # their own errors name the data
+        if parts.fingerprint != recorded:
             raise TfrecError(
-                f"{path / RUN_JSON}: the data {config['data']!r} no longer splits as it did in training "
-                f"(fingerprint {parts.fingerprint}, recorded {run['split_fingerprint']})"
+                f"{path / RUN_JSON}: the data {spec!r} no longer splits as it did in training "
+                f"(fingerprint {parts.fingerprint}, recorded {recorded})"
             )
         return export.load_keras(path / RUN_MODEL), parts.train
     return export.load_keras(path), None

@@ -27,6 +27,7 @@ A SavedModel is a program: load only ones from a source you trust.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from tfrec._keras import tf
 
+from tfrec.data.pipeline import vocabulary_rows
 from tfrec.data.table import Ratings
 from tfrec.errors import TfrecError
 
@@ -127,10 +129,8 @@ def rated_rows(model, rated: Ratings | None) -> tuple[np.ndarray, np.ndarray]:
     """
     users_known = len(model.user_vocabulary)
     if rated is not None:
-        user_row = {u: k + 1 for k, u in enumerate(model.user_vocabulary)}
-        item_col = {i: k for k, i in enumerate(model.item_vocabulary)}
-        u = np.array([user_row.get(x, -1) for x in rated.user_ids], np.int64)[rated.user]
-        i = np.array([item_col.get(x, -1) for x in rated.item_ids], np.int64)[rated.item]
+        u = vocabulary_rows(model.user_vocabulary, rated.user_ids)[rated.user]
+        i = vocabulary_rows(model.item_vocabulary, rated.item_ids)[rated.item] - 1  # columns 0..V-1; -1 unseen
     elif hasattr(model, "row_splits"):  # AutoRec keeps its training ratings
         splits, columns = model.row_splits.numpy(), model.columns.numpy().astype(np.int64)
         rows = np.repeat(np.arange(len(splits) - 1), np.diff(splits))
@@ -184,14 +184,25 @@ def save(
         "recommend": module.recommend.get_concrete_function(),
         "recommend_including_rated": module.recommend_including_rated.get_concrete_function(),
     }
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staged_directory(path) as staging:
         tf.saved_model.save(module, str(staging), signatures=signatures)
+    return path
+
+
+@contextlib.contextmanager
+def staged_directory(path: str | os.PathLike):
+    """Yields a fresh directory beside ``path``, renamed to ``path`` when the block ends without error.
+
+    On any error (or an interrupt) the directory is removed, so ``path`` is either complete or absent.
+    """
+    path = Path(path)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.resolve().parent))
+    try:
+        yield staging
         os.replace(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return path
 
 
 def load(path: str | os.PathLike):

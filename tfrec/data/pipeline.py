@@ -127,7 +127,7 @@ def _epoch_permutation(n: int, batch_size: int, seed: int, drop_remainder: bool 
     return batches
 
 
-def _rows_in(vocabulary, ids: np.ndarray) -> np.ndarray:
+def vocabulary_rows(vocabulary, ids) -> np.ndarray:
     """Each id's row in ``vocabulary`` as a ``StringLookup`` with one OOV bucket numbers it (0: unseen)."""
     position = {str(v): k + 1 for k, v in enumerate(vocabulary)}
     return np.array([position.get(str(i), 0) for i in ids], np.int64)
@@ -140,9 +140,9 @@ def _gatherer(table: Ratings, names: tuple[str, ...], vocabularies=None):
     columns = {}
     for name in names:
         if name == "user_row":
-            columns[name] = (user, tf.constant(_rows_in(vocabularies[0], table.user_ids)))
+            columns[name] = (user, tf.constant(vocabulary_rows(vocabularies[0], table.user_ids)))
         elif name == "movie_row":
-            columns[name] = (item, tf.constant(_rows_in(vocabularies[1], table.item_ids)))
+            columns[name] = (item, tf.constant(vocabulary_rows(vocabularies[1], table.item_ids)))
         elif name == "user_id":
             columns[name] = (user, tf.constant(table.user_ids))
         elif name == "movie_id":

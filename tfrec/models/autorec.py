@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tfrec._keras import tf
 
+from tfrec.data.pipeline import vocabulary_rows
 from tfrec.data.table import Ratings
 from tfrec.data.vectors import compress, rating_rows, sparse_rows
 from tfrec.errors import TfrecError
@@ -166,10 +167,8 @@ class AutoRec(RatingModel):
         whole training part, so the validation cut's ratings, held out while
         fitting, are inputs again when predicting, as they are known ratings.
         """
-        users = {u: k for k, u in enumerate(self.user_vocabulary)}
-        items = {i: k for k, i in enumerate(self.item_vocabulary)}
-        u = np.array([users.get(x, -1) for x in table.user_ids])[table.user]
-        i = np.array([items.get(x, -1) for x in table.item_ids])[table.item]
+        u = vocabulary_rows(self.user_vocabulary, table.user_ids)[table.user] - 1  # 0-based; -1: unknown id
+        i = vocabulary_rows(self.item_vocabulary, table.item_ids)[table.item] - 1
         keep = (u >= 0) & (i >= 0)
         rows, cols = (i[keep], u[keep]) if self.kind == "item" else (u[keep], i[keep])
         splits, columns, values = compress(rows, cols, table.rating[keep], self.row_splits.shape[0] - 1)

@@ -18,7 +18,7 @@ from tfrec.train import build, training_dataset
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
 FAMILIES = {
     "mf": {}, "biased-mf": {}, "ncf": {}, "gmf": {}, "neumf": {}, "autorec-i": {}, "autorec-u": {},
-    "neumf-implicit": {"model": "neumf", "feedback": "implicit"},
+    "neumf-implicit": {"model": "neumf", "feedback": "implicit"}, "fm": {}, "ffm": {},
 }  # fmt: skip
 MIXED = (["1", "2", "nobody", "3", "nobody"], ["1", "nothing", "4", "5", "nothing"])  # known and unseen ids
 USERS = ["1", "2", "7", "nobody"]

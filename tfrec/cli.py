@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; t
 from tfrec.config import (  # noqa: E402
     ACTIVATION_NAMES,
     FEEDBACK_NAMES,
+    FM_MODELS,
     IMPLICIT_LOSS_NAMES,
     INIT_NAMES,
     MODEL_DEFAULTS,
@@ -55,7 +56,7 @@ def _train_parser(sub) -> None:
     )
     p.add_argument("--epochs", type=int, default=d.epochs, help="at most this many (default %(default)s)")
     p.add_argument("--batch-size", type=int, help=_per_model("batch_size") + " (AutoRec: rating vectors)")
-    p.add_argument("--dim", type=int, default=d.dim, help="embedding dimension (default %(default)s)")
+    p.add_argument("--dim", type=int, help="embedding dimension; " + _per_model("dim"))
     p.add_argument("--lr", type=float, help=_per_model("learning_rate"))
     p.add_argument("--l2", type=float, help=_per_model("l2"))
     p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=d.optimizer)
@@ -71,6 +72,12 @@ def _train_parser(sub) -> None:
         + _per_model("refit")
         + ")",
     )
+    fm = p.add_argument_group("Factorization machines (fm, ffm)")
+    fm.add_argument(
+        "--features", default=",".join(d.features),
+        help="fields, TFDS names: user_id,movie_id,bucketized_user_age,user_gender,user_occupation_label,"
+        "user_zip_code,movie_genres (default %(default)s)",
+    )  # fmt: skip
     ncf = p.add_argument_group("NCF (ncf, gmf, neumf)")
     ncf.add_argument("--layers", default=",".join(map(str, d.layers)), help="MLP widths (default %(default)s)")
     ncf.add_argument("--dropout", type=float, default=d.dropout, help="before each MLP layer (default %(default)s)")
@@ -206,6 +213,8 @@ def _train(args) -> None:
         ("model", config.model + (" (implicit)" if config.implicit else "")),
         ("data", f"{config.data}, split {config.split} (fingerprint {summary['split_fingerprint']})"),
     ]
+    if config.model in FM_MODELS:
+        rows.append(("features", ", ".join(config.features)))
     if config.implicit:
         for name in ("hit_rate@10", "ndcg@10"):
             rows.append(
@@ -289,7 +298,9 @@ def _predict(args) -> None:
     from tfrec import export
 
     loaded = export.load(args.path)
-    out = loaded.signatures["serving_default"](user_id=tf.constant([args.user]), movie_id=tf.constant([args.movie]))
+    # A factorization machine's serving_default also takes side features; serving_ids uses the held ones.
+    signature = loaded.signatures.get("serving_ids", loaded.signatures["serving_default"])
+    out = signature(user_id=tf.constant([args.user]), movie_id=tf.constant([args.movie]))
     print(f"{out['predictions'].numpy()[0]:.4f}")
 
 

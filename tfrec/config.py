@@ -6,7 +6,7 @@ import dataclasses
 
 from tfrec.errors import TfrecError
 
-MODEL_NAMES = ("mf", "biased-mf", "ncf", "gmf", "neumf", "autorec-i", "autorec-u")
+MODEL_NAMES = ("mf", "biased-mf", "ncf", "gmf", "neumf", "autorec-i", "autorec-u", "fm", "ffm")
 OPTIMIZER_NAMES = ("adam", "lazy-adam", "adagrad", "sgd")
 STRATEGY_NAMES = ("auto", "default", "mirrored", "multi-worker")
 FEEDBACK_NAMES = ("explicit", "implicit")
@@ -16,6 +16,8 @@ INIT_NAMES = ("torch", "glorot")
 ACTIVATION_NAMES = ("sigmoid", "linear", "relu", "elu", "selu", "tanh", "softplus", "swish", "gelu")
 NCF_MODELS = ("ncf", "gmf", "neumf")
 AUTOREC_MODELS = ("autorec-i", "autorec-u")
+FM_MODELS = ("fm", "ffm")
+ID_FEATURES = ("user_id", "movie_id")
 
 # Every value chosen on ML-100K 80/20 seed 42 by the validation cut of the training
 # part (benchmarks/RESULTS.md has the test numbers). Plain MF, with no mean or bias
@@ -23,13 +25,15 @@ AUTOREC_MODELS = ("autorec-i", "autorec-u")
 # AutoRec's batch is rating vectors (items or users), not ratings; its training
 # ratings are also its inputs, so the held-out cut costs it twice and it refits.
 MODEL_DEFAULTS = {
-    "mf": {"learning_rate": 0.003, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
-    "biased-mf": {"learning_rate": 0.01, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
-    "ncf": {"learning_rate": 0.001, "l2": 0.01, "batch_size": 1024, "patience": 3, "refit": False},
-    "gmf": {"learning_rate": 0.001, "l2": 0.01, "batch_size": 1024, "patience": 3, "refit": False},
-    "neumf": {"learning_rate": 0.001, "l2": 0.01, "batch_size": 1024, "patience": 3, "refit": False},
-    "autorec-i": {"learning_rate": 0.001, "l2": 0.001, "batch_size": 256, "patience": 5, "refit": True},
-    "autorec-u": {"learning_rate": 0.003, "l2": 0.001, "batch_size": 256, "patience": 5, "refit": True},
+    "mf": {"dim": 32, "learning_rate": 0.003, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
+    "biased-mf": {"dim": 32, "learning_rate": 0.01, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
+    "ncf": {"dim": 32, "learning_rate": 0.001, "l2": 0.01, "batch_size": 1024, "patience": 3, "refit": False},
+    "gmf": {"dim": 32, "learning_rate": 0.001, "l2": 0.01, "batch_size": 1024, "patience": 3, "refit": False},
+    "neumf": {"dim": 32, "learning_rate": 0.001, "l2": 0.01, "batch_size": 1024, "patience": 3, "refit": False},
+    "autorec-i": {"dim": 32, "learning_rate": 0.001, "l2": 0.001, "batch_size": 256, "patience": 5, "refit": True},
+    "autorec-u": {"dim": 32, "learning_rate": 0.003, "l2": 0.001, "batch_size": 256, "patience": 5, "refit": True},
+    "fm": {"dim": 8, "learning_rate": 0.005, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
+    "ffm": {"dim": 4, "learning_rate": 0.01, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
 }
 
 
@@ -43,6 +47,14 @@ def _parse_layers(layers) -> tuple[int, ...]:
     if any(x < 1 for x in layers):
         raise TfrecError(f"layers must be positive widths, got {','.join(map(str, layers))}")
     return layers
+
+
+def _parse_features(features) -> tuple[str, ...]:
+    names = features.replace(" ", "").split(",") if isinstance(features, str) else list(features)
+    names = tuple(str(n) for n in names if n)
+    if not names:
+        raise TfrecError("features must name at least one field, e.g. user_id,movie_id")
+    return names
 
 
 @dataclasses.dataclass
@@ -59,7 +71,7 @@ class TrainConfig:
         for explicit feedback, ``leave-last-out`` (the NCF protocol) for implicit.
       epochs: Upper bound; early stopping on validation usually ends sooner.
       batch_size: Examples per step (AutoRec: rating vectors per step).
-      dim: Embedding dimension (MF factors, NCF embeddings).
+      dim: Embedding dimension (MF factors, NCF embeddings, FM factors; FFM: per field).
       learning_rate: Optimizer learning rate.
       l2: L2 weight: on the looked-up rows of each batch (MF, NCF), on the
         kernels (AutoRec).
@@ -74,6 +86,9 @@ class TrainConfig:
       steps_per_execution: Batches per ``tf.function`` call (hides Python overhead).
       strategy: ``auto`` (all GPUs, else CPU), ``default``, ``mirrored`` or
         ``multi-worker`` (MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG``).
+      features: FM/FFM fields, TFDS names (``user_id``, ``movie_id``, ``bucketized_user_age``,
+        ``user_gender``, ``user_occupation_label``, ``user_zip_code``, ``movie_genres``, ...);
+        a comma-separated string is split.
       layers: NCF hidden layer widths.
       dropout: NCF dropout before each hidden layer.
       feedback: NCF ``explicit`` (ratings) or ``implicit`` (interactions).
@@ -96,7 +111,7 @@ class TrainConfig:
     split: str | None = None
     epochs: int = 50
     batch_size: int | None = None
-    dim: int = 32
+    dim: int | None = None
     learning_rate: float | None = None
     l2: float | None = None
     optimizer: str = "adam"
@@ -105,6 +120,7 @@ class TrainConfig:
     patience: int | None = None
     steps_per_execution: int = 16
     strategy: str = "auto"
+    features: tuple[str, ...] | str = ID_FEATURES
     layers: tuple[int, ...] | str = (64, 32, 16)
     dropout: float = 0.0
     feedback: str = "explicit"
@@ -140,6 +156,9 @@ class TrainConfig:
         if self.split is None:
             self.split = "leave-last-out" if self.implicit else "ratio"
         self.layers = _parse_layers(self.layers)
+        self.features = _parse_features(self.features)
+        if self.features != ID_FEATURES and self.model not in FM_MODELS:
+            raise TfrecError(f"features are for {', '.join(FM_MODELS)}; {self.model} uses user_id and movie_id")
         for key in ("epochs", "batch_size", "dim", "steps_per_execution", "negatives", "hidden"):
             if getattr(self, key) < 1:
                 raise TfrecError(f"{key} must be at least 1, got {getattr(self, key)}")

@@ -8,6 +8,14 @@ objects). Every model family gets the same signatures:
   ``predictions`` (float32 ``[batch]``), the model's rating, clipped to the
   training rating range unless ``clip=False``. Unseen ids get the model's
   documented answer (the training mean plus what it knows, e.g. ``mu + b_i``).
+  Factorization machines' ``serving_default`` also takes each side feature
+  they were trained with, by its TensorFlow Datasets name and dtype
+  (``bucketized_user_age`` float32, ``user_gender`` bool,
+  ``user_occupation_label`` int64, ``user_zip_code`` string, ``movie_genres``
+  int64 ``[batch, n]`` padded with -1, ...); a value the training data did not
+  have (``""``, ``-1``) takes the field's out-of-vocabulary row and contributes
+  nothing. Their ``serving_ids`` signature takes the ids alone and uses each
+  known user's and movie's training side features.
 - ``recommend``: ``user_id`` (string ``[batch]``), ``k`` (int32 scalar, chosen
   per call) -> ``movie_id`` (string ``[batch, k]``) and ``scores`` (float32
   ``[batch, k]``), best first, leaving out the items the user rated in training.
@@ -61,7 +69,7 @@ class _Serving(tf.Module):
         # What the signatures read: the weights (not the optimizer's slots, 2x the weights for Adam)
         # and the lookup layers' hash tables.
         self.weights = list(model.weights)
-        self.lookups = [model.user_lookup, model.item_lookup]
+        self.lookups = model.lookup_layers()
         self.clip = clip
         self.items = tf.constant(model.item_vocabulary, tf.string)
         self.num_items = len(model.item_vocabulary)
@@ -73,9 +81,21 @@ class _Serving(tf.Module):
         state = model.item_state()  # e.g. I-AutoRec's item codes: computed here once, not per request
         self.item_state = None if state is None else tf.Variable(state, trainable=False, name="item_state")
 
+        inputs = model.serving_inputs()
+        names = list(inputs)
+
+        def predict(*args):
+            return self._predict(dict(zip(names, args)))
+
+        self.predict = tf.function(
+            predict, input_signature=[tf.TensorSpec(s.shape, s.dtype, n) for n, s in inputs.items()]
+        )
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)])
-    def predict(self, user_id, movie_id):
-        features = {"user_id": user_id, "movie_id": movie_id}
+    def predict_ids(self, user_id, movie_id):
+        return self._predict({"user_id": user_id, "movie_id": movie_id})
+
+    def _predict(self, features):
         predictions = self._held.model(features) if self.clip else self._held.model.score(features)
         return {"predictions": tf.cast(predictions, tf.float32)}
 
@@ -181,12 +201,17 @@ def save(
     module = _Serving(model, rated_rows(model, rated), clip, max(1, budget // len(model.item_vocabulary)))
     signatures = {
         "serving_default": module.predict.get_concrete_function(),
+        **({"serving_ids": module.predict_ids.get_concrete_function()} if _takes_side_features(model) else {}),
         "recommend": module.recommend.get_concrete_function(),
         "recommend_including_rated": module.recommend_including_rated.get_concrete_function(),
     }
     with staged_directory(path) as staging:
         tf.saved_model.save(module, str(staging), signatures=signatures)
     return path
+
+
+def _takes_side_features(model) -> bool:
+    return set(model.serving_inputs()) != {"user_id", "movie_id"}
 
 
 @contextlib.contextmanager

@@ -16,13 +16,16 @@ import numpy as np
 from tfrec._keras import tf
 
 from tfrec import data as tfdata
-from tfrec.config import AUTOREC_MODELS, NCF_MODELS, TrainConfig
+from tfrec.config import AUTOREC_MODELS, FM_MODELS, NCF_MODELS, TrainConfig
 from tfrec.data.implicit import implicit_dataset, ranking_candidates
 from tfrec.data.vectors import vector_dataset
 from tfrec.errors import TfrecError
 from tfrec.metrics import RankingMetrics, most_popular, ranking_metrics
 from tfrec.optimizers import LazyAdam
-from tfrec.models import AutoRec, BiasedMatrixFactorization, MatrixFactorization, NeuralCollaborativeFiltering
+from tfrec.models import (
+    AutoRec, BiasedMatrixFactorization, FactorizationMachine, FieldAwareFactorizationMachine, MatrixFactorization,
+    NeuralCollaborativeFiltering,
+)  # fmt: skip
 
 MODELS = {
     "mf": MatrixFactorization,
@@ -32,6 +35,8 @@ MODELS = {
     "neumf": NeuralCollaborativeFiltering,
     "autorec-i": AutoRec,
     "autorec-u": AutoRec,
+    "fm": FactorizationMachine,
+    "ffm": FieldAwareFactorizationMachine,
 }
 RANKING_NEGATIVES, RANKING_K = 99, 10  # the NCF evaluation protocol
 OPTIMIZERS = {
@@ -104,6 +109,8 @@ def model_kwargs(config: TrainConfig) -> dict:
             "l2": config.l2, "loss_normalization": config.loss_normalization,
             "input_dropout": config.input_dropout, "init": config.init,
         }  # fmt: skip
+    if config.model in FM_MODELS:
+        return {"dim": config.dim, "l2": config.l2, "fields": list(config.features)}
     return {"dim": config.dim, "l2": config.l2}
 
 
@@ -253,7 +260,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         "devices": _devices(strategy_, net),
         "workers": n_workers,
         "chief": is_chief(strategy_),
-        "config": {**dataclasses.asdict(config), "layers": list(config.layers)},
+        "config": {**dataclasses.asdict(config), "layers": list(config.layers), "features": list(config.features)},
         "model": net,
         "train": parts.train,
     }

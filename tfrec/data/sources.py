@@ -23,12 +23,17 @@ MOVIELENS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest", "ml-
 NAMES_HELP = (
     "ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-latest, ml-latest-small, a directory of "
     "MovieLens files, tfds:movielens/<config>-ratings, or synthetic[:users=N,items=N,"
-    "ratings=N,rank=N,sigma=S,round=0|1,seed=N]"
+    "ratings=N,rank=N,sigma=S,round=0|1,seed=N], or synthetic-fm[:users=N,items=N,rank=N,sigma=S,seed=N] "
+    "(every pair rated by a planted factorization machine; side features user_occupation_label, movie_genres)"
 )
 _SYNTHETIC_KEYS = {
     "users": int, "items": int, "ratings": int, "rank": int, "sigma": float,
     "factor_std": float, "bias_std": float, "global_mean": float, "seed": int,
     "round": lambda v: bool(int(v)),
+}  # fmt: skip
+_SYNTHETIC_FM_KEYS = {
+    "users": int, "items": int, "rank": int, "sigma": float, "occupations": int, "genres": int,
+    "factor_std": float, "weight_std": float, "global_bias": float, "seed": int,
 }  # fmt: skip
 
 
@@ -49,6 +54,8 @@ def load(name: str, *, download: bool | None = None) -> Ratings:
     """
     if download is None:
         download = os.environ.get("TFREC_OFFLINE", "") not in ("1", "true", "yes")
+    if name == "synthetic-fm" or name.startswith("synthetic-fm:"):
+        return synthetic.generate_fm(**_synthetic_args(name, _SYNTHETIC_FM_KEYS, "synthetic-fm")).ratings
     if name.startswith("synthetic"):
         return synthetic.generate(**_synthetic_args(name)).ratings
     if name.startswith("tfds:"):
@@ -60,17 +67,17 @@ def load(name: str, *, download: bool | None = None) -> Ratings:
     raise DataError(f"unknown dataset {name!r}: use {NAMES_HELP}")
 
 
-def _synthetic_args(spec: str) -> dict:
+def _synthetic_args(spec: str, keys=_SYNTHETIC_KEYS, label="synthetic") -> dict:
     _, _, rest = spec.partition(":")
     args = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        if key not in _SYNTHETIC_KEYS:
-            raise DataError(f"synthetic: unknown parameter {key!r}; known: {', '.join(_SYNTHETIC_KEYS)}")
+        if key not in keys:
+            raise DataError(f"{label}: unknown parameter {key!r}; known: {', '.join(keys)}")
         try:
-            args[key] = _SYNTHETIC_KEYS[key](value)
+            args[key] = keys[key](value)
         except ValueError:
-            raise DataError(f"synthetic: {key}={value!r} is not a valid value") from None
+            raise DataError(f"{label}: {key}={value!r} is not a valid value") from None
     return args
 
 

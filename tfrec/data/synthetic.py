@@ -132,3 +132,83 @@ def generate(
         ),
     )
     return Synthetic(table, expected, sigma, p, q, bu, bi, global_mean)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SyntheticFM:
+    """A table drawn from a planted factorization machine, with its noise-free ratings.
+
+    Attributes:
+      ratings: Every (user, item) pair once, in random order, with side features
+        ``user_occupation_label`` (one of ``occupations``) and ``movie_genres``
+        (1 to 3 of ``genres``).
+      expected: The planted FM's rating of each row, before noise.
+      sigma: Noise standard deviation.
+    """
+
+    ratings: Ratings
+    expected: np.ndarray
+    sigma: float
+
+
+def generate_fm(
+    users: int = 100,
+    items: int = 50,
+    rank: int = 4,
+    sigma: float = 0.1,
+    occupations: int = 8,
+    genres: int = 6,
+    factor_std: float = 0.5,
+    weight_std: float = 0.5,
+    global_bias: float = 3.5,
+    seed: int = 0,
+) -> SyntheticFM:
+    """Ratings from a planted FM over user id, movie id, occupation and genres (all pairs rated).
+
+    ``rating = w0 + sum_j w_j x_j + sum_{j<l} <v_j, v_l> x_j x_l + eps``: one active
+    feature per id and occupation (``x = 1``) and one per genre of the movie
+    (``x = 1 / genres``, the encoding ``tfrec.data.fields`` uses), weights
+    ``N(0, weight_std^2)``, rank-``rank`` factors ``N(0, factor_std^2)``,
+    ``eps ~ N(0, sigma^2)``. A factorization machine with these fields can
+    recover it up to the noise.
+    """
+    from tfrec.data.table import RaggedColumn
+
+    for key, value in (("users", users), ("items", items), ("rank", rank), ("occupations", occupations),
+                       ("genres", genres)):  # fmt: skip
+        if value < 1:
+            raise DataError(f"synthetic-fm: {key} must be at least 1, got {value}")
+    rng = np.random.default_rng(seed)
+    n_features = users + items + occupations + genres
+    w = rng.normal(0, weight_std, n_features)
+    v = rng.normal(0, factor_std, (n_features, rank))
+    occupation = rng.integers(0, occupations, users)
+    movie_genres = [np.sort(rng.choice(genres, rng.integers(1, 4), replace=False)) for _ in range(items)]
+    cells = rng.permutation(users * items)
+    u, i = cells // items, cells % items
+    x = np.zeros((len(cells), n_features))
+    rows = np.arange(len(cells))
+    x[rows, u] = 1.0
+    x[rows, users + i] = 1.0
+    x[rows, users + items + occupation[u]] = 1.0
+    for item, g in enumerate(movie_genres):
+        x[np.ix_(i == item, users + items + occupations + g)] = 1.0 / len(g)
+    xv = x @ v
+    expected = global_bias + x @ w + 0.5 * np.sum(xv**2 - (x**2) @ (v**2), axis=1)
+    rating = (expected + rng.normal(0, sigma, len(cells))).astype(np.float32)
+    user_ids, user_pos = _sorted_ids(users)
+    item_ids, item_pos = _sorted_ids(items)
+    order_u, order_i = np.argsort(user_pos), np.argsort(item_pos)  # table position -> generator index
+    table = Ratings(
+        user_ids=user_ids,
+        item_ids=item_ids,
+        user=user_pos[u],
+        item=item_pos[i],
+        rating=rating,
+        timestamp=np.arange(len(cells), dtype=np.int64),
+        user_features={"user_occupation_label": occupation[order_u].astype(np.int64)},
+        item_features={"movie_genres": RaggedColumn.from_lists([movie_genres[k] for k in order_i])},
+        name="synthetic-fm",
+        source=f"synthetic-fm(users={users}, items={items}, rank={rank}, sigma={sigma}, seed={seed})",
+    )
+    return SyntheticFM(table, expected.astype(np.float32), sigma)

@@ -3,7 +3,11 @@
 from tfrec.models._base import RatingModel
 from tfrec.models.autorec import AutoRec
 from tfrec.models.biased_mf import BiasedMatrixFactorization
+from tfrec.models.fm import FactorizationMachine, FieldAwareFactorizationMachine
 from tfrec.models.mf import MatrixFactorization
 from tfrec.models.ncf import NeuralCollaborativeFiltering
 
-__all__ = ["AutoRec", "BiasedMatrixFactorization", "MatrixFactorization", "NeuralCollaborativeFiltering", "RatingModel"]
+__all__ = [
+    "AutoRec", "BiasedMatrixFactorization", "FactorizationMachine", "FieldAwareFactorizationMachine",
+    "MatrixFactorization", "NeuralCollaborativeFiltering", "RatingModel",
+]  # fmt: skip

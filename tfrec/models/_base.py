@@ -67,6 +67,14 @@ class RatingModel(tfrs.Model):
         self.user_lookup = id_lookup(self.user_vocabulary)
         self.item_lookup = id_lookup(self.item_vocabulary)
 
+    def lookup_layers(self) -> list:
+        """The lookup layers a SavedModel must keep (their tables are not weights)."""
+        return [self.user_lookup, self.item_lookup]
+
+    def serving_inputs(self) -> dict:
+        """The inputs of an export's ``serving_default``: name -> ``tf.TensorSpec`` (here the two ids)."""
+        return {"user_id": tf.TensorSpec([None], tf.string), "movie_id": tf.TensorSpec([None], tf.string)}
+
     def lookup(self, features):
         """Row indices of the batch's users and items (0 for an unseen id), looked up once.
 

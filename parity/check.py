@@ -56,7 +56,7 @@ def tf_model(case: Case, d):
 
     config = TrainConfig(
         model=case.model, dim=case.dim, layers=case.layers, hidden=case.hidden, l2=case.l2,
-        learning_rate=case.learning_rate, input_dropout=0.0,
+        learning_rate=case.learning_rate, input_dropout=0.0, features=case.features,
     )  # fmt: skip
     config.check()
     kwargs = model_kwargs(config)
@@ -64,7 +64,9 @@ def tf_model(case: Case, d):
         kwargs["gmf_dim"] = case.dim
     if case.model.startswith("autorec"):
         kwargs["init"] = "torch"  # nn.Linear's; Keras' Glorot measurably trains to another RMSE
-    if case.model in ("mf", "biased-mf", "ncf", "gmf", "neumf"):
+    if case.model in ("fm", "ffm"):
+        kwargs["fields"] = list(case.features)
+    if case.model in ("mf", "biased-mf", "ncf", "gmf", "neumf", "fm", "ffm"):
         # The reference's normal init; a trajectory case overwrites it with the reference's draws anyway.
         kwargs["embeddings_initializer"] = tf.keras.initializers.RandomNormal(stddev=case.init_std)
     model = MODELS[case.model].from_table(d.train, **kwargs)
@@ -84,8 +86,12 @@ def load_initial(model, case: Case, arrays: dict) -> None:
         layer.kernel.assign(w[f"{name}.weight"].T)
         layer.bias.assign(w[f"{name}.bias"])
 
+    if case.model in ("fm", "ffm"):  # one global row space on both sides (tfrec.data.fields.slots)
+        model.factors.embeddings.assign(w["factors.weight"])
+        model.linear.embeddings.assign(w["linear.weight"])
+        model.bias.assign(w["bias"].reshape(()))  # savez stores a scalar as [1]
+        return
     if case.model.startswith("autorec"):
-        dense(model.encoder, "encoder")
         dense(model.decoder, "decoder")
         return
     if case.model in ("mf", "biased-mf"):

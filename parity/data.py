@@ -33,6 +33,7 @@ class CaseData:
     mask: np.ndarray | None = None
     test_rows_in_vectors: np.ndarray | None = None
     test_columns: np.ndarray | None = None
+    fields: object = None  # FM/FFM: ``tfrec.data.fields.Slots`` of the case's fields on the training part
 
 
 def case_data(case: Case) -> CaseData:
@@ -48,6 +49,11 @@ def case_data(case: Case) -> CaseData:
     test_users = np.searchsorted(users, test.user[known])
     test_items = np.searchsorted(items, test.item[known])
     extra = {}
+    if case.model in ("fm", "ffm"):
+        from tfrec.data import fields
+
+        sides = fields.side_tokens(train, case.features)
+        extra["fields"] = fields.slots(case.features, sides["user_side"], sides["item_side"])
     if case.model.startswith("autorec"):
         by = "item" if case.model == "autorec-i" else "user"
         rows = rating_rows(train, by)

@@ -43,7 +43,7 @@ def generate(case: Case, root: Path = fixtures_io.FIXTURES) -> None:
             full = model(ratings * mask).numpy()
         predictions = full[d.test_rows_in_vectors, d.test_columns]
     else:
-        model = reference.build(case, d.num_users, d.num_items, d.mean)
+        model = reference.build(case, d.num_users, d.num_items, d.mean, fields=d.fields)
         users, items = torch.tensor(d.train_users), torch.tensor(d.train_items)
         initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         losses, batches = reference.train(case, model, (users, items), torch.tensor(d.train_ratings))
@@ -85,7 +85,7 @@ def generate_metric(case: Case, root: Path = fixtures_io.FIXTURES) -> None:
             with torch.no_grad():
                 predicted = model(ratings * mask).clamp(low, high).numpy()[d.test_rows_in_vectors, d.test_columns]
         else:
-            model = reference.build(case, d.num_users, d.num_items, d.mean)
+            model = reference.build(case, d.num_users, d.num_items, d.mean, fields=d.fields)
             losses, _ = reference.train(case, model, (users, items), torch.tensor(d.train_ratings), seed=seed)
             with torch.no_grad():
                 predicted = model(test_users, test_items).clamp(low, high).numpy()

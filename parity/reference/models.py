@@ -109,3 +109,61 @@ class AutoRec(nn.Module):
 
     def forward(self, ratings):
         return self.decoder(torch.sigmoid(self.encoder(ratings)))
+
+
+class FM(nn.Module):
+    """A factorization machine over one-hot (and normalised multi-hot) features (Rendle 2010).
+
+    ``w0 + sum_j w_j x_j + 1/2 sum_k ((sum_j v_jk x_j)^2 - sum_j v_jk^2 x_j^2)``, the
+    square-of-sum form of the PyTorch FM tutorials. A rating's active features
+    are fixed slots ``(feature row, value)``: the user's slots (its id and side
+    features) then the movie's, held per user and movie number (row 0 of each: an
+    unknown id, every slot empty). ``field_aware`` (FFM, Juan et al. 2016): each
+    feature has one vector per field, and the pair sum runs over slot pairs
+    literally, ``sum_{s<t} x_s x_t <v_{s, f(t)}, v_{t, f(s)}>``.
+    """
+
+    def __init__(
+        self, user_slots, item_slots, features: int, dim: int, mean: float, l2: float = 0.0, std: float = 0.1,
+        slot_field=None, fields: int = 1,
+    ):  # fmt: skip
+        super().__init__()
+        for name, array in zip(("user_rows", "user_values", "item_rows", "item_values"), (*user_slots, *item_slots)):
+            self.register_buffer(name, torch.as_tensor(array))
+        self.field_aware = slot_field is not None
+        self.dim, self.fields, self.l2 = dim, fields, l2
+        self.slot_field = None if slot_field is None else [int(f) for f in slot_field]
+        self.factors = nn.Embedding(features, dim * fields if self.field_aware else dim)
+        self.linear = nn.Embedding(features, 1)
+        nn.init.normal_(self.factors.weight, 0.0, std)
+        nn.init.zeros_(self.linear.weight)
+        self.bias = nn.Parameter(torch.tensor(float(mean)))
+
+    def slots(self, users, items):
+        """Rows and values ``[batch, slots]`` for user and item numbers (0-based, as ``parity.data``)."""
+        rows = torch.cat([self.user_rows[users + 1], self.item_rows[items + 1]], dim=1)
+        values = torch.cat([self.user_values[users + 1], self.item_values[items + 1]], dim=1)
+        return rows, values
+
+    def forward(self, users, items):
+        rows, values = self.slots(users, items)
+        v, x = self.factors(rows), values
+        linear = (self.linear(rows).squeeze(-1) * x).sum(dim=1)
+        if not self.field_aware:
+            xv = v * x.unsqueeze(-1)
+            pairs = 0.5 * (xv.sum(dim=1) ** 2 - (xv**2).sum(dim=1)).sum(dim=1)
+        else:
+            v = v.view(v.shape[0], v.shape[1], self.fields, self.dim)
+            pairs = torch.zeros_like(linear)
+            f = self.slot_field
+            for s in range(len(f)):
+                for t in range(s + 1, len(f)):
+                    pairs = pairs + x[:, s] * x[:, t] * (v[:, s, f[t]] * v[:, t, f[s]]).sum(dim=1)
+        return self.bias + linear + pairs
+
+    def penalty(self, users, items):
+        """``l2 * (sum of squares of the active features' factors and weights) / batch``, tfrec's per-batch L2."""
+        rows, values = self.slots(users, items)
+        active = (values != 0).float()
+        squares = (self.factors(rows) ** 2).sum(dim=-1) + self.linear(rows).squeeze(-1) ** 2
+        return self.l2 * (squares * active).sum() / len(users)

@@ -12,10 +12,15 @@ import numpy as np
 import torch
 
 from parity.cases import Case
-from parity.reference.models import MF, NCF, AutoRec, BiasedMF
+from parity.reference.models import FM, MF, NCF, AutoRec, BiasedMF
 
 
-def build(case: Case, users: int, items: int, mean: float, width: int = 0) -> torch.nn.Module:
+def build(case: Case, users: int, items: int, mean: float, width: int = 0, fields=None) -> torch.nn.Module:
+    """The case's reference model; ``fields`` is ``parity.data.CaseData.fields`` for FM and FFM."""
+    if case.model in ("fm", "ffm"):
+        slot_field = fields.slot_field if case.model == "ffm" else None
+        return FM(fields.user_slots, fields.item_slots, fields.features, case.dim, mean, case.l2, case.init_std,
+                  slot_field, len(case.features))  # fmt: skip
     if case.model == "mf":
         return MF(users, items, case.dim, case.l2, case.init_std)
     if case.model == "biased-mf":

@@ -92,6 +92,7 @@ def load_initial(model, case: Case, arrays: dict) -> None:
         model.bias.assign(w["bias"].reshape(()))  # savez stores a scalar as [1]
         return
     if case.model.startswith("autorec"):
+        dense(model.encoder, "encoder")
         dense(model.decoder, "decoder")
         return
     if case.model in ("mf", "biased-mf"):
@@ -181,8 +182,12 @@ def metric(case: Case, record: dict) -> dict:
         if d.vectors is not None:
             by = "item" if case.model == "autorec-i" else "user"
             train = tfdata.vector_dataset(d.train, by, case.batch_size, shuffle=True, seed=seed)
-        else:
-            train = tfdata.dataset(d.train, case.batch_size, shuffle=True, seed=seed)
+        else:  # the model's row numbers instead of id strings: the same batches, no string lookups
+            vocabularies = (model.user_vocabulary, model.item_vocabulary)
+            features = ("user_id", "movie_id", "user_rating")
+            train = tfdata.dataset(
+                d.train, case.batch_size, shuffle=True, seed=seed, features=features, vocabularies=vocabularies
+            )
         history = model.fit(train, epochs=case.epochs, verbose=0)
         error = model(test).numpy().astype(np.float64) - d.test_ratings  # clipped to the rating range, as the reference
         runs.append({

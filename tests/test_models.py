@@ -19,6 +19,9 @@ SETTINGS = {
     "neumf": ({"layers": "32,16", "learning_rate": 0.003, "l2": 1e-4}, 10),
     "autorec-i": ({"hidden": 100, "learning_rate": 0.01, "l2": 0.001, "batch_size": 32, "input_dropout": 0}, 30),
     "autorec-u": ({"hidden": 100, "learning_rate": 0.01, "l2": 0.001, "batch_size": 32, "input_dropout": 0}, 30),
+    # With the two id fields an FM is biased MF (w0 + w_u + w_i + <v_u, v_i>), and so is FFM.
+    "fm": ({"learning_rate": 0.01, "l2": 0.02}, 25),
+    "ffm": ({"learning_rate": 0.01, "l2": 0.02}, 25),
 }
 
 
@@ -116,6 +119,12 @@ def test_unseen_ids_get_defined_answers(fitted, planted_split):
         b_i = model.item_bias(model.item_lookup(tf.constant([known_item]))).numpy()[0, 0]
         b_u = model.user_bias(model.user_lookup(tf.constant([known_user]))).numpy()[0, 0]
         np.testing.assert_allclose(out, [mu + b_i, mu + b_u, mu], rtol=1e-5)
+    elif name in ("fm", "ffm"):  # an unknown id adds nothing: the trained w0 plus the known id's weight
+        w = model.linear.embeddings.numpy()[:, 0]
+        w_i = w[model.offsets["movie_id"] + int(model.item_lookup(tf.constant([known_item]))[0])]
+        w_u = w[model.offsets["user_id"] + int(model.user_lookup(tf.constant([known_user]))[0])]
+        w0 = float(model.bias.numpy())
+        np.testing.assert_allclose(out, [w0 + w_i, w0 + w_u, w0], rtol=1e-5)
     else:
         np.testing.assert_allclose(out, [mu, mu, mu], rtol=1e-6)
     assert model(_features([], [])).shape == (0,)

@@ -30,9 +30,13 @@ def field_aware_interaction(xv, slot_field, num_fields: int):
     O(k slots fields + k fields^2) per example, never the slots^2 pairs.
     """
     member = tf.one_hot(slot_field, num_fields, dtype=xv.dtype)  # [slots, fields]
-    sums = tf.einsum("bsfk,sg->bgfk", xv, member)  # S[g, f]
-    crossed = tf.einsum("bgfk,bfgk->b", sums, sums)
-    own = tf.einsum("bsfk,sf->bsk", xv, member)  # x_s v_{s, f(s)}
+    shape = tf.shape(xv)
+    flat = tf.reshape(xv, [shape[0], shape[1], -1])  # [batch, slots, fields * k]
+    sums = tf.reshape(
+        tf.matmul(member, flat, transpose_a=True), tf.concat([shape[:1], [num_fields, num_fields, -1]], 0)
+    )
+    crossed = tf.reduce_sum(sums * tf.transpose(sums, [0, 2, 1, 3]), axis=[1, 2, 3])  # S[g, f] . S[f, g]
+    own = tf.reduce_sum(xv * member[tf.newaxis, :, :, tf.newaxis], axis=2)  # x_s v_{s, f(s)}
     return 0.5 * (crossed - tf.reduce_sum(tf.square(own), axis=[1, 2]))
 
 
@@ -97,6 +101,7 @@ class FactorizationMachine(RatingModel):
             "user": tuple(tf.constant(a) for a in layout.user_slots),
             "item": tuple(tf.constant(a) for a in layout.item_slots),
         }
+        self._held_slot_field = tf.constant(layout.slot_field, tf.int32)  # the user's slots, then the item's
         self.field_lookups = {
             f: id_lookup(self.vocabularies[f]) for f in self.fields if f not in fieldlib.ID_FIELDS
         }  # fmt: skip
@@ -139,6 +144,12 @@ class FactorizationMachine(RatingModel):
         features = features or {}
         # int64: Keras' load_model rebuilds a model on float placeholders of its recorded input shapes.
         users, items = tf.cast(users, tf.int64), tf.cast(items, tf.int64)
+        if not any(f in features for f in self.fields if f not in fieldlib.ID_FIELDS):
+            # Every field held (training, recommend): one gather per side.
+            (user_rows, user_values), (item_rows, item_values) = self._slots["user"], self._slots["item"]
+            rows = tf.concat([tf.gather(user_rows, users), tf.gather(item_rows, items)], 1)
+            values = tf.concat([tf.gather(user_values, users), tf.gather(item_values, items)], 1)
+            return rows, values, self._held_slot_field
         rows, values, field_of = [], [], []
         for k, field in enumerate(self.fields):
             who = "user" if field in self.user_side else "item"
@@ -151,7 +162,7 @@ class FactorizationMachine(RatingModel):
                 r, v = tf.gather(held_rows, index)[:, begin:end], tf.gather(held_values, index)[:, begin:end]
             rows.append(r)
             values.append(v)
-            field_of.append(tf.fill([tf.shape(r)[1]], k))
+            field_of.append(tf.fill([tf.shape(r)[1]], tf.constant(k, tf.int32)))
         return tf.concat(rows, 1), tf.concat(values, 1), tf.concat(field_of, 0)
 
     def _encode(self, field: str, raw):

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; the CLI, not the library
@@ -30,6 +29,7 @@ from tfrec.config import (  # noqa: E402
     TrainConfig,
 )
 from tfrec.errors import TfrecError  # noqa: E402
+from tfrec.files import write_json_atomic  # noqa: E402
 
 USAGE_ERROR, DATA_ERROR = 2, 1
 
@@ -95,6 +95,13 @@ def _train_parser(sub) -> None:
     autorec.add_argument(
         "--input-dropout", type=float, default=d.input_dropout, help="rate in training (default %(default)s)"
     )
+    p.add_argument(
+        "--checkpoint-dir", metavar="DIR",
+        help="save every epoch end to DIR; the same command started again resumes there",
+    )  # fmt: skip
+    p.add_argument(
+        "--deterministic", action="store_true", help="TensorFlow op determinism: the same command, the same bits"
+    )
     p.add_argument("--json", metavar="PATH", help="also write the summary and config as one JSON object")
     p.add_argument(
         "--save", metavar="DIR", help="write a run directory: model.keras (with optimizer state) and run.json"
@@ -144,18 +151,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def write_json_atomic(path: str | Path, obj) -> None:
-    """Writes JSON to a temporary file beside ``path`` and renames it into place."""
-    path = Path(path)
-    try:
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(f.name, path)
-    except OSError as e:
-        raise TfrecError(f"{path}: cannot write: {e.strerror or e}") from None
-
-
 def _import_tensorflow_quietly(list_devices: bool = True) -> None:
     """Imports TensorFlow with native stderr muted.
 
@@ -196,9 +191,14 @@ def _train(args) -> None:
         if target and not Path(target).resolve().parent.is_dir():
             raise TfrecError(f"{flag} {target}: directory {Path(target).parent} does not exist")
     _import_tensorflow_quietly(list_devices=config.strategy != "multi-worker")
+    from tfrec.checkpoints import RunFinished
     from tfrec.train import run
 
-    summary = run(config, verbose=0 if args.quiet else 2)
+    try:
+        summary = run(config, verbose=0 if args.quiet else 2)
+    except RunFinished as finished:  # not a mistake: a retry loop around a finished run ends here
+        print(f"tfrec: {finished}", file=sys.stderr)
+        return
     model, train = summary.pop("model"), summary.pop("train")
     if not summary["chief"]:  # another worker of a multi-worker run writes the outputs
         args.export = args.save = args.json = None

@@ -104,6 +104,11 @@ class TrainConfig:
       refit: After early stopping, train a fresh model on the whole training
         part (validation cut included) for the best epoch count. Costs a
         second fit; None: the model's default.
+      checkpoint_dir: Save the model, optimizer and early-stopping state at
+        every epoch end; a run started again with the same settings resumes
+        from the last saved epoch (``tfrec.checkpoints``).
+      deterministic: Seed Python, NumPy and TensorFlow and turn on TensorFlow's
+        op determinism: the same settings give bit-identical weights.
     """
 
     model: str = "biased-mf"
@@ -133,6 +138,8 @@ class TrainConfig:
     input_dropout: float = 0.25
     init: str = "torch"
     refit: bool | None = None
+    checkpoint_dir: str | None = None
+    deterministic: bool = False
 
     @property
     def implicit(self) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 from tfrec._keras import tf
 
 from tfrec import data as tfdata
+from tfrec.checkpoints import ResumableEarlyStopping, RunDirectory
 from tfrec.config import AUTOREC_MODELS, FM_MODELS, NCF_MODELS, TrainConfig
 from tfrec.data.implicit import implicit_dataset, ranking_candidates
 from tfrec.data.vectors import vector_dataset
@@ -196,7 +197,16 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     config.check()
     strategy_ = strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
     n_workers = workers(strategy_)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     tf.keras.utils.set_random_seed(config.seed)
+    run_dir = None
+    if config.checkpoint_dir:
+        if n_workers > 1:
+            raise TfrecError(
+                "--checkpoint-dir is for one process; a multi-worker cluster resumes with its own checkpoints"
+            )
+        run_dir = RunDirectory(config.checkpoint_dir, _resumable(config))
     table = tfdata.load(config.data)
     parts = tfdata.split(table, config.split, seed=config.seed)
     train, validation = parts.train, None
@@ -204,37 +214,49 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         cut = tfdata.leave_last_out(train) if config.implicit else tfdata.random_split(
             train, config.validation_fraction, seed=config.seed)  # fmt: skip
         train, validation = cut.train, cut.test
-    net = build(config.model, train, config, strategy_)
     several = strategy_.num_replicas_in_sync > 1
-    train_ds = training_dataset(config, train, drop_remainder=several, workers=n_workers, model=net)
     eval_size = max(config.batch_size, 8192) if n_workers == 1 else config.batch_size
-    watch, val_ds = [], None
-    if validation is not None and config.implicit:
-        candidates = ranking_candidates(validation, table, RANKING_NEGATIVES, seed=config.seed)
-        watch = [RankingMetrics(candidates, RANKING_K), _stopper(f"val_ndcg@{RANKING_K}", "max", config.patience)]
-    elif validation is not None:
-        val_ds = (
-            _by_batch(tfdata.dataset(validation, eval_size)) if n_workers > 1 else tfdata.dataset(validation, eval_size)
-        )
-        watch = [_stopper("val_rmse", "min", config.patience)]
+    probe = next(iter(tfdata.dataset(parts.test, 2)))  # builds a model whose restore is deferred
     start = time.perf_counter()
-    train_ds, steps = endless(train_ds, n_workers)
-    history = net.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps, verbose=verbose,
-        callbacks=[*watch, *callbacks],
-    )  # fmt: skip
-    monitored = watch[-1].monitor if watch else None
-    scores = history.history.get(monitored)
+    refitting = run_dir is not None and run_dir.state is not None and run_dir.state["phase"] == "refit"
+    monitored = None
+    if refitting:  # a resumed run killed while refitting: the first fit is done
+        fit_logs, monitored = run_dir.state["fit_logs"], run_dir.state["monitored"]
+    else:
+        net = build(config.model, train, config, strategy_)
+        done, fit_logs, saved = run_dir.resume("fit") if run_dir else (0, [], None)
+        watch, val_ds, stopper = [], None, None
+        if validation is not None and config.implicit:
+            candidates = ranking_candidates(validation, table, RANKING_NEGATIVES, seed=config.seed)
+            watch = [RankingMetrics(candidates, RANKING_K)]
+            monitored, mode = f"val_ndcg@{RANKING_K}", "max"
+        elif validation is not None:
+            val_ds = tfdata.dataset(validation, eval_size)
+            val_ds = _by_batch(val_ds) if n_workers > 1 else val_ds
+            monitored, mode = "val_rmse", "min"
+        if monitored:
+            best_weights = run_dir.best_weights("fit") if run_dir else None
+            stopper = _stopper(monitored, mode, config.patience, saved, best_weights)
+        train_ds = training_dataset(
+            config, train, drop_remainder=several, first_epoch=done + 1, workers=n_workers, model=net
+        )
+        watch += [stopper] if stopper else []
+        _fit(net, train_ds, n_workers, run_dir, "fit", done, config.epochs, fit_logs, probe, verbose,
+             [*watch, *callbacks], val_ds, stopper, {"monitored": monitored})  # fmt: skip
+    scores = [logs[monitored] for logs in fit_logs if monitored in logs] if monitored else None
     best = (np.argmax(scores) if config.implicit else np.argmin(scores)) if scores else None
     refit_epochs = None
     if config.refit and best is not None:
         # Early stopping chose the epoch count; train a fresh model on the whole training part for it.
         tf.keras.utils.set_random_seed(config.seed)
         net = build(config.model, parts.train, config, strategy_)
-        full_ds = training_dataset(config, parts.train, drop_remainder=several, workers=n_workers, model=net)
         refit_epochs = int(best) + 1
-        full_ds, steps = endless(full_ds, n_workers)
-        net.fit(full_ds, epochs=refit_epochs, steps_per_epoch=steps, verbose=verbose, callbacks=list(callbacks))
+        done, refit_logs, _ = run_dir.resume("refit") if run_dir else (0, [], None)
+        full_ds = training_dataset(
+            config, parts.train, drop_remainder=several, first_epoch=done + 1, workers=n_workers, model=net
+        )
+        _fit(net, full_ds, n_workers, run_dir, "refit", done, refit_epochs, refit_logs, probe, verbose,
+             list(callbacks), extra={"fit_logs": fit_logs, "monitored": monitored})  # fmt: skip
     elif config.model in AUTOREC_MODELS and validation is not None:
         net.set_ratings(parts.train)  # the validation cut's ratings are known ratings: inputs again
     fit_seconds = time.perf_counter() - start
@@ -249,9 +271,9 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     else:
         result = net.evaluate(tfdata.dataset(parts.test, eval_size), return_dict=True, verbose=0)
         summary.update(test_rmse=float(result["rmse"]), test_mae=float(result["mae"]))
-    return {
+    report = {
         **summary,
-        "epochs": len(history.history["loss"]),
+        "epochs": len(fit_logs),
         "best_epoch": int(best) + 1 if best is not None else None,
         "refit_epochs": refit_epochs,
         "validation": {monitored: float(scores[best])} if best is not None else None,
@@ -261,9 +283,10 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         "workers": n_workers,
         "chief": is_chief(strategy_),
         "config": {**dataclasses.asdict(config), "layers": list(config.layers), "features": list(config.features)},
-        "model": net,
-        "train": parts.train,
     }
+    if run_dir is not None:
+        run_dir.finish(report)
+    return {**report, "model": net, "train": parts.train}
 
 
 def endless(ds, n_workers: int = 1):
@@ -302,5 +325,40 @@ def _devices(strategy_, net) -> list[str]:
     return [net.trainable_variables[0].device.split("/")[-1].removeprefix("device:")]
 
 
-def _stopper(monitor: str, mode: str, patience: int):
-    return tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)
+def _stopper(monitor: str, mode: str, patience: int, state=None, best_weights=None):
+    return ResumableEarlyStopping(
+        monitor=monitor, mode=mode, patience=patience, restore_best_weights=True, resume_state=state,
+        resume_weights=best_weights,
+    )  # fmt: skip
+
+
+def _fit(net, ds, n_workers, run_dir, phase, done, epochs, logs, probe, verbose, callbacks, val_ds=None,
+         stopper=None, extra=None) -> None:  # fmt: skip
+    """Fits epochs ``done + 1 .. epochs`` of a phase, appending each epoch's logs to ``logs``.
+
+    With a checkpoint directory the model and optimizer are first restored from the phase's last
+    checkpoint, and every epoch end is saved. A phase whose early stopping had already stopped is
+    not fitted again: the checkpoint holds its best weights.
+    """
+    saver = []
+    if run_dir is not None:
+        run_dir.restore(net, phase)
+        saver = [run_dir.callback(phase, logs, stopper, extra)]
+    stopped = stopper is not None and (stopper.resume_state or {}).get("stopped", False)
+    if done >= epochs or stopped:
+        net(probe)  # creates the variables, which takes the checkpoint's values
+        return
+    ds, steps = endless(ds, n_workers)
+    history = net.fit(
+        ds, validation_data=val_ds, initial_epoch=done, epochs=epochs, steps_per_epoch=steps, verbose=verbose,
+        callbacks=[*callbacks, *saver],
+    )  # fmt: skip
+    if run_dir is None:
+        keys = list(history.history)
+        logs.extend({k: float(history.history[k][e]) for k in keys} for e in range(len(history.history["loss"])))
+
+
+def _resumable(config: TrainConfig) -> dict:
+    """The settings a checkpoint directory records and a resumed run must repeat."""
+    record = {**dataclasses.asdict(config), "layers": list(config.layers), "features": list(config.features)}
+    return {k: v for k, v in record.items() if k != "checkpoint_dir"}

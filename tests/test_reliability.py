@@ -98,3 +98,89 @@ def test_the_same_deterministic_command_twice_gives_bit_identical_weights(tmp_pa
     for a, b in zip(weights_a, weights_b):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
     assert summary_a["test_rmse"] == summary_b["test_rmse"] and summary_a["validation"] == summary_b["validation"]
+
+
+# ---- the download cache -----------------------------------------------------------------------
+
+RESOLVE = """
+import sys
+from tfrec.data.cache import Archive, download
+url, size, sha = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+print(download("ml-100k", Archive(url, size, sha)))
+"""
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A local HTTP server with a real ML-100K-shaped zip, a tampered copy and a truncated copy; counts GETs."""
+    import hashlib
+    import http.server
+    import threading
+    import zipfile
+
+    from conftest import ml100k_dir
+
+    source = ml100k_dir(tmp_path / "src" / "ml-100k")
+    site = tmp_path / "site"
+    site.mkdir()
+    with zipfile.ZipFile(site / "ml-100k.zip", "w") as z:
+        for f in sorted(source.iterdir()):
+            z.write(f, f"ml-100k/{f.name}")
+    good = (site / "ml-100k.zip").read_bytes()
+    tampered = bytearray(good)
+    tampered[len(good) // 2] ^= 0xFF
+    (site / "tampered.zip").write_bytes(bytes(tampered))
+    (site / "truncated.zip").write_bytes(good[: len(good) // 2])
+    gets = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(site), **kwargs)
+
+        def do_GET(self):
+            gets.append(self.path)
+            time.sleep(0.3)  # a slow server: the two resolvers overlap
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", len(good), hashlib.sha256(good).hexdigest(), gets, source
+    server.shutdown()
+
+
+def test_two_processes_resolving_at_once_both_succeed_and_the_cache_verifies(served, tmp_path):
+    from tfrec.data import cache, load_directory
+
+    url, size, sha, gets, source = served
+    env = {**ENV, "TFREC_DATA": str(tmp_path / "cache")}
+    args = [sys.executable, "-c", RESOLVE, f"{url}/ml-100k.zip", str(size), sha]
+    resolvers = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]  # fmt: skip
+    outputs = [p.communicate(timeout=120) for p in resolvers]
+    assert [p.returncode for p in resolvers] == [0, 0], [err[-1500:] for _, err in outputs]
+    assert len(gets) == 1  # the lock made the second process wait for the first one's download
+    os.environ["TFREC_DATA"], saved = str(tmp_path / "cache"), os.environ.get("TFREC_DATA")
+    try:
+        root = cache.verify("ml-100k")
+        assert {out.strip() for out, _ in outputs} == {str(root)}
+        assert (root / "u.data").read_bytes() == (source / "u.data").read_bytes()
+        assert len(load_directory(root, "ml-100k")) == 7
+        assert sorted(p.name for p in root.parent.iterdir()) == [".ml-100k.lock", "ml-100k"]  # nothing left over
+        (root / "u.data").write_text("1\t10\t5\t100\n")
+        with pytest.raises(Exception, match="u.data: changed since the download was verified"):
+            cache.verify("ml-100k")
+    finally:
+        os.environ.pop("TFREC_DATA") if saved is None else os.environ.__setitem__("TFREC_DATA", saved)
+
+
+@pytest.mark.parametrize("served_file", ["tampered.zip", "truncated.zip"])
+def test_a_tampered_or_truncated_download_is_caught_and_nothing_is_left(served, tmp_path, served_file):
+    url, size, sha, _, _ = served
+    env = {**ENV, "TFREC_DATA": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", RESOLVE, f"{url}/{served_file}", str(size), sha],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.returncode != 0 and "is corrupt" in done.stderr and sha in done.stderr
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".ml-100k.lock"]

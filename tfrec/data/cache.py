@@ -6,10 +6,15 @@ ones TensorFlow Datasets publishes in ``url_checksums/movielens.txt``, read
 from the installed package. A download is written to a temporary file and
 extracted into a temporary directory inside the cache; only a verified,
 complete extraction is renamed into place, so a failure leaves nothing behind.
+Processes that resolve the same dataset at once take turns on a lock file
+(``.NAME.lock``, ``fcntl.flock``): the first downloads, the others find it
+in place. Each extraction carries ``MANIFEST.sha256`` (every file's sha256),
+which :func:`verify` checks.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import os
@@ -73,17 +78,56 @@ def download(name: str, archive: Archive | None = None, timeout: float = 30.0) -
         raise DataNotFoundError(f"{name}: no verified download is known (TFDS lists none)")
     target = cache_dir() / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}.") as tmp:
-        zip_path = Path(tmp) / "archive.zip"
-        _fetch(archive, zip_path, timeout)
-        extracted = Path(tmp) / "extracted"
-        _extract(zip_path, extracted)
-        try:
-            os.rename(_single_root(extracted), target)
-        except OSError:
-            if not target.is_dir():  # not another process winning the race
-                raise
+    with open(target.parent / f".{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if target.is_dir():  # another process finished it while this one waited
+            return target
+        for stale in target.parent.glob(f".{name}.*"):  # left by a process killed mid-download
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}.") as tmp:
+            zip_path = Path(tmp) / "archive.zip"
+            _fetch(archive, zip_path, timeout)
+            extracted = Path(tmp) / "extracted"
+            _extract(zip_path, extracted)
+            root = _single_root(extracted)
+            _write_manifest(root)
+            os.rename(root, target)
     return target
+
+
+def verify(name: str) -> Path:
+    """Checks a cached dataset against the manifest written when it was extracted.
+
+    Raises:
+      DataError: no manifest, or a file that is missing, extra or changed (named).
+    """
+    root = cache_dir() / name
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        raise DataError(f"{root}: no {MANIFEST}; remove it and download again")
+    expected = dict(line.split("  ", 1)[::-1] for line in manifest.read_text().splitlines() if line)
+    actual = _digests(root)
+    for path in sorted(set(expected) | set(actual)):
+        if expected.get(path) != actual.get(path):
+            state = "missing" if path not in actual else "not in the manifest" if path not in expected else "changed"
+            raise DataError(f"{root / path}: {state} since the download was verified")
+    return root
+
+
+MANIFEST = "MANIFEST.sha256"
+
+
+def _digests(root: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
+        out[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def _write_manifest(root: Path) -> None:
+    lines = [f"{digest}  {path}" for path, digest in _digests(root).items()]
+    (root / MANIFEST).write_text("\n".join(lines) + "\n")
 
 
 def _fetch(archive: Archive, dest: Path, timeout: float) -> None:

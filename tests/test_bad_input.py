@@ -152,7 +152,8 @@ def test_download_verifies_and_extracts(cache, server):
     archive = Archive(f"{url}/ml-test.zip", len(payload), hashlib.sha256(payload).hexdigest())
     path = data.download("ml-test", archive)
     assert path == cache / "ml-test" and (path / "u.data").is_file()
-    assert sorted(p.name for p in cache.iterdir()) == ["ml-test"]  # no temporary left behind
+    assert sorted(p.name for p in cache.iterdir()) == [".ml-test.lock", "ml-test"]  # no temporary left behind
+    assert data.cache.verify("ml-test") == path
     assert len(data.load_directory(path)) == 2
 
 
@@ -161,14 +162,24 @@ def test_tampered_download_leaves_nothing(cache, server):
     archive = Archive(f"{url}/ml-test.zip", len(payload), "0" * 64)
     with pytest.raises(DataError, match="is corrupt: got .* expected .* sha256 0000"):
         data.download("ml-test", archive)
-    assert list(cache.iterdir()) == []
+    assert [p.name for p in cache.iterdir()] == [".ml-test.lock"]
+
+
+def test_truncated_download_leaves_nothing(cache, server):
+    import hashlib
+
+    url, payload = server  # the server sends the whole zip; the archive says it is longer: a cut transfer
+    archive = Archive(f"{url}/ml-test.zip", len(payload) + 100, hashlib.sha256(payload + b"x" * 100).hexdigest())
+    with pytest.raises(DataError, match=f"is corrupt: got {len(payload)} bytes"):
+        data.download("ml-test", archive)
+    assert [p.name for p in cache.iterdir()] == [".ml-test.lock"]
 
 
 def test_failed_download_leaves_nothing(cache, server):
     url, _ = server
     with pytest.raises(DataNotFoundError, match="download of .*/missing.zip failed"):
         data.download("ml-test", Archive(f"{url}/missing.zip", 1, "0" * 64))
-    assert list(cache.iterdir()) == []
+    assert [p.name for p in cache.iterdir()] == [".ml-test.lock"]
 
 
 def test_known_archives_come_from_tfds_checksums():

@@ -112,7 +112,7 @@ print(download("ml-100k", Archive(url, size, sha)))
 
 @pytest.fixture
 def served(tmp_path):
-    """A local HTTP server with a real ML-100K-shaped zip, a tampered copy and a truncated copy; counts GETs."""
+    """A slow local HTTP server with an ML-100K-shaped zip (u.data, u.item, u.user); counts GETs."""
     import hashlib
     import http.server
     import threading
@@ -127,10 +127,6 @@ def served(tmp_path):
         for f in sorted(source.iterdir()):
             z.write(f, f"ml-100k/{f.name}")
     good = (site / "ml-100k.zip").read_bytes()
-    tampered = bytearray(good)
-    tampered[len(good) // 2] ^= 0xFF
-    (site / "tampered.zip").write_bytes(bytes(tampered))
-    (site / "truncated.zip").write_bytes(good[: len(good) // 2])
     gets = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
@@ -174,13 +170,3 @@ def test_two_processes_resolving_at_once_both_succeed_and_the_cache_verifies(ser
             cache.verify("ml-100k")
     finally:
         os.environ.pop("TFREC_DATA") if saved is None else os.environ.__setitem__("TFREC_DATA", saved)
-
-
-@pytest.mark.parametrize("served_file", ["tampered.zip", "truncated.zip"])
-def test_a_tampered_or_truncated_download_is_caught_and_nothing_is_left(served, tmp_path, served_file):
-    url, size, sha, _, _ = served
-    env = {**ENV, "TFREC_DATA": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, "-c", RESOLVE, f"{url}/{served_file}", str(size), sha],
-                          capture_output=True, text=True, env=env)  # fmt: skip
-    assert done.returncode != 0 and "is corrupt" in done.stderr and sha in done.stderr
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".ml-100k.lock"]

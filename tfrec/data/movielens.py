@@ -106,7 +106,20 @@ def load_recbole() -> Ratings:
 
 def _table(ratings_file: Path, raw, name: str) -> Ratings:
     user, item, rating, ts = raw
-    return Ratings.from_arrays(user, item, rating, ts, name=name, source=str(ratings_file))
+    return latest_per_pair(Ratings.from_arrays(user, item, rating, ts, name=name, source=str(ratings_file)))
+
+
+def latest_per_pair(table: Ratings) -> Ratings:
+    """The duplicate policy: one rating per (user, movie), the latest (largest timestamp; on a tie,
+    the later line); the others are dropped, keeping file order. MovieLens files hold no duplicates.
+    """
+    key = table.user.astype(np.int64) * table.num_items + table.item
+    order = np.lexsort((np.arange(len(key)), table.timestamp, key))
+    ordered = key[order]
+    last = np.append(ordered[1:] != ordered[:-1], True)
+    if last.all():
+        return table
+    return table.take(np.sort(order[last]))
 
 
 def _attach(table: Ratings, users: dict | None, items: dict | None, ratings_file) -> Ratings:

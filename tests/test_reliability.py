@@ -170,3 +170,25 @@ def test_two_processes_resolving_at_once_both_succeed_and_the_cache_verifies(ser
             cache.verify("ml-100k")
     finally:
         os.environ.pop("TFREC_DATA") if saved is None else os.environ.__setitem__("TFREC_DATA", saved)
+
+
+def test_nothing_executes_from_data_no_pickle_anywhere():
+    """Fixtures are JSON and .npz read with allow_pickle=False; no module imports pickle or loads with it."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sources = [p for d in ("tfrec", "parity", "benchmarks", "examples") for p in (root / d).rglob("*.py")]
+    assert len(sources) > 30
+    offenders = []
+    for path in sources:
+        text = path.read_text()
+        if re.search(r"^\s*(import|from)\s+(c?pickle|dill|joblib|shelve)\b", text, re.M):
+            offenders.append(f"{path}: imports a pickle module")
+        if "allow_pickle=True" in text or re.search(r"\.load\([^)]*\bpickle", text):
+            offenders.append(f"{path}: loads with pickle")
+        for call in re.finditer(r"np\.load\(([^)]*)\)", text):
+            if "allow_pickle=False" not in call.group(1):
+                offenders.append(f"{path}: np.load without allow_pickle=False: {call.group(0)}")
+    assert not offenders, offenders
+    assert {p.suffix for p in (root / "parity" / "fixtures").iterdir()} == {".json", ".npz"}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
+from conftest import BLOCK_TFREC
 import tensorflow as tf
 from tfrec import data, export
 from tfrec.config import TrainConfig
@@ -28,16 +29,10 @@ USERS = ["1", "2", "7", "nobody"]
 KS = (3, 7)
 
 # Runs in a fresh interpreter in which `import tfrec` fails: only TensorFlow reads the SavedModels.
-LOAD_WITHOUT_TFREC = """
-import json, sys
-import importlib.abc
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tfrec", "parity"):
-            raise ImportError("tfrec is blocked in this process")
-
-sys.meta_path.insert(0, Block())
+LOAD_WITHOUT_TFREC = (
+    BLOCK_TFREC
+    + """
+import json
 try:
     import tfrec
     sys.exit("tfrec could be imported")
@@ -63,6 +58,7 @@ for name in names:
     out["serving_default/empty"] = np.array(empty["predictions"].shape)
     np.savez(f"{root}/{name}.loaded.npz", **out)
 """
+)
 
 
 def _config(name: str) -> TrainConfig:

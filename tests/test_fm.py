@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tfrec  # noqa: F401  (Keras 2 before TensorFlow)
+from conftest import BLOCK_TFREC
 import tensorflow as tf
 from tfrec import data, export
 from tfrec.data import fields as fieldlib
@@ -136,15 +137,10 @@ def test_keras_save_and_load_keeps_fields_and_predictions(planted, tmp_path):
     np.testing.assert_allclose(loaded(ids).numpy(), model(ids).numpy(), rtol=1e-6)
 
 
-LOAD_WITHOUT_TFREC = """
-import json, sys, importlib.abc
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tfrec", "parity"):
-            raise ImportError("blocked")
-
-sys.meta_path.insert(0, Block())
+LOAD_WITHOUT_TFREC = (
+    BLOCK_TFREC
+    + """
+import json
 import numpy as np
 import tensorflow as tf
 
@@ -157,6 +153,7 @@ top = loaded.signatures["recommend"](user_id=inputs["user_id"][:2], k=tf.constan
 print(json.dumps({"full": full.tolist(), "ids": ids.tolist(), "top": top.astype(str).tolist(),
                   "inputs": sorted(loaded.signatures["serving_default"].structured_input_signature[1])}))
 """
+)
 
 
 def test_saved_model_serves_side_features_by_tfds_name_without_tfrec(planted, tmp_path):

@@ -16,6 +16,12 @@ def id_lookup(vocabulary) -> tf.keras.layers.StringLookup:
     return tf.keras.layers.StringLookup(vocabulary=[str(v) for v in vocabulary], num_oov_indices=1, mask_token=None)
 
 
+def factor_initializer(value="default"):
+    """A factor table's initializer: ``"default"`` is N(0, 0.1) (trains faster with Adam than Keras'
+    U(-0.05, 0.05) or PyTorch's N(0, 1); measured on ML-100K), anything else goes to Keras."""
+    return tf.keras.initializers.RandomNormal(stddev=0.1) if value == "default" else value
+
+
 @tf.keras.utils.register_keras_serializable(package="tfrec")
 class IdEmbedding(tf.keras.layers.Layer):
     """Row indices from :func:`id_lookup` -> rows of a table; the out-of-vocabulary row reads as zero.

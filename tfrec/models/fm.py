@@ -8,7 +8,7 @@ from tfrec._keras import tf
 from tfrec.data import fields as fieldlib
 from tfrec.data.table import Ratings
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import id_lookup
+from tfrec.models._layers import factor_initializer, id_lookup
 
 
 def pairwise_interaction(xv):
@@ -86,8 +86,7 @@ class FactorizationMachine(RatingModel):
         **kwargs,
     ):
         super().__init__(rating_range=rating_range, **kwargs)
-        if embeddings_initializer == "default":
-            embeddings_initializer = tf.keras.initializers.RandomNormal(stddev=0.1)
+        embeddings_initializer = factor_initializer(embeddings_initializer)
         self.fields = tuple(fields)
         self.dim, self.l2, self.global_mean = int(dim), float(l2), float(global_mean)
         self._add_lookups(user_vocabulary, item_vocabulary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tfrec._keras import tf
 
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import IdEmbedding
+from tfrec.models._layers import factor_initializer, IdEmbedding
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrec")
@@ -49,8 +49,7 @@ class MatrixFactorization(RatingModel):
         **kwargs,
     ):
         super().__init__(rating_range=rating_range, **kwargs)
-        if embeddings_initializer == "default":
-            embeddings_initializer = tf.keras.initializers.RandomNormal(stddev=0.1)
+        embeddings_initializer = factor_initializer(embeddings_initializer)
         self.dim = int(dim)
         self.l2 = float(l2)
         self.global_mean = float(global_mean)

@@ -10,7 +10,7 @@ import pytest
 
 import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
 import tensorflow as tf
-from tfrec.optimizers import LazyAdam
+from tfrec.optimizers import LazyAdam, TorchAdagrad
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -45,6 +45,36 @@ def test_lazy_adam_is_torch_sparse_adam():
     np.testing.assert_allclose(got, embedding.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
     untouched = [0, 2, 4, 5, 6, 8, 9]
     np.testing.assert_array_equal(got[untouched], table[untouched])
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the README install command adds the parity extra)")
+def test_tfrec_train_adagrad_is_torch_adagrad_on_sparse_and_dense_gradients():
+    """`--optimizer adagrad` is TorchAdagrad (TF's fused V2 kernels): torch.optim.Adagrad's steps on an
+    nn.Embedding(sparse=True) with duplicate rows, and on a dense weight."""
+    import torch
+
+    from tfrec.train import OPTIMIZERS
+
+    assert OPTIMIZERS["adagrad"] is TorchAdagrad
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(10, 3)).astype(np.float32)
+    batches = [(np.array([1, 1, 3]), rng.normal(size=(3, 3)).astype(np.float32)) for _ in range(3)]
+    embedding = torch.nn.Embedding(10, 3, sparse=True)
+    embedding.weight.data = torch.from_numpy(table.copy())
+    dense = torch.nn.Parameter(torch.from_numpy(table[:2].copy()))
+    optimizer = torch.optim.Adagrad([embedding.weight, dense], lr=0.1)
+    variable, kernel = tf.Variable(table), tf.Variable(table[:2])
+    keras = TorchAdagrad(learning_rate=0.1)
+    for rows, weights in batches:
+        optimizer.zero_grad()
+        ((embedding(torch.from_numpy(rows)) * torch.from_numpy(weights)).sum() + (dense**3).sum()).backward()
+        optimizer.step()
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.gather(variable, rows) * weights) + tf.reduce_sum(kernel**3)
+        keras.apply_gradients(zip(tape.gradient(loss, [variable, kernel]), [variable, kernel]))
+    np.testing.assert_allclose(variable.numpy(), embedding.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kernel.numpy(), dense.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(variable.numpy()[[0, 2, 4]], table[[0, 2, 4]])  # rows outside every batch
 
 
 def test_lazy_adam_leaves_rows_outside_the_batch_alone_where_adam_moves_them():

@@ -9,7 +9,8 @@ each has its own peak resident memory and neither warms the other's caches):
 - **torch**: the parity package's reference model (``parity/reference``) and a
   plain PyTorch loop: ``torch.randperm`` per epoch, the same loss with the same
   L2, ``torch.optim.Adam`` with the same learning rate (``--optimizer lazy-adam``:
-  sparse embeddings with ``torch.optim.SparseAdam``), ``torch.set_num_threads``.
+  sparse embeddings with ``torch.optim.SparseAdam``; ``adagrad``: sparse embeddings with
+  ``torch.optim.Adagrad``), ``torch.set_num_threads``.
 
 Reported: the first epoch (tfrec: tracing included) apart from the median of
 the others, samples per second at the median, peak resident memory of the side's
@@ -148,8 +149,12 @@ def torch_side(args) -> dict:
         dense = [q for q in model.parameters() if id(q) not in sparse]
         optimizers = [torch.optim.SparseAdam([t.weight for t in tables], lr=config.learning_rate)]
         optimizers += [torch.optim.Adam(dense, lr=config.learning_rate)] if dense else []
+    elif config.optimizer == "adagrad":  # torch.optim.Adagrad takes the sparse embedding gradients as they are
+        for table in (m for m in model.modules() if isinstance(m, torch.nn.Embedding)):
+            table.sparse = True
+        optimizers = [torch.optim.Adagrad(groups, lr=config.learning_rate)]
     elif config.optimizer != "adam":
-        raise TfrecError(f"the torch side runs adam or lazy-adam, not {config.optimizer}")
+        raise TfrecError(f"the torch side runs adam, lazy-adam or adagrad, not {config.optimizer}")
     times, reached, rmse = [], None, None
     for _ in range(args.epochs):
         began = time.perf_counter()

@@ -76,7 +76,8 @@ class TrainConfig:
       l2: L2 weight: on the looked-up rows of each batch (MF, NCF), on the
         kernels (AutoRec).
       optimizer: ``adam``, ``lazy-adam`` (moves only the embedding rows in the
-        batch: ``tfrec.optimizers.LazyAdam``), ``adagrad`` or ``sgd``.
+        batch: ``tfrec.optimizers.LazyAdam``), ``adagrad`` (PyTorch's:
+        ``tfrec.optimizers.TorchAdagrad``) or ``sgd``.
       seed: Seeds the split, the validation cut, initial weights, batch order
         and negative samples.
       validation_fraction: Share of the training part held out for early

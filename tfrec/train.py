@@ -22,7 +22,7 @@ from tfrec.data.implicit import implicit_dataset, ranking_candidates
 from tfrec.data.vectors import vector_dataset
 from tfrec.errors import TfrecError
 from tfrec.metrics import RankingMetrics, most_popular, ranking_metrics
-from tfrec.optimizers import LazyAdam
+from tfrec.optimizers import LazyAdam, TorchAdagrad
 from tfrec.models import (
     AutoRec, BiasedMatrixFactorization, FactorizationMachine, FieldAwareFactorizationMachine, MatrixFactorization,
     NeuralCollaborativeFiltering,
@@ -43,7 +43,7 @@ RANKING_NEGATIVES, RANKING_K = 99, 10  # the NCF evaluation protocol
 OPTIMIZERS = {
     "adam": tf.keras.optimizers.Adam,
     "lazy-adam": LazyAdam,
-    "adagrad": tf.keras.optimizers.Adagrad,
+    "adagrad": TorchAdagrad,  # PyTorch's Adagrad (the ported tutorials'), in TF's fused kernels
     "sgd": tf.keras.optimizers.SGD,
 }
 

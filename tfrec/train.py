@@ -216,7 +216,9 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         train, validation = cut.train, cut.test
     several = strategy_.num_replicas_in_sync > 1
     eval_size = max(config.batch_size, 8192) if n_workers == 1 else config.batch_size
-    probe = next(iter(tfdata.dataset(parts.test, 2)))  # builds a model whose restore is deferred
+    # Two test examples, drawn only when a resumed phase has nothing left to fit: calling the model on
+    # them creates its variables, which take the checkpoint's values.
+    probe = lambda: next(iter(tfdata.dataset(parts.test, 2)))  # noqa: E731
     start = time.perf_counter()
     refitting = run_dir is not None and run_dir.state is not None and run_dir.state["phase"] == "refit"
     monitored = None
@@ -346,7 +348,7 @@ def _fit(net, ds, n_workers, run_dir, phase, done, epochs, logs, probe, verbose,
         saver = [run_dir.callback(phase, logs, stopper, extra)]
     stopped = stopper is not None and (stopper.resume_state or {}).get("stopped", False)
     if done >= epochs or stopped:
-        net(probe)  # creates the variables, which takes the checkpoint's values
+        net(probe())  # creates the variables, which take the checkpoint's values
         return
     ds, steps = endless(ds, n_workers)
     history = net.fit(

@@ -10,7 +10,9 @@ each has its own peak resident memory and neither warms the other's caches):
   plain PyTorch loop: ``torch.randperm`` per epoch, the same loss with the same
   L2, ``torch.optim.Adam`` with the same learning rate (``--optimizer lazy-adam``:
   sparse embeddings with ``torch.optim.SparseAdam``; ``adagrad``: sparse embeddings with
-  ``torch.optim.Adagrad``), ``torch.set_num_threads``.
+  ``torch.optim.Adagrad``), ``torch.set_num_threads``. ``--mixed-precision bfloat16``:
+  tfrec's Dense layers in ``mixed_bfloat16``, the torch forward pass under
+  ``torch.autocast("cpu", torch.bfloat16)``.
 
 Reported: the first epoch (tfrec: tracing included) apart from the median of
 the others, samples per second at the median, peak resident memory of the side's
@@ -52,6 +54,7 @@ def _config(args):
     config = TrainConfig(
         model=args.model, data=args.data, seed=args.seed, batch_size=args.batch_size, optimizer=args.optimizer,
         learning_rate=args.lr, steps_per_execution=args.steps_per_execution or TrainConfig.steps_per_execution,
+        mixed_precision=args.mixed_precision,
     )  # fmt: skip
     config.check()
     return config
@@ -155,6 +158,9 @@ def torch_side(args) -> dict:
         optimizers = [torch.optim.Adagrad(groups, lr=config.learning_rate)]
     elif config.optimizer != "adam":
         raise TfrecError(f"the torch side runs adam, lazy-adam or adagrad, not {config.optimizer}")
+    if config.mixed_precision not in (None, "bfloat16"):
+        raise TfrecError("the torch side runs on the CPU: bfloat16 autocast, not float16 (use --sides tfrec)")
+    autocast = torch.autocast("cpu", torch.bfloat16, enabled=config.mixed_precision == "bfloat16")
     times, reached, rmse = [], None, None
     for _ in range(args.epochs):
         began = time.perf_counter()
@@ -167,9 +173,13 @@ def torch_side(args) -> dict:
             if autorec:
                 m = mask[rows]
                 inputs = torch.nn.functional.dropout(matrix[rows] * m, config.input_dropout)
-                loss = (((model(inputs) - matrix[rows]) * m) ** 2).sum() / m.sum()
+                with autocast:
+                    outputs = model(inputs)
+                loss = (((outputs.float() - matrix[rows]) * m) ** 2).sum() / m.sum()
             else:
-                loss = torch.mean((model(u[rows], i[rows]) - r[rows]) ** 2)
+                with autocast:
+                    outputs = model(u[rows], i[rows])
+                loss = torch.mean((outputs.float() - r[rows]) ** 2)
                 if config.l2:
                     loss = loss + model.penalty(u[rows], i[rows])
             loss.backward()
@@ -217,6 +227,7 @@ def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="default: each model's `tfrec train` default")
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--steps-per-execution", type=int)
+    p.add_argument("--mixed-precision", choices=["float16", "bfloat16"], help="ncf, neumf, autorec-*: Dense layers")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--target", type=float, help="also time reaching this test RMSE (pair models)")
     p.add_argument("--seed", type=int, default=42)
@@ -237,7 +248,8 @@ def run(args) -> list[dict]:
                 "--optimizer", args.optimizer,
             ]  # fmt: skip
             for flag, value in (("--batch-size", args.batch_size), ("--lr", args.lr), ("--target", args.target),
-                                ("--steps-per-execution", args.steps_per_execution)):  # fmt: skip
+                                ("--steps-per-execution", args.steps_per_execution),
+                                ("--mixed-precision", args.mixed_precision)):  # fmt: skip
                 if value is not None:
                     argv += [flag, str(value)]
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -255,7 +267,8 @@ def markdown(results: list[dict], args) -> str:
     by = {(r["model"], r["side"]): r for r in results}
     lines = [
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"data {args.data}, {args.epochs} epochs per side, {args.threads} threads",
+        f"data {args.data}, {args.epochs} epochs per side, {args.threads} threads, "
+        f"precision {args.mixed_precision or 'float32'}",
         "",
         "| model | tfrec first epoch s | tfrec median epoch s | torch first epoch s | torch median epoch s | "
         "tfrec / torch | tfrec ratings/s | torch ratings/s | tfrec peak GB | torch peak GB |"

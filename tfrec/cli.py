@@ -25,6 +25,7 @@ from tfrec.config import (  # noqa: E402
     MODEL_NAMES,
     NORMALIZATION_NAMES,
     OPTIMIZER_NAMES,
+    PRECISION_NAMES,
     STRATEGY_NAMES,
     TrainConfig,
 )
@@ -65,6 +66,10 @@ def _train_parser(sub) -> None:
     p.add_argument("--patience", type=int, help="early-stopping epochs; " + _per_model("patience"))
     p.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution)
     p.add_argument("--strategy", choices=STRATEGY_NAMES, default=d.strategy)
+    p.add_argument(
+        "--mixed-precision", choices=PRECISION_NAMES,
+        help="Dense layers (ncf, neumf, autorec-*) compute in float16 (GPUs) or bfloat16 (CPUs with AMX/AVX512-BF16)",
+    )  # fmt: skip
     p.add_argument(
         "--refit",
         action=argparse.BooleanOptionalAction,

@@ -18,6 +18,9 @@ NCF_MODELS = ("ncf", "gmf", "neumf")
 AUTOREC_MODELS = ("autorec-i", "autorec-u")
 FM_MODELS = ("fm", "ffm")
 ID_FEATURES = ("user_id", "movie_id")
+PRECISION_NAMES = ("float16", "bfloat16")
+#: The models with Dense layers, the only layers mixed precision changes (embedding lookups gain nothing).
+MIXED_PRECISION_MODELS = ("ncf", "neumf", "autorec-i", "autorec-u")
 
 # Every value chosen on ML-100K 80/20 seed 42 by the validation cut of the training
 # part (benchmarks/RESULTS.md has the test numbers). Plain MF, with no mean or bias
@@ -110,6 +113,10 @@ class TrainConfig:
         from the last saved epoch (``tfrec.checkpoints``).
       deterministic: Seed Python, NumPy and TensorFlow and turn on TensorFlow's
         op determinism: the same settings give bit-identical weights.
+      mixed_precision: None (float32), ``float16`` (GPUs; the loss is scaled) or
+        ``bfloat16`` (CPUs with AVX512-BF16/AMX, recent GPUs, TPUs): the Dense
+        layers of NCF and AutoRec compute in it; weights, embeddings, the output
+        and the loss stay float32.
     """
 
     model: str = "biased-mf"
@@ -141,6 +148,7 @@ class TrainConfig:
     refit: bool | None = None
     checkpoint_dir: str | None = None
     deterministic: bool = False
+    mixed_precision: str | None = None
 
     @property
     def implicit(self) -> bool:
@@ -156,6 +164,16 @@ class TrainConfig:
         ):  # fmt: skip
             if getattr(self, key) not in allowed:
                 raise TfrecError(f"unknown {key} {getattr(self, key)!r}: use one of {', '.join(allowed)}")
+        if self.mixed_precision is not None:
+            if self.mixed_precision not in PRECISION_NAMES:
+                raise TfrecError(
+                    f"unknown mixed_precision {self.mixed_precision!r}: use one of {', '.join(PRECISION_NAMES)}"
+                )
+            if self.model not in MIXED_PRECISION_MODELS:
+                raise TfrecError(
+                    f"mixed_precision is for the models with Dense layers ({', '.join(MIXED_PRECISION_MODELS)}); "
+                    f"{self.model} is embedding lookups, which compute in float32"
+                )
         if self.feedback == "implicit" and self.model not in NCF_MODELS:
             raise TfrecError(f"feedback 'implicit' is for {', '.join(NCF_MODELS)}, not {self.model}")
         for key, value in MODEL_DEFAULTS[self.model].items():

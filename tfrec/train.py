@@ -102,13 +102,14 @@ def model_kwargs(config: TrainConfig) -> dict:
             "variant": {"ncf": "mlp", "gmf": "gmf", "neumf": "neumf"}[config.model],
             "dim": config.dim, "layers": list(config.layers), "dropout": config.dropout,
             "feedback": config.feedback, "implicit_loss": config.implicit_loss, "l2": config.l2,
+            "mixed_precision": config.mixed_precision,
         }  # fmt: skip
     if config.model in AUTOREC_MODELS:
         return {
             "kind": "item" if config.model == "autorec-i" else "user", "hidden": config.hidden,
             "encoder_activation": config.encoder_activation, "decoder_activation": config.decoder_activation,
             "l2": config.l2, "loss_normalization": config.loss_normalization,
-            "input_dropout": config.input_dropout, "init": config.init,
+            "input_dropout": config.input_dropout, "init": config.init, "mixed_precision": config.mixed_precision,
         }  # fmt: skip
     if config.model in FM_MODELS:
         return {"dim": config.dim, "l2": config.l2, "fields": list(config.features)}
@@ -134,8 +135,11 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
     strategy_ = strategy_ or strategy(config.strategy)
     with strategy_.scope():
         net = MODELS[model].from_table(train, **{**model_kwargs(config), **kwargs})
+        optimizer = OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
+        if net.mixed_precision == "float16":  # dynamic loss scaling, as Keras does for a mixed_float16 model
+            optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
         net.compile(
-            optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
+            optimizer=optimizer,
             steps_per_execution=config.steps_per_execution,
         )
     return net

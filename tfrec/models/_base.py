@@ -7,7 +7,10 @@ from tfrec._keras import tf
 import tensorflow_recommenders as tfrs
 
 from tfrec.data.table import Ratings
+from tfrec.errors import TfrecError
 from tfrec.models._layers import id_lookup
+
+PRECISIONS = ("float16", "bfloat16")
 
 
 def rating_task() -> tfrs.tasks.Ranking:
@@ -34,12 +37,26 @@ class RatingModel(tfrs.Model):
     ``train_step`` and ``test_step`` keep TFRS's shape but report ``loss`` (the
     data loss) and ``regularization_loss`` apart as epoch means (TFRS reports the last batch's), and scale both for
     ``tf.distribute`` so gradients are right under MirroredStrategy.
+
+    ``mixed_precision`` (``float16`` or ``bfloat16``, models with Dense layers
+    only) gives those layers Keras' ``mixed_<dtype>`` policy: they compute in it,
+    their weights stay float32, and the models cast their outputs back to
+    float32 before the loss. With a ``LossScaleOptimizer`` (``tfrec.train.build``
+    wraps the optimizer for ``float16``) ``train_step`` scales the loss and
+    unscales the gradients, as Keras' own ``train_step`` does.
     """
 
     label = "user_rating"
+    #: Whether the model has Dense layers for ``mixed_precision`` to act on.
+    mixed_precision_layers = False
 
-    def __init__(self, rating_range=None, task=None, **kwargs):
+    def __init__(self, rating_range=None, task=None, mixed_precision=None, **kwargs):
         super().__init__(**kwargs)
+        if mixed_precision is not None and mixed_precision not in PRECISIONS:
+            raise TfrecError(f"mixed_precision must be float16, bfloat16 or None, got {mixed_precision!r}")
+        if mixed_precision is not None and not self.mixed_precision_layers:
+            raise TfrecError(f"mixed_precision: {type(self).__name__} has no Dense layers to compute in it")
+        self.mixed_precision = mixed_precision
         self.rating_range = tuple(float(r) for r in rating_range) if rating_range is not None else None
         self.task = task or rating_task()
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
@@ -59,6 +76,11 @@ class RatingModel(tfrs.Model):
     def from_table(cls, train: Ratings, **kwargs):
         """Builds the model with the vocabularies, mean and rating range of a training table."""
         return cls(**{**cls.table_args(train), **kwargs})
+
+    def dense_policy(self):
+        """The dtype policy of the model's Dense layers: ``mixed_<dtype>`` or float32."""
+        name = f"mixed_{self.mixed_precision}" if self.mixed_precision else "float32"
+        return tf.keras.mixed_precision.Policy(name)
 
     def _add_lookups(self, user_vocabulary, item_vocabulary) -> None:
         """The id vocabularies and their lookup layers (see :func:`id_lookup`)."""
@@ -169,7 +191,12 @@ class RatingModel(tfrs.Model):
             loss = self.compute_loss(inputs, training=True)
             regularization = self._regularization()
             total = loss + regularization
+            scaled = isinstance(self.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+            if scaled:  # float16: small gradients would flush to zero unscaled
+                total = self.optimizer.get_scaled_loss(total)
         gradients = tape.gradient(total, self.trainable_variables)
+        if scaled:
+            gradients = self.optimizer.get_unscaled_gradients(gradients)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._report(loss, regularization)
 
@@ -179,4 +206,4 @@ class RatingModel(tfrs.Model):
         return self._report(loss, self._regularization())
 
     def get_config(self):
-        return {"rating_range": self.rating_range}
+        return {"rating_range": self.rating_range, "mixed_precision": self.mixed_precision}

@@ -125,15 +125,16 @@ class SeededDropout(tf.keras.layers.Layer):
         return {**super().get_config(), "rate": self.rate, "seed": int(self.seed.numpy())}
 
 
-def mlp_tower(sizes, dropout: float = 0.0, activation="relu", name: str = "mlp") -> tf.keras.Sequential:
+def mlp_tower(sizes, dropout: float = 0.0, activation="relu", name: str = "mlp", dtype=None) -> tf.keras.Sequential:
     """Dense layers of the given widths, each preceded by :class:`SeededDropout` when ``dropout > 0``.
 
     The NCF MLP: ``[256, 64]`` with ReLU is the TFRS basic ranking tutorial's tower
     (its final Dense(1) belongs to the model, which may fuse other branches first).
+    ``dtype``: the layers' dtype policy (``RatingModel.dense_policy``); the output is in its compute dtype.
     """
     layers = []
     for size in sizes:
         if dropout:
-            layers.append(SeededDropout(dropout))
-        layers.append(tf.keras.layers.Dense(int(size), activation=activation))
+            layers.append(SeededDropout(dropout, dtype=dtype))
+        layers.append(tf.keras.layers.Dense(int(size), activation=activation, dtype=dtype))
     return tf.keras.Sequential(layers, name=name)

@@ -80,6 +80,8 @@ class AutoRec(RatingModel):
       TensorShape([2])
     """
 
+    mixed_precision_layers = True
+
     def __init__(
         self,
         user_vocabulary,
@@ -140,13 +142,13 @@ class AutoRec(RatingModel):
             encoder_bias = tf.keras.initializers.RandomUniform(-(self.width**-0.5), self.width**-0.5)
         self.encoder = tf.keras.layers.Dense(
             hidden, encoder_activation, kernel_initializer=kernel(), bias_initializer=encoder_bias,
-            kernel_regularizer=regularizer, name="encoder",
+            kernel_regularizer=regularizer, name="encoder", dtype=self.dense_policy(),
         )  # fmt: skip
         # An identity decoder starts at the training mean rather than at 0 (measured: fewer epochs on ML-100K).
         start = self.global_mean if decoder_activation == "linear" else 0.0
         self.decoder = tf.keras.layers.Dense(
             self.width, decoder_activation, kernel_initializer=kernel(), kernel_regularizer=regularizer,
-            bias_initializer=tf.keras.initializers.Constant(start), name="decoder",
+            bias_initializer=tf.keras.initializers.Constant(start), name="decoder", dtype=self.dense_policy(),
         )  # fmt: skip
         self.encoder.build((None, self.width))
         self.decoder.build((None, self.hidden))
@@ -185,7 +187,8 @@ class AutoRec(RatingModel):
         """``r_hat`` for dense rating vectors ``[B, width]``."""
         if self.input_dropout:
             ratings = self.dropout(ratings, training=training)
-        return self.decoder(self.encoder(ratings, training=training), training=training)
+        decoded = self.decoder(self.encoder(ratings, training=training), training=training)
+        return tf.cast(decoded, tf.float32)  # mixed precision: the loss and metrics in float32
 
     def score(self, features, training=False):
         if "ratings" in features:

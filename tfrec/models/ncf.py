@@ -76,6 +76,8 @@ class NeuralCollaborativeFiltering(RatingModel):
       TensorShape([2])
     """
 
+    mixed_precision_layers = True
+
     def __init__(
         self,
         user_vocabulary,
@@ -126,9 +128,11 @@ class NeuralCollaborativeFiltering(RatingModel):
         def table(n, width, name):
             return IdEmbedding(n, width, self.embeddings_initializer, self.l2, name=name)
 
+        if variant == "gmf" and self.mixed_precision:
+            raise TfrecError("mixed_precision: the gmf variant has no MLP tower to compute in it")
         if variant != "gmf":
             self.user_mlp, self.item_mlp = table(users, self.dim, "user_mlp"), table(items, self.dim, "item_mlp")
-            self.tower = mlp_tower(self.layer_sizes, self.dropout, activation)
+            self.tower = mlp_tower(self.layer_sizes, self.dropout, activation, dtype=self.dense_policy())
         if variant != "mlp":
             self.user_gmf = table(users, self.gmf_dim, "user_gmf")
             self.item_gmf = table(items, self.gmf_dim, "item_gmf")
@@ -142,7 +146,7 @@ class NeuralCollaborativeFiltering(RatingModel):
             branches.append(self.user_gmf(users) * self.item_gmf(items))
         if self.variant != "gmf":
             pair = tf.concat([self.user_mlp(users), self.item_mlp(items)], axis=-1)
-            branches.append(self.tower(pair, training=training))
+            branches.append(tf.cast(self.tower(pair, training=training), tf.float32))
         fused = branches[0] if len(branches) == 1 else tf.concat(branches, axis=-1)
         return self.output_layer(fused)[:, 0]
 

@@ -110,3 +110,31 @@ def test_tfrec_bench_runs_both_sides_on_a_tiny_dataset():
     cells = rows[0].strip("|").split("|")
     assert all(float(c) > 0 for c in cells[1:10]), rows[0]
     assert "not reached" not in cells[10], rows[0]  # an RMSE of 5 is reached after one epoch
+
+
+@pytest.mark.parametrize("name", ["biased-mf", "neumf", "autorec-i", "fm"])
+def test_build_creates_every_variable_before_fit_with_the_values_fit_would_draw(name):
+    """`tfrec.train.build` creates the weights and optimizer slots up front, so `fit` traces its step once
+    and creates nothing; the initial weights are those a model built lazily by its first training step gets."""
+    from tfrec import data
+    from tfrec.config import TrainConfig
+    from tfrec.train import MODELS, build, model_kwargs, training_dataset
+
+    train = data.split(data.load("synthetic:users=40,items=30,ratings=800,seed=2"), "ratio", seed=1).train
+    config = TrainConfig(model=name, epochs=1)
+    config.check()
+    tf.keras.utils.set_random_seed(7)
+    net = build(name, train, config)
+    initial = [v.numpy() for v in net.trainable_variables]
+    created = len(net.variables) + len(net.optimizer.variables)
+    assert net.optimizer.variables and len(initial) >= 2
+    ds = training_dataset(config, train, model=net)
+    net.fit(ds, epochs=1, verbose=0)
+    assert len(net.variables) + len(net.optimizer.variables) == created
+
+    tf.keras.utils.set_random_seed(7)
+    lazy = MODELS[name].from_table(train, **model_kwargs(config))
+    lazy.compute_loss(next(iter(training_dataset(config, train, model=lazy))), training=True)
+    assert len(lazy.trainable_variables) == len(initial)
+    for drawn, expected in zip(lazy.trainable_variables, initial):
+        np.testing.assert_array_equal(drawn.numpy(), expected)

@@ -142,6 +142,7 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
             optimizer=optimizer,
             steps_per_execution=config.steps_per_execution,
         )
+        net.create_variables()
     return net
 
 

@@ -114,8 +114,9 @@ def test_tfrec_bench_runs_both_sides_on_a_tiny_dataset():
 
 @pytest.mark.parametrize("name", ["biased-mf", "neumf", "autorec-i", "fm"])
 def test_build_creates_every_variable_before_fit_with_the_values_fit_would_draw(name):
-    """`tfrec.train.build` creates the weights and optimizer slots up front, so `fit` traces its step once
-    and creates nothing; the initial weights are those a model built lazily by its first training step gets."""
+    """`tfrec.train.build` creates the weights and optimizer slots up front and the loop of several steps
+    calls a one-step function, so `fit` traces its step once and creates nothing; the initial weights are
+    those a model built lazily by its first training step gets."""
     from tfrec import data
     from tfrec.config import TrainConfig
     from tfrec.train import MODELS, build, model_kwargs, training_dataset
@@ -128,9 +129,12 @@ def test_build_creates_every_variable_before_fit_with_the_values_fit_would_draw(
     initial = [v.numpy() for v in net.trainable_variables]
     created = len(net.variables) + len(net.optimizer.variables)
     assert net.optimizer.variables and len(initial) >= 2
+    traced, step = [], net.train_step
+    net.train_step = lambda batch: traced.append(1) or step(batch)  # runs once per trace, not per step
     ds = training_dataset(config, train, model=net)
-    net.fit(ds, epochs=1, verbose=0)
+    net.fit(ds, epochs=2, verbose=0)
     assert len(net.variables) + len(net.optimizer.variables) == created
+    assert config.steps_per_execution > 1 and len(traced) == 1  # Keras' own loop would trace it twice
 
     tf.keras.utils.set_random_seed(7)
     lazy = MODELS[name].from_table(train, **model_kwargs(config))

@@ -199,6 +199,53 @@ class RatingModel(tfrs.Model):
         if self.optimizer is not None:
             self.optimizer.build(self.trainable_variables)
 
+    def make_train_function(self, force=False):
+        return self._multi_step_function("train", force)
+
+    def make_test_function(self, force=False):
+        return self._multi_step_function("test", force)
+
+    def _multi_step_function(self, kind: str, force: bool):
+        """Keras' loop of ``steps_per_execution`` steps around Keras' own one-step ``tf.function``.
+
+        Keras writes the loop as ``for _ in tf.range(n): outputs = step(...)``; AutoGraph traces
+        such a body twice (once to learn what ``outputs`` is). Calling the one-step function
+        there instead traces the step once: about 0.15 s off the first epoch of biased MF on
+        ML-100K. Each step is Keras' (strategy, counters, output reduction); only the loop is here.
+        Eager runs, one step per execution and parameter-server coordinators keep Keras' function.
+        """
+        make = getattr(super(), f"make_{kind}_function")
+        steps = self._steps_per_execution
+        if (
+            (getattr(self, f"{kind}_function") is not None and not force)
+            or steps is None
+            or int(steps.numpy()) == 1
+            or self.run_eagerly
+            or getattr(self, "_cluster_coordinator", None) is not None
+            or getattr(self, "autotune_steps_per_execution", False)
+        ):
+            return make(force)
+        self._set_steps_per_execution(None)  # Keras then makes its one-step function
+        try:
+            one_step = make(force=True)
+        finally:
+            self._set_steps_per_execution(steps)
+
+        def several_steps(iterator):
+            for _ in tf.range(steps):  # read at each call: Keras shortens the last execution of an epoch
+                outputs = one_step(iterator)
+            return outputs
+
+        function = tf.function(several_steps, reduce_retracing=True)
+        setattr(self, f"{kind}_function", function)
+        setattr(self, f"{kind}_tf_function", function)
+        return function
+
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    def _set_steps_per_execution(self, value) -> None:
+        # Untracked, as Keras' compile sets it: tracked, the counter would become one of the model's weights.
+        self._steps_per_execution = value
+
     # The steps are straight-line TensorFlow (no Python control flow on tensors), so AutoGraph has nothing to
     # convert; skipping it (and so every layer and metric called inside) takes 0.3 s off tracing a train step.
     @tf.autograph.experimental.do_not_convert

@@ -233,6 +233,8 @@ def _train(args) -> None:
     rows.append(("fit seconds", f"{summary['fit_seconds']:.2f}"))
     workers = f" on each of {summary['workers']} workers" if summary["workers"] > 1 else ""
     rows.append(("devices", ", ".join(summary["devices"]) + workers))
+    if config.mixed_precision:
+        rows.append(("precision", f"mixed {config.mixed_precision} (Dense layers)"))
     if args.export:
         rows.append(("SavedModel", args.export))
     if args.save:

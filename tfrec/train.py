@@ -128,7 +128,8 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
       **kwargs: Extra model constructor arguments (override the config's).
 
     Returns:
-      The compiled model; its variables live under the strategy.
+      The compiled model; its variables (weights and optimizer slots, created here so that ``fit``
+      traces its step once: ``RatingModel.create_variables``) live under the strategy.
     """
     config = config or TrainConfig(model=model)
     config.check()

@@ -6,11 +6,10 @@ import numpy as np
 from tfrec._keras import tf
 import tensorflow_recommenders as tfrs
 
+from tfrec.config import PRECISION_NAMES
 from tfrec.data.table import Ratings
 from tfrec.errors import TfrecError
 from tfrec.models._layers import id_lookup
-
-PRECISIONS = ("float16", "bfloat16")
 
 
 def rating_task() -> tfrs.tasks.Ranking:
@@ -52,7 +51,7 @@ class RatingModel(tfrs.Model):
 
     def __init__(self, rating_range=None, task=None, mixed_precision=None, **kwargs):
         super().__init__(**kwargs)
-        if mixed_precision is not None and mixed_precision not in PRECISIONS:
+        if mixed_precision is not None and mixed_precision not in PRECISION_NAMES:
             raise TfrecError(f"mixed_precision must be float16, bfloat16 or None, got {mixed_precision!r}")
         if mixed_precision is not None and not self.mixed_precision_layers:
             raise TfrecError(f"mixed_precision: {type(self).__name__} has no Dense layers to compute in it")

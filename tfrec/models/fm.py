@@ -141,7 +141,7 @@ class FactorizationMachine(RatingModel):
         the user or movie row (row 0, an unseen id: every held field unknown).
         """
         features = features or {}
-        # int64: Keras' load_model rebuilds a model on float placeholders of its recorded input shapes.
+        # int64 for direct callers' rows (int32, numpy); the model's own inputs are cast in `lookup`.
         users, items = tf.cast(users, tf.int64), tf.cast(items, tf.int64)
         if not any(f in features for f in self.fields if f not in fieldlib.ID_FIELDS):
             # Every field held (training, recommend): one gather per side.

@@ -77,6 +77,48 @@ def test_tfrec_train_adagrad_is_torch_adagrad_on_sparse_and_dense_gradients():
     np.testing.assert_array_equal(variable.numpy()[[0, 2, 4]], table[[0, 2, 4]])  # rows outside every batch
 
 
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the README install command adds the parity extra)")
+@pytest.mark.parametrize("name", ["adagrad", "lazy-adam"])
+def test_sparse_optimizers_sum_duplicate_rows_once_per_id_tensor_in_a_traced_step(name):
+    """In a traced step two tables looked up with the same ids (factors and bias) share one tf.unique,
+    and every table still takes torch's step (Adagrad, or SparseAdam for lazy-adam) with duplicates."""
+    import torch
+
+    from tfrec.train import OPTIMIZERS
+
+    rng = np.random.default_rng(2)
+    tables = [rng.normal(size=shape).astype(np.float32) for shape in [(10, 3), (10, 1), (8, 3)]]
+    draw = lambda: [rng.normal(size=(4, d)).astype(np.float32) for d in (3, 1, 3)]  # noqa: E731
+    steps = [(np.array([1, 4, 1, 1]), np.array([2, 2, 5, 0]), draw()) for _ in range(3)]
+    embeddings = [torch.nn.Embedding(*t.shape, sparse=True) for t in tables]
+    for embedding, table in zip(embeddings, tables):
+        embedding.weight.data = torch.from_numpy(table.copy())
+    parameters = [e.weight for e in embeddings]
+    reference = (
+        torch.optim.Adagrad(parameters, lr=0.1) if name == "adagrad" else torch.optim.SparseAdam(parameters, lr=0.1)
+    )
+    variables = [tf.Variable(t) for t in tables]
+    optimizer = OPTIMIZERS[name](learning_rate=0.1, **({} if name == "adagrad" else {"epsilon": 1e-8}))
+
+    @tf.function
+    def step(users, items, weights):
+        with tf.GradientTape() as tape:
+            looked_up = [tf.gather(variables[0], users), tf.gather(variables[1], users), tf.gather(variables[2], items)]
+            loss = tf.add_n([tf.reduce_sum(x * w) for x, w in zip(looked_up, weights)])
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+    for users, items, weights in steps:
+        reference.zero_grad()
+        rows = [torch.from_numpy(r) for r in (users, users, items)]
+        sum((e(r) * torch.from_numpy(w)).sum() for e, r, w in zip(embeddings, rows, weights)).backward()
+        reference.step()
+        step(users, items, weights)
+    for variable, embedding in zip(variables, embeddings):
+        np.testing.assert_allclose(variable.numpy(), embedding.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+    graph = step.get_concrete_function(*steps[0]).graph
+    assert [op.type for op in graph.get_operations()].count("Unique") == 2  # users once, items once
+
+
 def test_lazy_adam_leaves_rows_outside_the_batch_alone_where_adam_moves_them():
     table = np.ones((6, 2), np.float32)
     batches = [(np.array([0, 1]), np.ones((2, 2), np.float32)), (np.array([2]), np.ones((1, 2), np.float32))]

@@ -11,8 +11,42 @@ from __future__ import annotations
 from tfrec._keras import tf
 
 
+class SharedRowDedup:
+    """Sums duplicate rows once per id tensor, not once per table (a mixin for Keras optimizers).
+
+    Keras' ``apply_gradients`` sums the duplicate rows of each ``tf.IndexedSlices``
+    gradient with its own ``tf.unique``. Tables looked up with the same ids (a
+    user's factors and bias; NeuMF's two user tables) get gradients whose
+    indices are each a reshape of that one id tensor, so their ``tf.unique``
+    is the same: it is computed once here and shared. Other gradients (eager
+    ones, or all-reduced ones under a strategy) take Keras' path. At ML-20M's
+    shape this is about a second an epoch (benchmarks/RESULTS.md).
+    """
+
+    def _deduplicate_sparse_grad(self, grads):
+        shared, processed = {}, []
+        for grad in grads:
+            source = _reshaped_source(grad.indices) if isinstance(grad, tf.IndexedSlices) else None
+            if source is None:
+                processed.extend(super()._deduplicate_sparse_grad([grad]))
+                continue
+            if source.ref() not in shared:
+                shared[source.ref()] = tf.unique(grad.indices)
+            rows, position = shared[source.ref()]
+            summed = tf.math.unsorted_segment_sum(grad.values, position, tf.shape(rows)[0])
+            processed.append(tf.IndexedSlices(summed, rows, grad.dense_shape))
+        return processed
+
+
+def _reshaped_source(indices):
+    """The tensor a gradient's indices flatten (``tf.gather``'s gradient reshapes its ids), or None."""
+    if tf.executing_eagerly() or not hasattr(indices, "op") or indices.op.type != "Reshape":
+        return None
+    return indices.op.inputs[0]
+
+
 @tf.keras.utils.register_keras_serializable(package="tfrec")
-class TorchAdagrad(tf.keras.optimizers.Adagrad):
+class TorchAdagrad(SharedRowDedup, tf.keras.optimizers.Adagrad):
     """``torch.optim.Adagrad``: accumulator from 0, update ``lr * g / (sqrt(acc) + eps)``, eps 1e-10."""
 
     def __init__(self, learning_rate=0.01, initial_accumulator_value=0.0, epsilon=1e-10, name="TorchAdagrad", **kw):
@@ -42,14 +76,14 @@ def torch_adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8) -> t
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrec")
-class LazyAdam(tf.keras.optimizers.Adam):
+class LazyAdam(SharedRowDedup, tf.keras.optimizers.Adam):
     """Adam that updates only the embedding rows a batch looks up (``torch.optim.SparseAdam``'s rule).
 
     An embedding's gradient is a ``tf.IndexedSlices`` over the batch's rows.
     Keras' Adam still decays both moments of every row and moves every row each
     step (the moments of an unseen row are not zero), so a step costs the whole
     table: at ML-20M's 138K users that is most of the step. Here the moments and
-    the weights change only at the rows in the batch (duplicates summed first);
+    the weights change only at the rows in the batch (duplicates summed first, by ``apply_gradients``);
     a row outside the batch keeps its moments and does not move. Bias
     correction uses the global step, as ``torch.optim.SparseAdam`` and TF
     Addons' ``LazyAdam`` do. Dense gradients (MLP kernels) take Keras' Adam step.
@@ -72,8 +106,7 @@ class LazyAdam(tf.keras.optimizers.Adam):
         epsilon = self.epsilon * tf.sqrt(1 - beta_2**step) if self.adaptive_epsilon else self.epsilon
         key = self._index_dict[self._var_key(variable)]
         m, v = self._momentums[key], self._velocities[key]
-        rows, position = tf.unique(gradient.indices)
-        g = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
+        rows, g = gradient.indices, gradient.values  # apply_gradients has summed duplicate rows
         m_rows = beta_1 * tf.gather(m, rows) + (1 - beta_1) * g
         v_rows = beta_2 * tf.gather(v, rows) + (1 - beta_2) * tf.square(g)
         m.scatter_update(tf.IndexedSlices(m_rows, rows))

@@ -95,6 +95,29 @@ def test_eval_pipeline_keeps_order_and_values(table):
     np.testing.assert_array_equal(batch["user_rating"].numpy(), table.rating)
 
 
+def test_row_pipeline_gives_each_ids_row_in_the_models_vocabulary(table):
+    """With vocabularies a batch carries int64 rows (StringLookup's numbering, 0 for an id the
+    vocabulary lacks) beside the same ratings and timestamps, in the order the id pipeline gives."""
+    import tfrec  # noqa: F401  (Keras 2)
+    import tensorflow as tf
+
+    users, items = table.user_ids[::2].tolist(), table.item_ids[1::3].tolist()  # some ids are unseen
+    features = ("user_id", "movie_id", "user_rating", "timestamp")
+    by_id = data.dataset(table, 64, shuffle=True, seed=3, features=features)
+    by_row = data.dataset(table, 64, shuffle=True, seed=3, features=features, vocabularies=(users, items))
+    lookups = [tf.keras.layers.StringLookup(vocabulary=v, num_oov_indices=1) for v in (users, items)]
+    zeros = 0
+    for a, b in zip(by_id, by_row):
+        assert list(b) == ["user_row", "movie_row", "user_rating", "timestamp"]
+        assert b["user_row"].dtype == b["movie_row"].dtype == tf.int64 and b["user_rating"].dtype == tf.float32
+        np.testing.assert_array_equal(b["user_row"].numpy(), lookups[0](a["user_id"]).numpy())
+        np.testing.assert_array_equal(b["movie_row"].numpy(), lookups[1](a["movie_id"]).numpy())
+        np.testing.assert_array_equal(b["user_rating"].numpy(), a["user_rating"].numpy())
+        np.testing.assert_array_equal(b["timestamp"].numpy(), a["timestamp"].numpy())
+        zeros += int(np.sum(b["user_row"].numpy() == 0))
+    assert 0 < zeros < len(table)
+
+
 def test_side_features_are_joined_per_rating(tmp_path):
     from conftest import ml100k_dir
 

@@ -160,6 +160,7 @@ def _gatherer(table: Ratings, names: tuple[str, ...], vocabularies=None):
         else:
             columns[name] = (table.item, table.item_features[name])
     block = tf.constant(np.stack(list(packed.values()), axis=1)) if packed else None
+    packed = tuple(packed)  # the names: the per-rating arrays are in the block now
     indexes = {id(index): tf.constant(index) for index, _ in columns.values() if index is not None}
     columns = {
         name: (None if index is None else indexes[id(index)], _tensor(values))

@@ -112,6 +112,7 @@ def implicit_dataset(
     epoch = tf.Variable(first_epoch - 1, dtype=tf.int64, trainable=False, name="negatives_epoch")
     rows = epoch_batches(n, int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
 
+    @tf.autograph.experimental.do_not_convert
     def epoch_examples(_):
         # The row order of epoch e is drawn from (seed, e); the negatives from a different stream of it.
         e = epoch.assign_add(1)
@@ -120,6 +121,7 @@ def implicit_dataset(
         users = tf.concat([pos_users, neg_users], 0)
         items = tf.concat([pos_items, neg_items], 0)
 
+        @tf.autograph.experimental.do_not_convert
         def gather(batch_rows):
             return {
                 "user_id": tf.gather(user_ids, tf.gather(users, batch_rows)),

@@ -145,12 +145,14 @@ def vector_dataset(
         observed[rows_of, csr.columns] = 1.0
         ratings_matrix, mask_matrix = tf.constant(dense), tf.constant(observed)
 
+        @tf.autograph.experimental.do_not_convert
         def gather(rows):
             return {"ratings": tf.gather(ratings_matrix, rows), "mask": tf.gather(mask_matrix, rows)}
 
     else:
         splits, cols, vals = (tf.constant(a) for a in (csr.row_splits, csr.columns, csr.values))
 
+        @tf.autograph.experimental.do_not_convert
         def gather(rows):
             ratings, mask = dense_rows(splits, cols, vals, rows, width)
             return {"ratings": ratings, "mask": mask}

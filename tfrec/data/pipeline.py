@@ -162,8 +162,10 @@ def _gatherer(table: Ratings, names: tuple[str, ...], vocabularies=None):
             columns[name] = (table.user, table.user_features[name])
         else:
             columns[name] = (table.item, table.item_features[name])
-    block = tf.constant(np.stack(list(packed.values()), axis=1)) if packed else None
-    packed = tuple(packed)  # the names: the per-rating arrays are in the block now
+    # Each column becomes a tensor and TF stacks them: at ML-20M's 16M ratings the pipeline builds in 0.6-1.0 s
+    # with 0.12 GB less at the peak than np.stack and one copy into a tensor (2.1 s; benchmarks/RESULTS.md).
+    packed_names = tuple(packed)
+    block = tf.stack([tf.convert_to_tensor(packed.pop(name)) for name in packed_names], axis=1) if packed else None
     indexes = {id(index): tf.constant(index) for index, _ in columns.values() if index is not None}
     columns = {
         name: (None if index is None else indexes[id(index)], _tensor(values))
@@ -175,7 +177,7 @@ def _gatherer(table: Ratings, names: tuple[str, ...], vocabularies=None):
         out = {}
         if block is not None:
             numbers = tf.gather(block, rows)
-            for k, name in enumerate(packed):
+            for k, name in enumerate(packed_names):
                 column = numbers[:, k]
                 out[name] = tf.bitcast(column, tf.float32) if name == "user_rating" else tf.cast(column, tf.int64)
         for name, (index, values) in columns.items():

@@ -140,8 +140,8 @@ def _gatherer(table: Ratings, names: tuple[str, ...], vocabularies=None):
     """A function from a batch of row indices to the example dict.
 
     The per-rating numbers (row numbers of a model's vocabularies, the rating) sit side by side in
-    one ``[n, k]`` int32 block, so a batch reads each example's with one gather, one cache line per
-    example: at ML-20M's 16M ratings three separate random gathers cost a second an epoch more
+    one ``[n, k]`` int32 block, so a batch reads an example's numbers with one gather (one cache line per
+    example): at ML-20M's 16M ratings five separate gathers cost about a second an epoch more
     (benchmarks/RESULTS.md). Strings, timestamps and side features are gathered apart.
     """
     packed, columns = {}, {}

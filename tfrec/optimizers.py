@@ -8,6 +8,7 @@ N(0, 0.01) embeddings) the two differ by percent, not by rounding.
 
 from __future__ import annotations
 
+from tfrec import ops
 from tfrec._keras import tf
 
 
@@ -53,17 +54,14 @@ class TorchAdagrad(SharedRowDedup, tf.keras.optimizers.Adagrad):
         super().__init__(learning_rate, initial_accumulator_value, epsilon, name=name, **kw)
 
     def update_step(self, grad, variable):
-        # TF's fused Adagrad V2 kernels divide as PyTorch does, in one pass over the touched rows (the
-        # base class has summed duplicate rows already). At ML-20M's shape that is 18% faster a step
-        # than scatter-add, gather, scatter-add (benchmarks/RESULTS.md).
+        # One pass over the touched rows, dividing as PyTorch does (the base class has summed duplicate
+        # rows already): tfrec's native kernel on CPU tables, else TF's fused Adagrad V2 kernel
+        # (tfrec.ops; benchmarks/RESULTS.md).
         lr = tf.cast(self.learning_rate, variable.dtype)
         epsilon = tf.cast(self.epsilon, variable.dtype)
         accumulator = self._accumulators[self._index_dict[self._var_key(variable)]]
         if isinstance(grad, tf.IndexedSlices):
-            tf.raw_ops.ResourceSparseApplyAdagradV2(
-                var=variable.handle, accum=accumulator.handle, lr=lr, epsilon=epsilon, grad=grad.values,
-                indices=grad.indices,
-            )  # fmt: skip
+            ops.sparse_apply_adagrad(variable, accumulator, lr, epsilon, grad, allow_native=not self.jit_compile)
         else:
             tf.raw_ops.ResourceApplyAdagradV2(
                 var=variable.handle, accum=accumulator.handle, lr=lr, epsilon=epsilon, grad=grad
@@ -106,9 +104,5 @@ class LazyAdam(SharedRowDedup, tf.keras.optimizers.Adam):
         epsilon = self.epsilon * tf.sqrt(1 - beta_2**step) if self.adaptive_epsilon else self.epsilon
         key = self._index_dict[self._var_key(variable)]
         m, v = self._momentums[key], self._velocities[key]
-        rows, g = gradient.indices, gradient.values  # apply_gradients has summed duplicate rows
-        m_rows = beta_1 * tf.gather(m, rows) + (1 - beta_1) * g
-        v_rows = beta_2 * tf.gather(v, rows) + (1 - beta_2) * tf.square(g)
-        m.scatter_update(tf.IndexedSlices(m_rows, rows))
-        v.scatter_update(tf.IndexedSlices(v_rows, rows))
-        variable.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + epsilon), rows))
+        # apply_gradients has summed duplicate rows; under XLA (jit_compile, on GPUs) TF's kernels
+        ops.sparse_apply_lazy_adam(variable, m, v, alpha, beta_1, beta_2, epsilon, gradient, not self.jit_compile)

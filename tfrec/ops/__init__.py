@@ -1,0 +1,151 @@
+"""Native row-update kernels for the sparse optimizers, built on first use, with TF's kernels as the fallback.
+
+At ML-20M's 138K users a sparse optimizer step is mostly cache misses: each of
+the batch's rows of the factor table and its slots is read and written once,
+in the batch's random order. TensorFlow's ``ResourceSparseApplyAdagradV2``
+(and a gather/scatter Adam) take them one miss after another. ``rows.cc``
+does the same arithmetic but prefetches a few rows ahead and splits the rows
+between the CPU worker threads: about 4x faster on the user table
+(benchmarks/RESULTS.md).
+
+The kernels are compiled against the installed TensorFlow the first time a
+process needs them (a C++17 compiler, ``$CXX`` or ``c++``, about 10 s) into
+``$TFREC_OPS_CACHE`` or ``~/.cache/tfrec/ops``, under a key of the source,
+the TensorFlow version and the compiler, and loaded from there afterwards.
+Processes building the same key take turns on a lock file. Where the build
+fails (no compiler, no TensorFlow headers), tfrec warns once and uses
+TensorFlow's kernels: the same updates, slower. ``TFREC_NATIVE_OPS=0`` turns
+the native kernels off. They exist for float32 tables on the CPU; a table on a
+GPU, or of another dtype, takes TensorFlow's kernels.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from tfrec._keras import tf
+
+SOURCE = Path(__file__).with_name("rows.cc")
+_FLAGS = ["-O3", "-ffp-contract=off", "-shared", "-fPIC", "-w"]
+
+
+def cache_dir() -> Path:
+    """``$TFREC_OPS_CACHE`` if set, else ``~/.cache/tfrec/ops``."""
+    return Path(os.environ.get("TFREC_OPS_CACHE") or Path.home() / ".cache" / "tfrec" / "ops")
+
+
+def enabled() -> bool:
+    """False when ``TFREC_NATIVE_OPS`` is ``0`` (or ``false``, ``no``, ``off``)."""
+    return os.environ.get("TFREC_NATIVE_OPS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _command(output: Path) -> list[str]:
+    compiler = shlex.split(os.environ.get("CXX") or "c++")
+    return [*compiler, *_FLAGS, str(SOURCE), "-o", str(output), *tf.sysconfig.get_compile_flags(),
+            *tf.sysconfig.get_link_flags()]  # fmt: skip
+
+
+def build() -> Path:
+    """Compiles ``rows.cc`` into the cache (once per key) and returns the library's path.
+
+    Raises:
+      RuntimeError: the compiler is missing or failed; the message has its last lines of output.
+    """
+    command = _command(Path("rows.so"))
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), tf.__version__, sys.platform, *command]).encode())
+    target = cache_dir() / key.hexdigest()[:16] / "rows.so"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if target.is_file():  # another process built it while this one waited
+            return target
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build.") as tmp:
+            output = Path(tmp) / "rows.so"
+            try:
+                done = subprocess.run(_command(output), capture_output=True, text=True, timeout=600)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise RuntimeError(f"{command[0]}: {e}") from None
+            if done.returncode != 0 or not output.is_file():
+                tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+                raise RuntimeError(f"{command[0]} exited with {done.returncode}: {tail}")
+            os.replace(output, target)
+    return target
+
+
+@functools.cache
+def native():
+    """The loaded kernels (a module with ``tfrec_sparse_apply_adagrad`` and ``tfrec_sparse_apply_lazy_adam``), or None.
+
+    Builds them on the first call; a failed build or load warns once and returns None.
+    """
+    if not enabled():
+        return None
+    try:
+        return tf.load_op_library(str(build()))
+    except (RuntimeError, OSError, tf.errors.NotFoundError) as e:
+        warnings.warn(
+            f"tfrec: the native row-update kernels are not available ({e}); using TensorFlow's kernels, "
+            "which give the same updates more slowly at large vocabularies. Set TFREC_NATIVE_OPS=0 to skip "
+            "the build.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _native_for(allow, *variables):
+    """The kernels if allowed and every variable is a float32 table on a CPU, else None."""
+    if not allow:
+        return None
+    for variable in variables:
+        device = tf.DeviceSpec.from_string(variable.device or "")
+        if variable.dtype != tf.float32 or device.device_type not in (None, "CPU"):
+            return None
+    return native()
+
+
+def sparse_apply_adagrad(var, accum, lr, epsilon, grad: tf.IndexedSlices, allow_native: bool = True) -> None:
+    """PyTorch's Adagrad on the rows of ``grad``: ``accum += g*g; var -= lr*g / (sqrt(accum) + epsilon)``.
+
+    ``grad``'s indices must be unique (``apply_gradients`` sums duplicates first).
+    ``allow_native=False`` takes TensorFlow's kernel (inside XLA, which has no native kernel).
+    """
+    ops = _native_for(allow_native, var, accum)
+    if ops is None:
+        tf.raw_ops.ResourceSparseApplyAdagradV2(
+            var=var.handle, accum=accum.handle, lr=lr, epsilon=epsilon, grad=grad.values, indices=grad.indices
+        )
+    else:
+        ops.tfrec_sparse_apply_adagrad(var.handle, accum.handle, lr, epsilon, grad.values, grad.indices)
+
+
+def sparse_apply_lazy_adam(
+    var, m, v, alpha, beta_1, beta_2, epsilon, grad: tf.IndexedSlices, allow_native: bool = True
+) -> None:
+    """Adam on the rows of ``grad`` only; ``alpha`` and ``epsilon`` already carry the bias correction.
+
+    ``m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; var -= alpha*m / (sqrt(v) + epsilon)``, on the
+    rows of ``grad``, whose indices must be unique. ``allow_native``: as in :func:`sparse_apply_adagrad`.
+    """
+    ops = _native_for(allow_native, var, m, v)
+    if ops is not None:
+        ops.tfrec_sparse_apply_lazy_adam(var.handle, m.handle, v.handle, alpha, beta_1, beta_2, epsilon,
+                                         grad.values, grad.indices)  # fmt: skip
+        return
+    rows, g = grad.indices, grad.values
+    m_rows = beta_1 * tf.gather(m, rows) + (1 - beta_1) * g
+    v_rows = beta_2 * tf.gather(v, rows) + (1 - beta_2) * tf.square(g)
+    m.scatter_update(tf.IndexedSlices(m_rows, rows))
+    v.scatter_update(tf.IndexedSlices(v_rows, rows))
+    var.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + epsilon), rows))

@@ -1,0 +1,196 @@
+// Row updates of embedding tables for tfrec's sparse optimizers (CPU).
+//
+// TensorFlow's ResourceSparseApplyAdagradV2 and a gather/scatter lazy Adam visit the
+// rows of a large table in the batch's order, one cache miss after another. These
+// kernels do the same arithmetic on the same rows, but prefetch the rows a few
+// positions ahead and split the rows between the CPU worker threads, so the misses
+// overlap. The caller sums duplicate rows first: each index must appear once.
+//
+// Built on first use by tfrec/ops/__init__.py against the installed TensorFlow.
+
+#define EIGEN_USE_THREADS
+#include <cmath>
+#include <cstdint>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/kernels/training_op_helpers.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace tfrec {
+namespace {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using CPUDevice = Eigen::ThreadPoolDevice;
+
+constexpr int64_t kAhead = 8;  // rows prefetched ahead of the one being updated
+
+absl::Status NoOutputs(::tensorflow::shape_inference::InferenceContext*) { return absl::OkStatus(); }
+
+REGISTER_OP("TfrecSparseApplyAdagrad")
+    .Input("var: resource")
+    .Input("accum: resource")
+    .Input("lr: float")
+    .Input("epsilon: float")
+    .Input("grad: float")
+    .Input("indices: Tindices")
+    .Attr("Tindices: {int32, int64}")
+    .SetShapeFn(NoOutputs)
+    .Doc("PyTorch's Adagrad on rows: accum += g*g; var -= lr * g / (sqrt(accum) + epsilon).");
+
+REGISTER_OP("TfrecSparseApplyLazyAdam")
+    .Input("var: resource")
+    .Input("m: resource")
+    .Input("v: resource")
+    .Input("alpha: float")
+    .Input("beta1: float")
+    .Input("beta2: float")
+    .Input("epsilon: float")
+    .Input("grad: float")
+    .Input("indices: Tindices")
+    .Attr("Tindices: {int32, int64}")
+    .SetShapeFn(NoOutputs)
+    .Doc("Adam on rows: m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; var -= alpha * m / (sqrt(v) + epsilon).");
+
+// Checks shapes and indices before anything is written, so a bad call changes no row.
+template <typename Tindex>
+absl::Status CheckRows(const Tensor& var, const Tensor& grad, const Tensor& indices, int64_t* width) {
+  if (var.dims() < 1) return absl::InvalidArgumentError("var must be at least 1-D");
+  if (indices.dims() != 1) return absl::InvalidArgumentError("indices must be 1-D");
+  const int64_t n = indices.dim_size(0);
+  if (grad.dims() != var.dims() || grad.dim_size(0) != n) {
+    return absl::InvalidArgumentError(absl::StrCat("grad must be [", n, ", ...] like var, got ",
+                                                   grad.shape().DebugString()));
+  }
+  for (int d = 1; d < var.dims(); ++d) {
+    if (grad.dim_size(d) != var.dim_size(d)) {
+      return absl::InvalidArgumentError(absl::StrCat("grad ", grad.shape().DebugString(),
+                                                     " does not match var ", var.shape().DebugString()));
+    }
+  }
+  const int64_t rows = var.dim_size(0);
+  const Tindex* ix = indices.flat<Tindex>().data();
+  for (int64_t i = 0; i < n; ++i) {
+    if (ix[i] < 0 || ix[i] >= rows) {
+      return absl::InvalidArgumentError(absl::StrCat("indices[", i, "] = ", static_cast<int64_t>(ix[i]),
+                                                     " is not in [0, ", rows, ")"));
+    }
+  }
+  *width = rows == 0 ? 0 : var.NumElements() / rows;
+  return absl::OkStatus();
+}
+
+inline void Prefetch(const float* row, int64_t width) {
+  for (int64_t k = 0; k < width; k += 16) __builtin_prefetch(row + k, 1, 0);
+}
+
+// Runs update(i) for every row i, split between the worker threads, prefetching ahead.
+template <typename Tindex, typename Update>
+void ForEachRow(OpKernelContext* ctx, const Tensor& indices, int64_t width, std::initializer_list<float*> tables,
+                Update update) {
+  const Tindex* ix = indices.flat<Tindex>().data();
+  const int64_t n = indices.dim_size(0);
+  auto work = [&](int64_t start, int64_t limit) {
+    for (int64_t i = start; i < limit; ++i) {
+      if (i + kAhead < limit) {
+        const int64_t ahead = static_cast<int64_t>(ix[i + kAhead]) * width;
+        for (float* t : tables) Prefetch(t + ahead, width);
+      }
+      update(i, static_cast<int64_t>(ix[i]) * width);
+    }
+  };
+  auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+  ::tensorflow::Shard(threads->num_threads, threads->workers, n, 16 * width * tables.size(), work);
+}
+
+template <typename Tindex>
+class SparseApplyAdagrad : public OpKernel {
+ public:
+  explicit SparseApplyAdagrad(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(ctx, false, true, {0, 1});
+    Tensor var, accum;
+    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 0, false, true, &var));
+    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 1, false, true, &accum));
+    OP_REQUIRES(ctx, var.shape() == accum.shape(),
+                absl::InvalidArgumentError(absl::StrCat("var ", var.shape().DebugString(), " and accum ",
+                                                        accum.shape().DebugString(), " differ")));
+    const Tensor& grad = ctx->input(4);
+    const Tensor& indices = ctx->input(5);
+    int64_t width = 0;
+    OP_REQUIRES_OK(ctx, CheckRows<Tindex>(var, grad, indices, &width));
+    const float lr = ctx->input(2).scalar<float>()();
+    const float epsilon = ctx->input(3).scalar<float>()();
+    float* v = var.flat<float>().data();
+    float* a = accum.flat<float>().data();
+    const float* g = grad.flat<float>().data();
+    ForEachRow<Tindex>(ctx, indices, width, {v, a}, [&](int64_t i, int64_t row) {
+      const float* gi = g + i * width;
+      float* vr = v + row;
+      float* ar = a + row;
+      for (int64_t k = 0; k < width; ++k) {
+        ar[k] += gi[k] * gi[k];
+        vr[k] -= lr * gi[k] / (std::sqrt(ar[k]) + epsilon);
+      }
+    });
+  }
+};
+
+template <typename Tindex>
+class SparseApplyLazyAdam : public OpKernel {
+ public:
+  explicit SparseApplyLazyAdam(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(ctx, false, true, {0, 1, 2});
+    Tensor var, m, v;
+    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 0, false, true, &var));
+    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 1, false, true, &m));
+    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 2, false, true, &v));
+    OP_REQUIRES(ctx, var.shape() == m.shape() && var.shape() == v.shape(),
+                absl::InvalidArgumentError(absl::StrCat("var ", var.shape().DebugString(), ", m ",
+                                                        m.shape().DebugString(), " and v ",
+                                                        v.shape().DebugString(), " differ")));
+    const Tensor& grad = ctx->input(7);
+    const Tensor& indices = ctx->input(8);
+    int64_t width = 0;
+    OP_REQUIRES_OK(ctx, CheckRows<Tindex>(var, grad, indices, &width));
+    const float alpha = ctx->input(3).scalar<float>()();
+    const float beta1 = ctx->input(4).scalar<float>()();
+    const float beta2 = ctx->input(5).scalar<float>()();
+    const float epsilon = ctx->input(6).scalar<float>()();
+    const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
+    float* w = var.flat<float>().data();
+    float* mp = m.flat<float>().data();
+    float* vp = v.flat<float>().data();
+    const float* g = grad.flat<float>().data();
+    ForEachRow<Tindex>(ctx, indices, width, {w, mp, vp}, [&](int64_t i, int64_t row) {
+      const float* gi = g + i * width;
+      float* wr = w + row;
+      float* mr = mp + row;
+      float* vr = vp + row;
+      for (int64_t k = 0; k < width; ++k) {
+        mr[k] = beta1 * mr[k] + one_minus_beta1 * gi[k];
+        vr[k] = beta2 * vr[k] + one_minus_beta2 * (gi[k] * gi[k]);
+        wr[k] -= alpha * mr[k] / (std::sqrt(vr[k]) + epsilon);
+      }
+    });
+  }
+};
+
+#define TFREC_REGISTER(NAME, KERNEL)                                                                      \
+  REGISTER_KERNEL_BUILDER(                                                                                \
+      Name(NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<int32_t>("Tindices"), KERNEL<int32_t>); \
+  REGISTER_KERNEL_BUILDER(                                                                                \
+      Name(NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<int64_t>("Tindices"), KERNEL<int64_t>)
+
+TFREC_REGISTER("TfrecSparseApplyAdagrad", SparseApplyAdagrad);
+TFREC_REGISTER("TfrecSparseApplyLazyAdam", SparseApplyLazyAdam);
+
+}  // namespace
+}  // namespace tfrec

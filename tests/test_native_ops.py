@@ -8,10 +8,14 @@ import pytest
 import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
 import tensorflow as tf
 from tfrec import ops
-from tfrec.optimizers import LazyAdam, TorchAdagrad
+from tfrec.optimizers import Adam, LazyAdam, TorchAdagrad
 
 HAS_COMPILER = shutil.which("c++") is not None
-OPTIMIZERS = {"adagrad": (TorchAdagrad, "TfrecSparseApplyAdagrad"), "lazy-adam": (LazyAdam, "TfrecSparseApplyLazyAdam")}
+OPTIMIZERS = {
+    "adagrad": (TorchAdagrad, "TfrecSparseApplyAdagrad"),
+    "lazy-adam": (LazyAdam, "TfrecSparseApplyLazyAdam"),
+    "adam": (Adam, "TfrecSparseGradApplyAdam"),
+}
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tfrec.data.implicit import implicit_dataset, ranking_candidates
 from tfrec.data.vectors import vector_dataset
 from tfrec.errors import TfrecError
 from tfrec.metrics import RankingMetrics, most_popular, ranking_metrics
-from tfrec.optimizers import LazyAdam, TorchAdagrad
+from tfrec.optimizers import Adam, LazyAdam, TorchAdagrad
 from tfrec.models import (
     AutoRec, BiasedMatrixFactorization, FactorizationMachine, FieldAwareFactorizationMachine, MatrixFactorization,
     NeuralCollaborativeFiltering,
@@ -41,7 +41,7 @@ MODELS = {
 }
 RANKING_NEGATIVES, RANKING_K = 99, 10  # the NCF evaluation protocol
 OPTIMIZERS = {
-    "adam": tf.keras.optimizers.Adam,
+    "adam": Adam,  # Keras' Adam; a sparse gradient in one native op (tfrec.ops)
     "lazy-adam": LazyAdam,
     "adagrad": TorchAdagrad,  # PyTorch's Adagrad (the ported tutorials'), in TF's fused kernels
     "sgd": tf.keras.optimizers.SGD,

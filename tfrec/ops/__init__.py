@@ -85,7 +85,7 @@ def build() -> Path:
 
 @functools.cache
 def native():
-    """The loaded kernels (a module with ``tfrec_sparse_apply_adagrad`` and ``tfrec_sparse_apply_lazy_adam``), or None.
+    """The loaded kernels (a module with one function per op of ``rows.cc``), or None.
 
     Builds them on the first call; a failed build or load warns once and returns None.
     """
@@ -149,3 +149,19 @@ def sparse_apply_lazy_adam(
     m.scatter_update(tf.IndexedSlices(m_rows, rows))
     v.scatter_update(tf.IndexedSlices(v_rows, rows))
     var.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + epsilon), rows))
+
+
+def sparse_grad_apply_adam(var, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, grad) -> bool:
+    """Keras' Adam step for a sparse gradient in one native sweep of the table; False if not available here.
+
+    Every row decays (``m += -m*(1-b1)``, ``v += -v*(1-b2)``), the gradient's rows add
+    ``g*(1-b1)`` and ``g*g*(1-b2)``, and every row moves by ``m*alpha / (sqrt(v) + epsilon)``:
+    Keras' ``Adam.update_step`` in its own order of operations. ``grad``'s indices must be unique.
+    On False the caller takes Keras' own ops.
+    """
+    kernels = _native_for(True, var, m, v)
+    if kernels is None:
+        return False
+    kernels.tfrec_sparse_grad_apply_adam(var.handle, m.handle, v.handle, alpha, one_minus_beta_1, one_minus_beta_2,
+                                         epsilon, grad.values, grad.indices)  # fmt: skip
+    return True

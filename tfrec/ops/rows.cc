@@ -1,16 +1,19 @@
-// Row updates of embedding tables for tfrec's sparse optimizers (CPU).
+// Row updates of embedding tables for tfrec's optimizers (CPU).
 //
 // TensorFlow's ResourceSparseApplyAdagradV2 and a gather/scatter lazy Adam visit the
 // rows of a large table in the batch's order, one cache miss after another. These
 // kernels do the same arithmetic on the same rows, but prefetch the rows a few
 // positions ahead and split the rows between the CPU worker threads, so the misses
-// overlap. The caller sums duplicate rows first: each index must appear once.
+// overlap. Keras' Adam with a sparse gradient (decay and move every row, add the gradient at
+// its rows) is one sweep of the table instead of eight whole-table ops. The caller sums
+// duplicate rows first: each index must appear once.
 //
 // Built on first use by tfrec/ops/__init__.py against the installed TensorFlow.
 
 #define EIGEN_USE_THREADS
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -55,6 +58,21 @@ REGISTER_OP("TfrecSparseApplyLazyAdam")
     .Attr("Tindices: {int32, int64}")
     .SetShapeFn(NoOutputs)
     .Doc("Adam on rows: m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; var -= alpha * m / (sqrt(v) + epsilon).");
+
+REGISTER_OP("TfrecSparseGradApplyAdam")
+    .Input("var: resource")
+    .Input("m: resource")
+    .Input("v: resource")
+    .Input("alpha: float")
+    .Input("one_minus_beta1: float")
+    .Input("one_minus_beta2: float")
+    .Input("epsilon: float")
+    .Input("grad: float")
+    .Input("indices: Tindices")
+    .Attr("Tindices: {int32, int64}")
+    .SetShapeFn(NoOutputs)
+    .Doc("Keras' Adam with a sparse gradient, every row: m += -m*(1-b1); v += -v*(1-b2); then at the "
+         "gradient's rows m += g*(1-b1), v += g*g*(1-b2); then var -= m*alpha / (sqrt(v) + epsilon).");
 
 // Checks shapes and indices before anything is written, so a bad call changes no row.
 template <typename Tindex>
@@ -183,6 +201,65 @@ class SparseApplyLazyAdam : public OpKernel {
   }
 };
 
+// Keras' Adam step for a sparse gradient, in Keras' order of operations, in one sweep of the table
+// instead of Keras' eight whole-table ops: rows outside the batch decay and move, rows in it also
+// take their gradient.
+template <typename Tindex>
+class SparseGradApplyAdam : public OpKernel {
+ public:
+  explicit SparseGradApplyAdam(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(ctx, false, true, {0, 1, 2});
+    Tensor var, m, v;
+    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 0, false, true, &var));
+    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 1, false, true, &m));
+    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 2, false, true, &v));
+    OP_REQUIRES(ctx, var.shape() == m.shape() && var.shape() == v.shape(),
+                absl::InvalidArgumentError(absl::StrCat("var ", var.shape().DebugString(), ", m ",
+                                                        m.shape().DebugString(), " and v ",
+                                                        v.shape().DebugString(), " differ")));
+    const Tensor& grad = ctx->input(7);
+    const Tensor& indices = ctx->input(8);
+    int64_t width = 0;
+    OP_REQUIRES_OK(ctx, CheckRows<Tindex>(var, grad, indices, &width));
+    const float alpha = ctx->input(3).scalar<float>()();
+    const float omb1 = ctx->input(4).scalar<float>()();
+    const float omb2 = ctx->input(5).scalar<float>()();
+    const float epsilon = ctx->input(6).scalar<float>()();
+    const int64_t rows = var.dim_size(0);
+    // position[r]: where row r's gradient is, or -1.
+    std::vector<int64_t> position(rows, -1);
+    const Tindex* ix = indices.flat<Tindex>().data();
+    for (int64_t i = 0; i < indices.dim_size(0); ++i) position[ix[i]] = i;
+    float* w = var.flat<float>().data();
+    float* mp = m.flat<float>().data();
+    float* vp = v.flat<float>().data();
+    const float* g = grad.flat<float>().data();
+    auto work = [&](int64_t start, int64_t limit) {
+      for (int64_t r = start; r < limit; ++r) {
+        float* wr = w + r * width;
+        float* mr = mp + r * width;
+        float* vr = vp + r * width;
+        for (int64_t k = 0; k < width; ++k) {
+          mr[k] = mr[k] + -(mr[k] * omb1);
+          vr[k] = vr[k] + -(vr[k] * omb2);
+        }
+        if (position[r] >= 0) {
+          const float* gr = g + position[r] * width;
+          for (int64_t k = 0; k < width; ++k) {
+            mr[k] = mr[k] + gr[k] * omb1;
+            vr[k] = vr[k] + (gr[k] * gr[k]) * omb2;
+          }
+        }
+        for (int64_t k = 0; k < width; ++k) wr[k] = wr[k] - (mr[k] * alpha) / (std::sqrt(vr[k]) + epsilon);
+      }
+    };
+    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+    ::tensorflow::Shard(threads->num_threads, threads->workers, rows, 8 * width, work);
+  }
+};
+
 #define TFREC_REGISTER(NAME, KERNEL)                                                                      \
   REGISTER_KERNEL_BUILDER(                                                                                \
       Name(NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<int32_t>("Tindices"), KERNEL<int32_t>); \
@@ -191,6 +268,7 @@ class SparseApplyLazyAdam : public OpKernel {
 
 TFREC_REGISTER("TfrecSparseApplyAdagrad", SparseApplyAdagrad);
 TFREC_REGISTER("TfrecSparseApplyLazyAdam", SparseApplyLazyAdam);
+TFREC_REGISTER("TfrecSparseGradApplyAdam", SparseGradApplyAdam);
 
 }  // namespace
 }  // namespace tfrec

@@ -47,12 +47,17 @@ def test_train_prints_summary_table_and_json(trained_json):
     assert summary["epochs"] <= 3 and 0 < summary["test_rmse"] < 1.5
     assert "Epoch 1/3" in result.stdout  # Keras progress is shown
     assert summary["devices"] and all(d.startswith(("CPU:", "GPU:")) for d in summary["devices"])
+    assert summary["threads"] == {"intra_op": 1, "inter_op": 0}  # one thread per op (train.configure_threads)
+    assert "threads     TensorFlow: 1 per op, one per core inter-op" in result.stdout
     assert "cuInit" not in result.stderr and "oneDNN" not in result.stderr, result.stderr  # TF's start-up noise
 
 
 @pytest.mark.parametrize(
     "model, extra",
-    [("autorec-i", ["--hidden", "16", "--batch-size", "16"]), ("neumf", ["--layers", "16,8", "--dim", "8"])],
+    [
+        ("autorec-i", ["--hidden", "16", "--batch-size", "16"]),
+        ("neumf", ["--layers", "16,8", "--dim", "8", "--intra-op-threads", "2"]),
+    ],
 )
 def test_train_runs_the_neural_models(model, extra, tmp_path):
     out = tmp_path / "summary.json"
@@ -62,6 +67,8 @@ def test_train_runs_the_neural_models(model, extra, tmp_path):
     summary = json.loads(out.read_text())
     assert summary["config"]["model"] == model and summary["epochs"] <= 2
     assert 0 < summary["test_rmse"] < 1.5 and f"test RMSE   {summary['test_rmse']:.4f}" in result.stdout
+    # AutoRec's matrix products keep TF's pool of one thread per core; --intra-op-threads overrides the default
+    assert summary["threads"]["intra_op"] == {"autorec-i": 0, "neumf": 2}[model]
 
 
 def test_train_implicit_reports_ranking_metrics_beside_most_popular(tmp_path):

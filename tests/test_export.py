@@ -270,6 +270,7 @@ def test_saved_model_cli_lists_the_signatures_with_their_dtypes(cli_run):
         (["export", "{root}/nothing-here", "--out", "{root}/x"], "no such run directory or .keras file"),
         (["export", "{root}/run", "--out", "{root}/direct"], "already exists"),
         (["recommend", "{root}/direct", "--user", "1", "-k", "0"], "must be a positive integer"),
+        (["train", "--data", "{root}/x", "--intra-op-threads", "-1"], "--intra-op-threads: must be 0 or more"),
     ],
 )
 def test_cli_mistakes_are_one_line(cli_run, args, message):

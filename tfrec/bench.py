@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 
+from tfrec.config import AUTOREC_MODELS
 from tfrec.errors import TfrecError
 
 MODELS = ("mf", "biased-mf", "ncf", "neumf", "autorec-i")
@@ -65,10 +66,13 @@ def tf_side(args) -> dict:
     import tfrec  # noqa: F401
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from tfrec import data
-    from tfrec.train import build, endless, training_dataset
+    from tfrec.train import build, configure_threads, endless, training_dataset
+
+    intra_op = args.intra_op_threads
+    if intra_op is None and args.model in AUTOREC_MODELS:  # the pool of `tfrec train`, at --threads' size
+        intra_op = args.threads
+    configure_threads(args.model, intra_op, args.threads)
 
     parts = _parts(args.data, args.seed)
     config = _config(args)
@@ -230,7 +234,11 @@ def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--steps-per-execution", type=int)
     p.add_argument("--mixed-precision", choices=["float16", "bfloat16"], help="ncf, neumf, autorec-*: Dense layers")
-    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch's threads; TF's inter-op threads")
+    p.add_argument(
+        "--intra-op-threads", type=int,
+        help="TF's threads per op (default, as `tfrec train`: 1; AutoRec: --threads)",
+    )  # fmt: skip
     p.add_argument("--target", type=float, help="also time reaching this test RMSE (pair models)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--sides", nargs="+", default=["tfrec", "torch"], choices=["tfrec", "torch"])
@@ -251,7 +259,8 @@ def run(args) -> list[dict]:
             ]  # fmt: skip
             for flag, value in (("--batch-size", args.batch_size), ("--lr", args.lr), ("--target", args.target),
                                 ("--steps-per-execution", args.steps_per_execution),
-                                ("--mixed-precision", args.mixed_precision)):  # fmt: skip
+                                ("--mixed-precision", args.mixed_precision),
+                                ("--intra-op-threads", args.intra_op_threads)):  # fmt: skip
                 if value is not None:
                     argv += [flag, str(value)]
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -264,12 +273,19 @@ def run(args) -> list[dict]:
     return results
 
 
+def _intra_op_label(args) -> str:
+    if args.intra_op_threads is not None:
+        return f"{args.intra_op_threads or 'one per core'} per op"
+    return f"1 per op, AutoRec {args.threads}"
+
+
 def markdown(results: list[dict], args) -> str:
     """The RESULTS.md table: one row per model, tfrec beside torch."""
     by = {(r["model"], r["side"]): r for r in results}
     lines = [
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"data {args.data}, {args.epochs} epochs per side, {args.threads} threads, "
+        f"data {args.data}, {args.epochs} epochs per side, {args.threads} threads "
+        f"(TF: {args.threads} inter-op, {_intra_op_label(args)}), "
         f"precision {args.mixed_precision or 'float32'}",
         "",
         "| model | tfrec first epoch s | tfrec median epoch s | torch first epoch s | torch median epoch s | "

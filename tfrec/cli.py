@@ -67,6 +67,10 @@ def _train_parser(sub) -> None:
     p.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution)
     p.add_argument("--strategy", choices=STRATEGY_NAMES, default=d.strategy)
     p.add_argument(
+        "--intra-op-threads", type=_nonnegative, metavar="N",
+        help="TensorFlow's threads per op (default 1; autorec-*: 0, one per core)",
+    )  # fmt: skip
+    p.add_argument(
         "--mixed-precision", choices=PRECISION_NAMES,
         help="Dense layers (ncf, neumf, autorec-*) compute in float16 (GPUs) or bfloat16 (CPUs with AMX/AVX512-BF16)",
     )  # fmt: skip
@@ -113,6 +117,13 @@ def _train_parser(sub) -> None:
     )
     p.add_argument("--export", metavar="DIR", help="write a SavedModel (serving_default, recommend) to DIR")
     p.add_argument("--quiet", action="store_true", help="no Keras progress output")
+
+
+def _nonnegative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -197,7 +208,9 @@ def _train(args) -> None:
             raise TfrecError(f"{flag} {target}: directory {Path(target).parent} does not exist")
     _import_tensorflow_quietly(list_devices=config.strategy != "multi-worker")
     from tfrec.checkpoints import RunFinished
-    from tfrec.train import run
+    from tfrec.train import configure_threads, run
+
+    configure_threads(config.model, args.intra_op_threads)
 
     try:
         summary = run(config, verbose=0 if args.quiet else 2)
@@ -205,6 +218,13 @@ def _train(args) -> None:
         print(f"tfrec: {finished}", file=sys.stderr)
         return
     model, train = summary.pop("model"), summary.pop("train")
+    import tensorflow as tf
+
+    threading = tf.config.threading  # as TF has them (0: its default, one per core)
+    summary["threads"] = {
+        "intra_op": threading.get_intra_op_parallelism_threads(),
+        "inter_op": threading.get_inter_op_parallelism_threads(),
+    }
     if not summary["chief"]:  # another worker of a multi-worker run writes the outputs
         args.export = args.save = args.json = None
     if args.export:
@@ -233,6 +253,10 @@ def _train(args) -> None:
     rows.append(("fit seconds", f"{summary['fit_seconds']:.2f}"))
     workers = f" on each of {summary['workers']} workers" if summary["workers"] > 1 else ""
     rows.append(("devices", ", ".join(summary["devices"]) + workers))
+    per_op = summary["threads"]["intra_op"] or "one per core"
+    rows.append(
+        ("threads", f"TensorFlow: {per_op} per op, {summary['threads']['inter_op'] or 'one per core'} inter-op")
+    )
     if config.mixed_precision:
         rows.append(("precision", f"mixed {config.mixed_precision} (Dense layers)"))
     if args.export:

@@ -263,6 +263,7 @@ def save_keras(model, path: str | os.PathLike) -> Path:
 def load_keras(path: str | os.PathLike):
     """Loads a ``.keras`` file written by :func:`save_keras`: the compiled model, optimizer state included."""
     import tfrec.models  # noqa: F401  (registers the model classes with Keras)
+    import tfrec.optimizers  # noqa: F401  (and the optimizers: Adam, LazyAdam, TorchAdagrad)
 
     path = Path(path)
     if not path.is_file():

@@ -102,6 +102,24 @@ absl::Status CheckRows(const Tensor& var, const Tensor& grad, const Tensor& indi
   return absl::OkStatus();
 }
 
+// Reads the tables of inputs 0..count-1 (var, then its slots, all of var's shape) and checks the
+// gradient (input grad_input) and its indices (the next input) against var. The caller holds the
+// tables' locks; nothing is written here.
+template <typename Tindex>
+absl::Status ReadTables(OpKernelContext* ctx, int count, int grad_input, std::vector<Tensor>* tables,
+                        int64_t* width) {
+  for (int i = 0; i < count; ++i) {
+    Tensor table;
+    TF_RETURN_IF_ERROR(::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, i, false, true, &table));
+    if (i > 0 && table.shape() != (*tables)[0].shape()) {
+      return absl::InvalidArgumentError(absl::StrCat("slot ", i, " is ", table.shape().DebugString(), ", var ",
+                                                     (*tables)[0].shape().DebugString()));
+    }
+    tables->push_back(table);
+  }
+  return CheckRows<Tindex>((*tables)[0], ctx->input(grad_input), ctx->input(grad_input + 1), width);
+}
+
 inline void Prefetch(const float* row, int64_t width) {
   for (int64_t k = 0; k < width; k += 16) __builtin_prefetch(row + k, 1, 0);
 }
@@ -132,20 +150,15 @@ class SparseApplyAdagrad : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(ctx, false, true, {0, 1});
-    Tensor var, accum;
-    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 0, false, true, &var));
-    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 1, false, true, &accum));
-    OP_REQUIRES(ctx, var.shape() == accum.shape(),
-                absl::InvalidArgumentError(absl::StrCat("var ", var.shape().DebugString(), " and accum ",
-                                                        accum.shape().DebugString(), " differ")));
+    std::vector<Tensor> tables;
+    int64_t width = 0;
+    OP_REQUIRES_OK(ctx, ReadTables<Tindex>(ctx, 2, 4, &tables, &width));
     const Tensor& grad = ctx->input(4);
     const Tensor& indices = ctx->input(5);
-    int64_t width = 0;
-    OP_REQUIRES_OK(ctx, CheckRows<Tindex>(var, grad, indices, &width));
     const float lr = ctx->input(2).scalar<float>()();
     const float epsilon = ctx->input(3).scalar<float>()();
-    float* v = var.flat<float>().data();
-    float* a = accum.flat<float>().data();
+    float* v = tables[0].flat<float>().data();
+    float* a = tables[1].flat<float>().data();
     const float* g = grad.flat<float>().data();
     ForEachRow<Tindex>(ctx, indices, width, {v, a}, [&](int64_t i, int64_t row) {
       const float* gi = g + i * width;
@@ -159,33 +172,41 @@ class SparseApplyAdagrad : public OpKernel {
   }
 };
 
+// The two Adam kernels' shared inputs: var, m, v; alpha, two betas (or one minus them), epsilon;
+// the gradient's rows and their indices. Locks and checks them, then calls Apply.
 template <typename Tindex>
-class SparseApplyLazyAdam : public OpKernel {
+class AdamRows : public OpKernel {
  public:
-  explicit SparseApplyLazyAdam(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit AdamRows(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
     auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(ctx, false, true, {0, 1, 2});
-    Tensor var, m, v;
-    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 0, false, true, &var));
-    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 1, false, true, &m));
-    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 2, false, true, &v));
-    OP_REQUIRES(ctx, var.shape() == m.shape() && var.shape() == v.shape(),
-                absl::InvalidArgumentError(absl::StrCat("var ", var.shape().DebugString(), ", m ",
-                                                        m.shape().DebugString(), " and v ",
-                                                        v.shape().DebugString(), " differ")));
-    const Tensor& grad = ctx->input(7);
-    const Tensor& indices = ctx->input(8);
+    std::vector<Tensor> tables;
     int64_t width = 0;
-    OP_REQUIRES_OK(ctx, CheckRows<Tindex>(var, grad, indices, &width));
-    const float alpha = ctx->input(3).scalar<float>()();
-    const float beta1 = ctx->input(4).scalar<float>()();
-    const float beta2 = ctx->input(5).scalar<float>()();
-    const float epsilon = ctx->input(6).scalar<float>()();
+    OP_REQUIRES_OK(ctx, ReadTables<Tindex>(ctx, 3, 7, &tables, &width));
+    const float scalars[4] = {ctx->input(3).scalar<float>()(), ctx->input(4).scalar<float>()(),
+                              ctx->input(5).scalar<float>()(), ctx->input(6).scalar<float>()()};
+    Apply(ctx, tables[0], tables[1].flat<float>().data(), tables[2].flat<float>().data(), scalars, ctx->input(7),
+          ctx->input(8), width);
+  }
+
+ protected:
+  virtual void Apply(OpKernelContext* ctx, Tensor& var, float* m, float* v, const float* scalars, const Tensor& grad,
+                     const Tensor& indices, int64_t width) = 0;
+};
+
+// TfrecSparseApplyLazyAdam: scalars are alpha, beta1, beta2, epsilon.
+template <typename Tindex>
+class SparseApplyLazyAdam : public AdamRows<Tindex> {
+ public:
+  using AdamRows<Tindex>::AdamRows;
+
+ protected:
+  void Apply(OpKernelContext* ctx, Tensor& var, float* mp, float* vp, const float* scalars, const Tensor& grad,
+             const Tensor& indices, int64_t width) override {
+    const float alpha = scalars[0], beta1 = scalars[1], beta2 = scalars[2], epsilon = scalars[3];
     const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
     float* w = var.flat<float>().data();
-    float* mp = m.flat<float>().data();
-    float* vp = v.flat<float>().data();
     const float* g = grad.flat<float>().data();
     ForEachRow<Tindex>(ctx, indices, width, {w, mp, vp}, [&](int64_t i, int64_t row) {
       const float* gi = g + i * width;
@@ -201,40 +222,24 @@ class SparseApplyLazyAdam : public OpKernel {
   }
 };
 
-// Keras' Adam step for a sparse gradient, in Keras' order of operations, in one sweep of the table
-// instead of Keras' eight whole-table ops: rows outside the batch decay and move, rows in it also
-// take their gradient.
+// TfrecSparseGradApplyAdam: Keras' Adam step for a sparse gradient, in Keras' order of operations, in
+// one sweep of the table instead of Keras' eight whole-table ops: rows outside the batch decay and
+// move, rows in it also take their gradient. Scalars are alpha, 1 - beta1, 1 - beta2, epsilon.
 template <typename Tindex>
-class SparseGradApplyAdam : public OpKernel {
+class SparseGradApplyAdam : public AdamRows<Tindex> {
  public:
-  explicit SparseGradApplyAdam(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  using AdamRows<Tindex>::AdamRows;
 
-  void Compute(OpKernelContext* ctx) override {
-    auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(ctx, false, true, {0, 1, 2});
-    Tensor var, m, v;
-    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 0, false, true, &var));
-    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 1, false, true, &m));
-    OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, float>(ctx, 2, false, true, &v));
-    OP_REQUIRES(ctx, var.shape() == m.shape() && var.shape() == v.shape(),
-                absl::InvalidArgumentError(absl::StrCat("var ", var.shape().DebugString(), ", m ",
-                                                        m.shape().DebugString(), " and v ",
-                                                        v.shape().DebugString(), " differ")));
-    const Tensor& grad = ctx->input(7);
-    const Tensor& indices = ctx->input(8);
-    int64_t width = 0;
-    OP_REQUIRES_OK(ctx, CheckRows<Tindex>(var, grad, indices, &width));
-    const float alpha = ctx->input(3).scalar<float>()();
-    const float omb1 = ctx->input(4).scalar<float>()();
-    const float omb2 = ctx->input(5).scalar<float>()();
-    const float epsilon = ctx->input(6).scalar<float>()();
+ protected:
+  void Apply(OpKernelContext* ctx, Tensor& var, float* mp, float* vp, const float* scalars, const Tensor& grad,
+             const Tensor& indices, int64_t width) override {
+    const float alpha = scalars[0], omb1 = scalars[1], omb2 = scalars[2], epsilon = scalars[3];
     const int64_t rows = var.dim_size(0);
     // position[r]: where row r's gradient is, or -1.
     std::vector<int64_t> position(rows, -1);
     const Tindex* ix = indices.flat<Tindex>().data();
     for (int64_t i = 0; i < indices.dim_size(0); ++i) position[ix[i]] = i;
     float* w = var.flat<float>().data();
-    float* mp = m.flat<float>().data();
-    float* vp = v.flat<float>().data();
     const float* g = grad.flat<float>().data();
     auto work = [&](int64_t start, int64_t limit) {
       for (int64_t r = start; r < limit; ++r) {

@@ -1,22 +1,24 @@
-"""Native row-update kernels for the sparse optimizers, built on first use, with TF's kernels as the fallback.
+"""Native row-update kernels for tfrec's optimizers, built on first use, with TF's kernels as the fallback.
 
 At ML-20M's 138K users a sparse optimizer step is mostly cache misses: each of
 the batch's rows of the factor table and its slots is read and written once,
 in the batch's random order. TensorFlow's ``ResourceSparseApplyAdagradV2``
 (and a gather/scatter Adam) take them one miss after another. ``rows.cc``
 does the same arithmetic but prefetches a few rows ahead and splits the rows
-between the CPU worker threads: about 4x faster on the user table
-(benchmarks/RESULTS.md).
+between the CPU worker threads: about 4x faster on the user table. Keras' Adam
+with a sparse gradient (every row decays and moves) is one sweep of the table
+there instead of eight whole-table ops (benchmarks/RESULTS.md).
 
 The kernels are compiled against the installed TensorFlow the first time a
 process needs them (a C++17 compiler, ``$CXX`` or ``c++``, about 10 s) into
 ``$TFREC_OPS_CACHE`` or ``~/.cache/tfrec/ops``, under a key of the source,
-the TensorFlow version and the compiler, and loaded from there afterwards.
-Processes building the same key take turns on a lock file. Where the build
-fails (no compiler, no TensorFlow headers), tfrec warns once and uses
-TensorFlow's kernels: the same updates, slower. ``TFREC_NATIVE_OPS=0`` turns
-the native kernels off. They exist for float32 tables on the CPU; a table on a
-GPU, or of another dtype, takes TensorFlow's kernels.
+the TensorFlow version and the compile command, and loaded from there afterwards.
+Processes building the same key take turns on a lock file; a build is renamed
+into place only when complete. Where the build fails (no compiler, no
+TensorFlow headers), tfrec warns once and uses TensorFlow's kernels: the same
+updates, slower. ``TFREC_NATIVE_OPS=0`` turns the native kernels off. They
+exist for float32 tables on the CPU outside XLA; a table on a GPU, of another
+dtype, or under ``jit_compile`` takes TensorFlow's kernels.
 """
 
 from __future__ import annotations

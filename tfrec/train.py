@@ -43,7 +43,7 @@ RANKING_NEGATIVES, RANKING_K = 99, 10  # the NCF evaluation protocol
 OPTIMIZERS = {
     "adam": Adam,  # Keras' Adam; a sparse gradient in one native op (tfrec.ops)
     "lazy-adam": LazyAdam,
-    "adagrad": TorchAdagrad,  # PyTorch's Adagrad (the ported tutorials'), in TF's fused kernels
+    "adagrad": TorchAdagrad,  # PyTorch's Adagrad (the ported tutorials'), rows in tfrec.ops' kernels
     "sgd": tf.keras.optimizers.SGD,
 }
 

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import time
 
-from tfrec.config import AUTOREC_MODELS
 from tfrec.errors import TfrecError
 
 MODELS = ("mf", "biased-mf", "ncf", "neumf", "autorec-i")
@@ -69,10 +68,7 @@ def tf_side(args) -> dict:
     from tfrec import data
     from tfrec.train import build, configure_threads, endless, training_dataset
 
-    intra_op = args.intra_op_threads
-    if intra_op is None and args.model in AUTOREC_MODELS:  # the pool of `tfrec train`, at --threads' size
-        intra_op = args.threads
-    configure_threads(args.model, intra_op, args.threads)
+    configure_threads(args.model, args.intra_op_threads, args.threads)
 
     parts = _parts(args.data, args.seed)
     config = _config(args)

@@ -253,10 +253,8 @@ def _train(args) -> None:
     rows.append(("fit seconds", f"{summary['fit_seconds']:.2f}"))
     workers = f" on each of {summary['workers']} workers" if summary["workers"] > 1 else ""
     rows.append(("devices", ", ".join(summary["devices"]) + workers))
-    per_op = summary["threads"]["intra_op"] or "one per core"
-    rows.append(
-        ("threads", f"TensorFlow: {per_op} per op, {summary['threads']['inter_op'] or 'one per core'} inter-op")
-    )
+    per_op, inter_op = (summary["threads"][k] or "one per core" for k in ("intra_op", "inter_op"))
+    rows.append(("threads", f"TensorFlow: {per_op} per op, {inter_op} inter-op"))
     if config.mixed_precision:
         rows.append(("precision", f"mixed {config.mixed_precision} (Dense layers)"))
     if args.export:

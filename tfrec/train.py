@@ -92,9 +92,10 @@ def configure_threads(model: str, intra_op: int | None = None, inter_op: int | N
     For an application (``tfrec train``, ``tfrec bench``), not for library code: the setting is
     process-wide. ``intra_op`` None: 1 for the embedding models (MF, biased MF, NCF, FM), whose steps
     are chains of small ops that lose more to splitting each op between threads than they gain, and
-    TensorFlow's default (0: one per core) for AutoRec, whose step is dense matrix products. On 2
-    cores, one thread per op made an ML-100K step 15-25% shorter for MF, biased MF, NCF and NeuMF,
-    AutoRec's the same, and biased MF's ML-20M epoch 6.2 s instead of 7.3 s (benchmarks/RESULTS.md).
+    for AutoRec, whose step is dense matrix products, as many as ``inter_op`` (None: TensorFlow's
+    default, one per core). On 2 cores, one thread per op made an ML-100K step 15-25% shorter for
+    MF, biased MF, NCF and NeuMF, AutoRec's the same, and biased MF's ML-20M epoch 6.2 s instead of
+    7.3 s (benchmarks/RESULTS.md).
     ``inter_op`` None: TensorFlow's default (one per core), so independent ops still run side by side.
 
     Returns:
@@ -103,9 +104,9 @@ def configure_threads(model: str, intra_op: int | None = None, inter_op: int | N
     Raises:
       TfrecError: TensorFlow's runtime has started already, or a count is negative.
     """
-    if intra_op is None:
-        intra_op = 0 if model in AUTOREC_MODELS else 1
     inter_op = inter_op or 0
+    if intra_op is None:
+        intra_op = inter_op if model in AUTOREC_MODELS else 1
     if intra_op < 0 or inter_op < 0:
         raise TfrecError(f"thread counts must be at least 0 (0: TensorFlow's default), got {intra_op}, {inter_op}")
     try:

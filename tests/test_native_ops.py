@@ -1,4 +1,4 @@
-"""tfrec.ops: the native row-update kernels, built on first use, and TensorFlow's kernels as their fallback."""
+"""tfrec.ops: the native kernels, built on first use, and TensorFlow's kernels or dense products as their fallback."""
 
 import shutil
 
@@ -7,7 +7,8 @@ import pytest
 
 import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
 import tensorflow as tf
-from tfrec import ops
+from tfrec import data, ops
+from tfrec.models import AutoRec
 from tfrec.optimizers import Adam, LazyAdam, TorchAdagrad
 
 HAS_COMPILER = shutil.which("c++") is not None
@@ -76,7 +77,7 @@ def test_without_a_compiler_training_warns_once_and_takes_tensorflows_kernels(fr
     fresh_ops.setenv("CXX", "false")  # a "compiler" that fails at once
     fresh_ops.setenv("TFREC_OPS_CACHE", str(tmp_path))
     table = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
-    with pytest.warns(RuntimeWarning, match=r"native row-update kernels are not available \(false exited with 1"):
+    with pytest.warns(RuntimeWarning, match=r"native kernels are not available \(false exited with 1"):
         factors, _, types = _train("adagrad", table)
     assert "ResourceSparseApplyAdagradV2" in types and "TfrecSparseApplyAdagrad" not in types
     assert np.abs(factors - table).max() > 0.01
@@ -88,3 +89,97 @@ def test_tables_the_native_kernels_do_not_cover_take_tensorflows(fresh_ops):
     table = np.random.default_rng(0).normal(size=(50, 4))
     _, _, types = _train("adagrad", table, tf.float64)
     assert "ResourceSparseApplyAdagradV2" in types and "TfrecSparseApplyAdagrad" not in types
+
+
+def _products(kernels, rows, cols, values, dense, a, b):
+    """observed_matmul and sampled_matmul (kernels) or their dense TF equivalents (None), with gradients."""
+    values, dense, a, b = (tf.constant(x) for x in (values, dense, a, b))
+    weights = np.random.default_rng(9).normal(size=(len(a), dense.shape[1]))  # an upstream gradient
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([values, dense, a, b])
+        if kernels is None:
+            entries = tf.stack([rows, cols], 1)
+            matrix = tf.scatter_nd(entries, values, [len(a), len(dense)])  # duplicates add up
+            product, sampled = matrix @ dense, tf.gather_nd(tf.matmul(a, b, transpose_b=True), entries)
+        else:
+            product = ops.observed_matmul(kernels, rows, cols, values, dense, len(a))
+            sampled = ops.sampled_matmul(kernels, rows, cols, a, b)
+        first = tf.reduce_sum(product * weights)
+        second = tf.reduce_sum(sampled * tf.range(1.0, len(rows) + 1.0))
+    return [product, sampled, *tape.gradient(first, [values, dense]), *tape.gradient(second, [a, b])]
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler (c++) to build the native kernels with")
+@pytest.mark.parametrize("width", [37, 300])
+def test_observed_entry_products_equal_dense_products_and_so_do_their_gradients(width, fresh_ops):
+    kernels = ops.product_kernels()
+    rng = np.random.default_rng(width)
+    p, q, n = 40, 60, 500  # entries in random order, some repeated: the products add repeats up
+    rows, cols = tf.constant(rng.integers(0, p, n)), tf.constant(rng.integers(0, q, n))
+    values = rng.integers(1, 6, n).astype(np.float32)
+    dense, a, b = (rng.normal(size=shape).astype(np.float32) for shape in ([q, width], [p, width], [q, width]))
+    native = _products(kernels, rows, cols, values, dense, a, b)
+    reference = _products(None, rows, cols, values, dense, a, b)
+    names = ["product", "sampled", "d values", "d dense", "d a", "d b"]
+    for name, got, want in zip(names, native, reference):
+        scale = np.abs(want.numpy()).max()  # float32 sums of hundreds of terms: compare at the result's scale
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6 * scale, err_msg=name)
+        assert scale > 1.0, name  # nothing compared is trivially zero
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler (c++) to build the native kernels with")
+def test_observed_entry_kernels_refuse_bad_indices_and_shapes(fresh_ops):
+    kernels = ops.product_kernels()
+    rows, cols, values, dense = (
+        tf.constant([0, 5], tf.int64),
+        tf.constant([1, 1], tf.int64),
+        tf.ones([2]),
+        tf.ones([3, 4]),
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"out_index\[1\] = 5 is not in \[0, 3\)"):
+        kernels.tfrec_scatter_product(rows, cols, values, dense, tf.constant(3, tf.int64))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"in_index\[1\] = 5 is not in \[0, 3\)"):
+        kernels.tfrec_scatter_product(cols, rows, values, dense, tf.constant(6, tf.int64))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"a \[3,4\] and b \[6,2\] differ in width"):
+        kernels.tfrec_sampled_dot(cols, cols, dense, tf.ones([6, 2]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"b_index must be \[2\], got \[3\]"):
+        kernels.tfrec_sampled_dot(cols, tf.constant([0, 1, 2], tf.int64), dense, dense)
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    """A 300 x 200 synthetic table's training part and its first item-vector batches."""
+    parts = data.split(data.load("synthetic:users=300,items=200,ratings=9000,seed=3"), "ratio", seed=1)
+    return parts, list(data.vector_dataset(parts.train, "item", 64).take(2))
+
+
+def _autorec_steps(parts, batches, dense: bool, normalization: str):
+    """Per-epoch loss and metrics, and the weights, of AutoRec (dropout, L2) trained four epochs of two batches."""
+    tf.keras.utils.set_random_seed(5)
+    model = AutoRec.from_table(
+        parts.train, kind="item", hidden=40, input_dropout=0.3, l2=0.01, loss_normalization=normalization
+    )
+    if dense:
+        model._product_kernels = lambda: None  # noqa: SLF001  (the path of a GPU, XLA or no compiler)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+    graph = tf.function(lambda f: model.compute_loss(f, training=True)).get_concrete_function(batches[0]).graph
+    two = tf.data.Dataset.from_tensors(batches[0]).concatenate(tf.data.Dataset.from_tensors(batches[1]))
+    logs = model.fit(two, epochs=4, verbose=0).history
+    types = {op.type for op in graph.get_operations()}
+    return logs, [w.numpy() for w in model.weights], types
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler (c++) to build the native kernels with")
+@pytest.mark.parametrize("normalization", ["observed", "entries"])
+def test_autorec_observed_entry_path_trains_as_the_dense_path(vectors, normalization, fresh_ops):
+    parts, batches = vectors
+    observed = _autorec_steps(parts, batches, False, normalization)
+    dense = _autorec_steps(parts, batches, True, normalization)
+    assert {"TfrecScatterProduct", "TfrecSampledDot"} <= observed[2] and "TfrecSampledDot" not in dense[2]
+    assert "MatMul" in dense[2] and "MatMul" not in observed[2]
+    assert observed[0].keys() == dense[0].keys() == {"loss", "regularization_loss", "rmse", "mae"}
+    for name in observed[0]:
+        np.testing.assert_allclose(observed[0][name], dense[0][name], rtol=1e-5, err_msg=name)
+    for got, want in zip(observed[1], dense[1]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert observed[0]["rmse"][-1] < observed[0]["rmse"][0] - 0.05  # it learned: the same steps, not the same nothing

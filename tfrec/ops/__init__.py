@@ -1,23 +1,31 @@
-"""Native row-update kernels for tfrec's optimizers, built on first use, with TF's kernels as the fallback.
+"""Native CPU kernels for tfrec's optimizers and AutoRec, built on first use, with TensorFlow's as the fallback.
 
-At ML-20M's 138K users a sparse optimizer step is mostly cache misses: each of
-the batch's rows of the factor table and its slots is read and written once,
-in the batch's random order. TensorFlow's ``ResourceSparseApplyAdagradV2``
-(and a gather/scatter Adam) take them one miss after another. ``rows.cc``
-does the same arithmetic but prefetches a few rows ahead and splits the rows
-between the CPU worker threads: about 4x faster on the user table. Keras' Adam
-with a sparse gradient (every row decays and moves) is one sweep of the table
-there instead of eight whole-table ops (benchmarks/RESULTS.md).
+Row updates (``rows.cc``). At ML-20M's 138K users a sparse optimizer step is
+mostly cache misses: each of the batch's rows of the factor table and its slots
+is read and written once, in the batch's random order. TensorFlow's
+``ResourceSparseApplyAdagradV2`` (and a gather/scatter Adam) take them one miss
+after another. ``rows.cc`` does the same arithmetic but prefetches a few rows
+ahead and splits the rows between the CPU worker threads: about 4x faster on the
+user table. Keras' Adam with a sparse gradient (every row decays and moves) is
+one sweep of the table there instead of eight whole-table ops.
+
+Observed-entry products (``products.cc``). AutoRec's loss reads only the
+observed entries of its rating vectors (about 5% on MovieLens), so
+:func:`observed_matmul` and :func:`sampled_matmul` compute its encoder, its
+decoder at those entries and their gradients from the entries alone, where
+dense products multiply zeros. TensorFlow's ``SparseTensorDenseMatMul`` runs
+too slowly for that to pay (benchmarks/RESULTS.md); where these kernels are
+missing AutoRec takes its dense products.
 
 The kernels are compiled against the installed TensorFlow the first time a
 process needs them (a C++17 compiler, ``$CXX`` or ``c++``, about 10 s) into
-``$TFREC_OPS_CACHE`` or ``~/.cache/tfrec/ops``, under a key of the source,
+``$TFREC_OPS_CACHE`` or ``~/.cache/tfrec/ops``, under a key of the sources,
 the TensorFlow version and the compile command, and loaded from there afterwards.
 Processes building the same key take turns on a lock file; a build is renamed
 into place only when complete. Where the build fails (no compiler, no
 TensorFlow headers), tfrec warns once and uses TensorFlow's kernels: the same
-updates, slower. ``TFREC_NATIVE_OPS=0`` turns the native kernels off. They
-exist for float32 tables on the CPU outside XLA; a table on a GPU, of another
+results, slower. ``TFREC_NATIVE_OPS=0`` turns the native kernels off. They
+exist for float32 on the CPU outside XLA; a variable on a GPU, of another
 dtype, or under ``jit_compile`` takes TensorFlow's kernels.
 """
 
@@ -36,7 +44,8 @@ from pathlib import Path
 
 from tfrec._keras import tf
 
-SOURCE = Path(__file__).with_name("rows.cc")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("rows.cc", "products.cc"))
+LIBRARY = "tfrec_ops.so"
 _FLAGS = ["-O3", "-ffp-contract=off", "-shared", "-fPIC", "-w"]
 
 
@@ -52,19 +61,20 @@ def enabled() -> bool:
 
 def _command(output: Path) -> list[str]:
     compiler = shlex.split(os.environ.get("CXX") or "c++")
-    return [*compiler, *_FLAGS, str(SOURCE), "-o", str(output), *tf.sysconfig.get_compile_flags(),
+    return [*compiler, *_FLAGS, *map(str, SOURCES), "-o", str(output), *tf.sysconfig.get_compile_flags(),
             *tf.sysconfig.get_link_flags()]  # fmt: skip
 
 
 def build() -> Path:
-    """Compiles ``rows.cc`` into the cache (once per key) and returns the library's path.
+    """Compiles ``rows.cc`` and ``products.cc`` into the cache (once per key) and returns the library's path.
 
     Raises:
       RuntimeError: the compiler is missing or failed; the message has its last lines of output.
     """
-    command = _command(Path("rows.so"))
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), tf.__version__, sys.platform, *command]).encode())
-    target = cache_dir() / key.hexdigest()[:16] / "rows.so"
+    command = _command(Path(LIBRARY))
+    texts = [source.read_text() for source in SOURCES]
+    key = hashlib.sha256("\0".join([*texts, tf.__version__, sys.platform, *command]).encode())
+    target = cache_dir() / key.hexdigest()[:16] / LIBRARY
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +83,7 @@ def build() -> Path:
         if target.is_file():  # another process built it while this one waited
             return target
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build.") as tmp:
-            output = Path(tmp) / "rows.so"
+            output = Path(tmp) / LIBRARY
             try:
                 done = subprocess.run(_command(output), capture_output=True, text=True, timeout=600)
             except (OSError, subprocess.TimeoutExpired) as e:
@@ -97,9 +107,8 @@ def native():
         return tf.load_op_library(str(build()))
     except (RuntimeError, OSError, tf.errors.NotFoundError) as e:
         warnings.warn(
-            f"tfrec: the native row-update kernels are not available ({e}); using TensorFlow's kernels, "
-            "which give the same updates more slowly at large vocabularies. Set TFREC_NATIVE_OPS=0 to skip "
-            "the build.",
+            f"tfrec: the native kernels are not available ({e}); using TensorFlow's kernels and dense "
+            "products, which give the same results more slowly. Set TFREC_NATIVE_OPS=0 to skip the build.",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -167,3 +176,53 @@ def sparse_grad_apply_adam(var, m, v, alpha, one_minus_beta_1, one_minus_beta_2,
     kernels.tfrec_sparse_grad_apply_adam(var.handle, m.handle, v.handle, alpha, one_minus_beta_1, one_minus_beta_2,
                                          epsilon, grad.values, grad.indices)  # fmt: skip
     return True
+
+
+def product_kernels(*variables, allow: bool = True):
+    """The kernels of :func:`observed_matmul` and :func:`sampled_matmul` for float32 ``variables`` on a CPU.
+
+    None where they do not apply (``allow`` False, say under XLA; a variable on a GPU or not
+    float32; the build failed or is turned off): the caller then takes its dense products.
+    """
+    return _native_for(allow, *variables)
+
+
+def observed_matmul(kernels, rows, cols, values, dense, num_rows):
+    """``S @ dense`` for the sparse ``[num_rows, len(dense)]`` matrix ``S[rows[j], cols[j]] = values[j]``.
+
+    ``rows``, ``cols``: int64 ``[n]``; ``values``: float32 ``[n]``; ``dense``: float32 ``[m, k]``;
+    the result is ``[num_rows, k]``. Each output row sums its entries in the order of ``j``.
+    Differentiable in ``values`` and ``dense``. ``kernels``: from :func:`product_kernels`.
+    """
+    num_rows = tf.cast(num_rows, tf.int64)
+
+    @tf.custom_gradient
+    def product(values, dense):
+        def grad(upstream):
+            d_values = kernels.tfrec_sampled_dot(rows, cols, upstream, dense)
+            d_dense = kernels.tfrec_scatter_product(cols, rows, values, upstream, tf.shape(dense, out_type=tf.int64)[0])
+            return d_values, d_dense
+
+        return kernels.tfrec_scatter_product(rows, cols, values, dense, num_rows), grad
+
+    return product(values, dense)
+
+
+def sampled_matmul(kernels, rows, cols, a, b):
+    """``(a @ b^T)[rows[j], cols[j]]`` for every ``j``, without the rest of the product.
+
+    ``a``: float32 ``[p, k]``; ``b``: float32 ``[q, k]``; ``rows``, ``cols``: int64 ``[n]``; the
+    result is ``[n]``. Differentiable in ``a`` and ``b``; their gradients are
+    :func:`observed_matmul` products, so no ``[p, q]`` matrix is made either way.
+    """
+
+    @tf.custom_gradient
+    def product(a, b):
+        def grad(upstream):
+            d_a = kernels.tfrec_scatter_product(rows, cols, upstream, b, tf.shape(a, out_type=tf.int64)[0])
+            d_b = kernels.tfrec_scatter_product(cols, rows, upstream, a, tf.shape(b, out_type=tf.int64)[0])
+            return d_a, d_b
+
+        return kernels.tfrec_sampled_dot(rows, cols, a, b), grad
+
+    return product(a, b)

@@ -62,6 +62,38 @@ def test_native_kernels_take_the_same_steps_as_tensorflows(name, fresh_ops):
 
 
 @pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler (c++) to build the native kernels with")
+@pytest.mark.parametrize("adaptive_epsilon", [False, True])
+def test_adam_takes_keras_dense_steps_in_one_native_op(adaptive_epsilon, fresh_ops):
+    rng = np.random.default_rng(2)
+    start = [rng.normal(size=shape).astype(np.float32) for shape in ([30, 20], [20])]
+    inputs = rng.normal(size=(20, 64, 30)).astype(np.float32)
+
+    def train(optimizer):
+        kernel, bias = (tf.Variable(x) for x in start)
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(tf.tanh(x @ kernel + bias) - 0.5))
+            optimizer.apply_gradients(zip(tape.gradient(loss, [kernel, bias]), [kernel, bias]))
+
+        for x in inputs:
+            step(x)
+        return (
+            kernel.numpy(),
+            bias.numpy(),
+            {op.type for op in step.get_concrete_function(inputs[0]).graph.get_operations()},
+        )
+
+    native = train(Adam(0.01, epsilon=1e-3, adaptive_epsilon=adaptive_epsilon))
+    keras = train(tf.keras.optimizers.Adam(0.01, epsilon=1e-3, adaptive_epsilon=adaptive_epsilon))
+    assert "TfrecApplyAdam" in native[2] and "TfrecApplyAdam" not in keras[2]
+    for got, want, first in zip(native[:2], keras[:2], start):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+        assert np.abs(got - first).max() > 0.05  # the weights moved
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler (c++) to build the native kernels with")
 def test_native_kernel_refuses_a_row_outside_the_table_and_changes_nothing(fresh_ops):
     kernels = ops.native()
     var, accum = tf.Variable(tf.ones([4, 2])), tf.Variable(tf.ones([4, 2]))

@@ -226,3 +226,16 @@ def sampled_matmul(kernels, rows, cols, a, b):
         return kernels.tfrec_sampled_dot(rows, cols, a, b), grad
 
     return product(a, b)
+
+
+def apply_adam(var, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, grad) -> bool:
+    """Keras' Adam step for a dense gradient in one native sweep; False if not available here.
+
+    ``m += (g - m)*(1-b1); v += (g*g - v)*(1-b2); var -= m*alpha / (sqrt(v) + epsilon)``: Keras'
+    ``Adam.update_step`` in its own order of operations. On False the caller takes Keras' own ops.
+    """
+    kernels = _native_for(True, var, m, v)
+    if kernels is None:
+        return False
+    kernels.tfrec_apply_adam(var.handle, m.handle, v.handle, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, grad)
+    return True

@@ -132,7 +132,7 @@ def _products(kernels, rows, cols, values, dense, a, b):
         if kernels is None:
             entries = tf.stack([rows, cols], 1)
             matrix = tf.scatter_nd(entries, values, [len(a), len(dense)])  # duplicates add up
-            product, sampled = matrix @ dense, tf.gather_nd(tf.matmul(a, b, transpose_b=True), entries)
+            product, sampled = matrix @ dense, tf.gather_nd(a @ b, entries)
         else:
             product = ops.observed_matmul(kernels, rows, cols, values, dense, len(a))
             sampled = ops.sampled_matmul(kernels, rows, cols, a, b)
@@ -149,7 +149,7 @@ def test_observed_entry_products_equal_dense_products_and_so_do_their_gradients(
     p, q, n = 40, 60, 500  # entries in random order, some repeated: the products add repeats up
     rows, cols = tf.constant(rng.integers(0, p, n)), tf.constant(rng.integers(0, q, n))
     values = rng.integers(1, 6, n).astype(np.float32)
-    dense, a, b = (rng.normal(size=shape).astype(np.float32) for shape in ([q, width], [p, width], [q, width]))
+    dense, a, b = (rng.normal(size=shape).astype(np.float32) for shape in ([q, width], [p, width], [width, q]))
     native = _products(kernels, rows, cols, values, dense, a, b)
     reference = _products(None, rows, cols, values, dense, a, b)
     names = ["product", "sampled", "d values", "d dense", "d a", "d b"]
@@ -176,6 +176,8 @@ def test_observed_entry_kernels_refuse_bad_indices_and_shapes(fresh_ops):
         kernels.tfrec_sampled_dot(cols, cols, dense, tf.ones([6, 2]))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"b_index must be \[2\], got \[3\]"):
         kernels.tfrec_sampled_dot(cols, tf.constant([0, 1, 2], tf.int64), dense, dense)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"x must be 2-D, got \[3\]"):
+        kernels.tfrec_transpose(tf.ones([3]))
 
 
 @pytest.fixture(scope="module")

@@ -276,7 +276,7 @@ class AutoRec(RatingModel):
             inputs = self.dropout(inputs, training=training)
         hidden = ops.observed_matmul(kernels, rows, columns, inputs, self.encoder.kernel, tf.shape(ratings)[0])
         hidden = self.encoder.activation(hidden + self.encoder.bias)
-        decoded = ops.sampled_matmul(kernels, rows, columns, hidden, tf.transpose(self.decoder.kernel))
+        decoded = ops.sampled_matmul(kernels, rows, columns, hidden, self.decoder.kernel)
         predictions = self.decoder.activation(decoded + _gather_dense_gradient(self.decoder.bias, columns))
         if self.rating_range is not None and not training:  # as call() clips
             predictions = tf.clip_by_value(predictions, *self.rating_range)

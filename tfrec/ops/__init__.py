@@ -209,21 +209,24 @@ def observed_matmul(kernels, rows, cols, values, dense, num_rows):
 
 
 def sampled_matmul(kernels, rows, cols, a, b):
-    """``(a @ b^T)[rows[j], cols[j]]`` for every ``j``, without the rest of the product.
+    """``(a @ b)[rows[j], cols[j]]`` for every ``j``, without the rest of the product.
 
-    ``a``: float32 ``[p, k]``; ``b``: float32 ``[q, k]``; ``rows``, ``cols``: int64 ``[n]``; the
-    result is ``[n]``. Differentiable in ``a`` and ``b``; their gradients are
-    :func:`observed_matmul` products, so no ``[p, q]`` matrix is made either way.
+    ``a``: float32 ``[p, k]``; ``b``: float32 ``[k, q]`` (a Dense layer's kernel); ``rows``,
+    ``cols``: int64 ``[n]``; the result is ``[n]``. Differentiable in ``a`` and ``b``; their
+    gradients are :func:`observed_matmul` products, so no ``[p, q]`` matrix is made either way.
     """
 
     @tf.custom_gradient
     def product(a, b):
+        columns = kernels.tfrec_transpose(b)  # [q, k]: b's columns as rows, for this product and the gradient's
+
         def grad(upstream):
-            d_a = kernels.tfrec_scatter_product(rows, cols, upstream, b, tf.shape(a, out_type=tf.int64)[0])
-            d_b = kernels.tfrec_scatter_product(cols, rows, upstream, a, tf.shape(b, out_type=tf.int64)[0])
+            d_a = kernels.tfrec_scatter_product(rows, cols, upstream, columns, tf.shape(a, out_type=tf.int64)[0])
+            q = tf.shape(b, out_type=tf.int64)[1]
+            d_b = kernels.tfrec_transpose(kernels.tfrec_scatter_product(cols, rows, upstream, a, q))
             return d_a, d_b
 
-        return kernels.tfrec_sampled_dot(rows, cols, a, b), grad
+        return kernels.tfrec_sampled_dot(rows, cols, a, columns), grad
 
     return product(a, b)
 

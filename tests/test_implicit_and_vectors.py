@@ -125,6 +125,12 @@ def test_rating_rows_and_vectors_match_a_dense_matrix(ml100k, held, monkeypatch)
     np.testing.assert_array_equal(by_user, dense.T)
     shuffled = np.concatenate([b["ratings"].numpy() for b in vector_dataset(table, "item", 3, shuffle=True)])
     assert sorted(map(tuple, shuffled)) == sorted(map(tuple, dense))
+    # ragged=True: the same vectors by their observed entries (columns sorted), batch by batch.
+    for batch, entries in zip(batches, vector_dataset(table, "item", batch_size=3, ragged=True)):
+        rows = entries["columns"].value_rowids().numpy()
+        columns, values = entries["columns"].flat_values.numpy(), entries["ratings"].flat_values.numpy()
+        np.testing.assert_array_equal(np.stack([rows, columns], 1), np.argwhere(batch["mask"].numpy()))
+        np.testing.assert_array_equal(values, batch["ratings"].numpy()[rows, columns])
 
 
 def test_a_pair_rated_twice_cannot_become_a_vector():

@@ -187,6 +187,27 @@ def vectors():
     return parts, list(data.vector_dataset(parts.train, "item", 64).take(2))
 
 
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler (c++) to build the native kernels with")
+@pytest.mark.parametrize("normalization", ["observed", "entries"])
+def test_autorec_reads_ragged_and_dense_vectors_alike_on_both_paths(vectors, normalization, fresh_ops):
+    parts, _ = vectors
+    dense = next(iter(data.vector_dataset(parts.train, "item", 64)))
+    ragged = next(iter(data.vector_dataset(parts.train, "item", 64, ragged=True)))
+    model = AutoRec.from_table(parts.train, kind="item", hidden=16, l2=0.01, loss_normalization=normalization)
+    results = {}
+    for path in ("observed", "dense"):
+        if path == "dense":
+            model._product_kernels = lambda: None  # noqa: SLF001
+        for form, features in (("dense", dense), ("ragged", ragged)):
+            with tf.GradientTape() as tape:
+                loss = model.compute_loss(features, training=True)
+            results[path, form] = [loss, *tape.gradient(loss, model.trainable_variables)]
+    assert float(results["dense", "dense"][0]) > 0.1  # a real loss, not an empty batch's
+    for key, values in results.items():
+        for got, want in zip(values, results["dense", "dense"]):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=2e-5, atol=1e-7, err_msg=str(key))
+
+
 def _autorec_steps(parts, batches, dense: bool, normalization: str):
     """Per-epoch loss and metrics, and the weights, of AutoRec (dropout, L2) trained four epochs of two batches."""
     tf.keras.utils.set_random_seed(5)

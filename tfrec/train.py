@@ -203,7 +203,7 @@ def training_dataset(
     common = {"shuffle": True, "seed": config.seed, "drop_remainder": drop_remainder, "first_epoch": first_epoch}
     if config.model in AUTOREC_MODELS:
         by = "item" if config.model == "autorec-i" else "user"
-        ds = vector_dataset(train, by, batch_size, **common)
+        ds = vector_dataset(train, by, batch_size, ragged=True, **common)  # observed entries only
     elif config.implicit:
         ds = implicit_dataset(train, config.negatives, batch_size, **common)
     else:

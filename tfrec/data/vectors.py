@@ -122,6 +122,7 @@ def vector_dataset(
     seed: int = 42,
     drop_remainder: bool = False,
     first_epoch: int = 1,
+    ragged: bool = False,
 ) -> tf.data.Dataset:
     """Batches of rating vectors: ``{"ratings": [B, width], "mask": [B, width]}`` float32.
 
@@ -130,12 +131,26 @@ def vector_dataset(
     rating exists. With ``shuffle`` the row order is drawn anew each epoch with
     ``stateless_shuffle(seed, epoch)``, as in :func:`tfrec.data.dataset`
     (``first_epoch`` too).
+
+    ``ragged=True`` gives the same vectors by their observed entries only:
+    ``{"columns": [B, None] int32, "ratings": [B, None] float32}`` ragged
+    tensors, the positions and values of each vector's ratings (columns sorted).
+    A batch then costs its ratings, not ``B x width`` entries; ``AutoRec`` reads
+    both forms, and ``tfrec train`` feeds it this one.
     """
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     csr = rating_rows(table, by)
     n, width = csr.shape
-    if n * width <= DENSE_ENTRIES:
+    if ragged:
+        columns = tf.RaggedTensor.from_row_splits(csr.columns, csr.row_splits, validate=False)
+        values = tf.RaggedTensor.from_row_splits(csr.values, csr.row_splits, validate=False)
+
+        @tf.autograph.experimental.do_not_convert
+        def gather(rows):
+            return {"columns": tf.gather(columns, rows), "ratings": tf.gather(values, rows)}
+
+    elif n * width <= DENSE_ENTRIES:
         # Small enough to hold densely (ML-100K: 1.6M entries, 6 MB): gathering rows is cheaper than
         # densifying each batch (measured 0.048 -> 0.032 s an I-AutoRec epoch); the values are the same.
         rows_of = np.repeat(np.arange(n), np.diff(csr.row_splits))

@@ -35,6 +35,12 @@ def _gather_dense_gradient(vector, index):
     return gather(tf.convert_to_tensor(vector))
 
 
+def _vectors_in(features):
+    """How many rating vectors a batch holds (int64), ragged or dense."""
+    ratings = features["ratings"]
+    return ratings.nrows() if isinstance(ratings, tf.RaggedTensor) else tf.shape(ratings, out_type=tf.int64)[0]
+
+
 @tf.keras.utils.register_keras_serializable(package="tfrec")
 class AutoRec(RatingModel):
     """AutoRec (Sedhain, Menon, Sanner & Xie, WWW 2015), item- or user-based.
@@ -55,7 +61,9 @@ class AutoRec(RatingModel):
     user or item predicts the training mean.
 
     Training examples are rating vectors (``tfrec.data.vector_dataset``:
-    ``{"ratings": [B, n], "mask": [B, n]}``). Unobserved entries count
+    ``{"ratings": [B, n], "mask": [B, n]}``, or with ``ragged=True``, as
+    ``tfrec train`` feeds them, only the observed entries: ``{"columns",
+    "ratings"}`` ragged ``[B, None]``; the model reads both). Unobserved entries count
     nowhere: the encoder reads ``ratings * mask``, and the mask is the Ranking
     task's sample weight, so they add nothing to the loss or the RMSE/MAE
     metrics whatever value they hold. So on a CPU the loss reads the model at
@@ -222,7 +230,8 @@ class AutoRec(RatingModel):
     def score(self, features, training=False):
         if "ratings" in features:
             # Unobserved entries read as 0 whatever the vector holds there, so they change nothing.
-            return self.reconstruct(features["ratings"], training, mask=features["mask"])
+            ratings, mask = self._dense_vectors(features)
+            return self.reconstruct(ratings, training, mask=mask)
         return super().score(features, training)
 
     def score_rows(self, users, items, training=False):
@@ -266,22 +275,46 @@ class AutoRec(RatingModel):
         if kernels is None:  # every entry of the batch, in dense products
             predictions = self(features, training=training)
             flat = lambda x: tf.reshape(x, [-1, 1])  # noqa: E731
-            return flat(features["ratings"]), flat(predictions), flat(features["mask"])
+            ratings, mask = self._dense_vectors(features)
+            return flat(ratings), flat(predictions), flat(mask)
         # Only the observed entries, which are all the loss reads: the same numbers in a twentieth of the work.
-        ratings, mask = features["ratings"], features["mask"]
-        entries = tf.where(tf.not_equal(mask, 0))  # [n, 2], by row
-        rows, columns = entries[:, 0], entries[:, 1]
-        inputs = tf.gather_nd(ratings * mask, entries)
+        rows, columns, ratings, weights = self._observed(features)
+        inputs = ratings * weights
         if self.input_dropout:  # the draws of the dense path, which also draws at the observed entries only
             inputs = self.dropout(inputs, training=training)
-        hidden = ops.observed_matmul(kernels, rows, columns, inputs, self.encoder.kernel, tf.shape(ratings)[0])
+        batch = _vectors_in(features)
+        hidden = ops.observed_matmul(kernels, rows, columns, inputs, self.encoder.kernel, batch)
         hidden = self.encoder.activation(hidden + self.encoder.bias)
         decoded = ops.sampled_matmul(kernels, rows, columns, hidden, self.decoder.kernel)
         predictions = self.decoder.activation(decoded + _gather_dense_gradient(self.decoder.bias, columns))
         if self.rating_range is not None and not training:  # as call() clips
             predictions = tf.clip_by_value(predictions, *self.rating_range)
-        column = lambda x: tf.gather_nd(x, entries)[:, tf.newaxis]  # noqa: E731
-        return column(ratings), predictions[:, tf.newaxis], column(mask)
+        return ratings[:, tf.newaxis], predictions[:, tf.newaxis], weights[:, tf.newaxis]
+
+    @staticmethod
+    def _observed(features):
+        """``(rows, columns, ratings, weights)`` of a batch's observed entries, in row-major order.
+
+        From ragged vectors (``vector_dataset(..., ragged=True)``: every entry is
+        observed, weight 1) or from dense ones and their mask (nonzero entries).
+        """
+        ratings = features["ratings"]
+        if isinstance(ratings, tf.RaggedTensor):
+            values = ratings.flat_values
+            columns = tf.cast(features["columns"].flat_values, tf.int64)
+            return ratings.value_rowids(), columns, values, tf.ones_like(values)
+        mask = features["mask"]
+        entries = tf.where(tf.not_equal(mask, 0))
+        return entries[:, 0], entries[:, 1], tf.gather_nd(ratings, entries), tf.gather_nd(mask, entries)
+
+    def _dense_vectors(self, features):
+        """``(ratings, mask)``, each ``[B, width]``, of dense or ragged vectors."""
+        if not isinstance(features["ratings"], tf.RaggedTensor):
+            return features["ratings"], features["mask"]
+        rows, columns, ratings, weights = self._observed(features)
+        entries = tf.stack([rows, columns], axis=1)
+        shape = tf.stack([_vectors_in(features), tf.constant(self.width, tf.int64)])
+        return tf.scatter_nd(entries, ratings, shape), tf.scatter_nd(entries, weights, shape)
 
     def _product_kernels(self):
         """tfrec's observed-entry kernels where they apply (float32 on a CPU, outside XLA), else None."""
@@ -295,7 +328,8 @@ class AutoRec(RatingModel):
         if self.loss_normalization == "entries" and "ratings" in features:
             # Over all B x n entries of the global batch, as Keras' weighted MSE; the observed ones may be fewer.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            return tf.reduce_sum(per_example) / tf.cast(tf.size(features["mask"]) * replicas, per_example.dtype)
+            entries = _vectors_in(features) * self.width * replicas
+            return tf.reduce_sum(per_example) / tf.cast(entries, per_example.dtype)
         return self.reduce_loss(per_example, weights)
 
     def reduce_loss(self, per_example, weights):

@@ -13,7 +13,10 @@ def id_lookup(vocabulary) -> tf.keras.layers.StringLookup:
     A model does one lookup per id column and batch, and every table of that id
     (factors, bias) reads the same row index.
     """
-    return tf.keras.layers.StringLookup(vocabulary=[str(v) for v in vocabulary], num_oov_indices=1, mask_token=None)
+    # A tuple, which Keras keeps as it is: a list becomes a tracked ListWrapper, walked string by string by
+    # every `model.metrics` call (two or three an epoch; 0.5 ms a call at ML-100K's 2,600 ids, measured).
+    vocabulary = tuple(str(v) for v in vocabulary)
+    return tf.keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, mask_token=None)
 
 
 def factor_initializer(value="default"):

@@ -90,10 +90,12 @@ class FactorizationMachine(RatingModel):
         self.fields = tuple(fields)
         self.dim, self.l2, self.global_mean = int(dim), float(l2), float(global_mean)
         self._add_lookups(user_vocabulary, item_vocabulary)
-        self.user_side = {f: [[str(t) for t in row] for row in user_side[f]] for f in self.fields if f in user_side}
-        self.item_side = {f: [[str(t) for t in row] for row in item_side[f]] for f in self.fields if f in item_side}
+        self._set_untracked(
+            user_side={f: [[str(t) for t in row] for row in user_side[f]] for f in self.fields if f in user_side},
+            item_side={f: [[str(t) for t in row] for row in item_side[f]] for f in self.fields if f in item_side},
+        )
         layout = fieldlib.slots(self.fields, self.user_side, self.item_side)
-        self.vocabularies, self.widths, self.offsets = layout.vocabularies, layout.widths, layout.offsets
+        self._set_untracked(vocabularies=layout.vocabularies, widths=layout.widths, offsets=layout.offsets)
         self.num_features = layout.features
         self.user_fields, self.item_fields = list(layout.user_fields), list(layout.item_fields)
         self._slots = {

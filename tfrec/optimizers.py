@@ -77,17 +77,26 @@ class TorchAdagrad(SharedRowDedup, tf.keras.optimizers.Adagrad):
 class Adam(SharedRowDedup, tf.keras.optimizers.Adam):
     """Keras' Adam, the same steps, each variable's step in one native op.
 
-    Keras' Adam applies a dense gradient with eleven whole-variable ops and a
-    ``tf.IndexedSlices`` gradient with eight whole-table ops (decay both moments,
-    scatter-add the rows, move every row). On float32 variables on the CPU this
-    class does the same arithmetic, in Keras' order, in one sweep (``tfrec.ops``);
-    it also sums duplicate rows once per id tensor (:class:`SharedRowDedup`).
-    ``amsgrad``, XLA (``jit_compile``, on GPUs) and machines where the kernels
-    cannot be built take Keras' own step.
+    Keras' Adam applies a dense gradient with eleven whole-variable ops, and a
+    ``tf.IndexedSlices`` gradient with a duplicate sum (``tf.unique`` and a
+    segment sum) and eight whole-table ops (decay both moments, scatter-add the
+    rows, move every row). On float32 variables on the CPU this class does the
+    same arithmetic, in Keras' order, in one sweep (``tfrec.ops``), duplicate
+    sum included. ``amsgrad``, XLA (``jit_compile``, on GPUs) and machines where
+    the kernels cannot be built take Keras' own step, with duplicate rows summed
+    once per id tensor (:class:`SharedRowDedup`).
     """
 
+    def _deduplicate_sparse_grad(self, grads):
+        if self._native_step():  # the native sweep sums a table's duplicate rows itself, in the same order
+            return list(grads)
+        return super()._deduplicate_sparse_grad(grads)
+
+    def _native_step(self) -> bool:
+        return not (self.amsgrad or self.jit_compile) and ops.native() is not None
+
     def update_step(self, gradient, variable):
-        if self.amsgrad or self.jit_compile:
+        if not self._native_step():
             return super().update_step(gradient, variable)
         sparse = isinstance(gradient, tf.IndexedSlices)
         dtype = variable.dtype
@@ -103,6 +112,8 @@ class Adam(SharedRowDedup, tf.keras.optimizers.Adam):
         one_minus = [tf.cast(1 - beta, dtype) for beta in (self.beta_1, self.beta_2)]
         apply = ops.sparse_grad_apply_adam if sparse else ops.apply_adam
         if not apply(variable, m, v, alpha, *one_minus, tf.cast(epsilon, dtype), gradient):
+            if sparse:  # a table the kernels do not cover (on a GPU): Keras' step, on summed duplicates
+                (gradient,) = tf.keras.optimizers.Adam._deduplicate_sparse_grad(self, [gradient])
             super().update_step(gradient, variable)
 
 

@@ -167,8 +167,9 @@ def sparse_grad_apply_adam(var, m, v, alpha, one_minus_beta_1, one_minus_beta_2,
 
     Every row decays (``m += -m*(1-b1)``, ``v += -v*(1-b2)``), the gradient's rows add
     ``g*(1-b1)`` and ``g*g*(1-b2)``, and every row moves by ``m*alpha / (sqrt(v) + epsilon)``:
-    Keras' ``Adam.update_step`` in its own order of operations. ``grad``'s indices must be unique.
-    On False the caller takes Keras' own ops.
+    Keras' ``Adam.update_step`` in its own order of operations. ``grad``'s indices may repeat: a
+    row's gradient is the sum of its rows in order, as Keras' duplicate sum adds them. On False
+    the caller takes Keras' own ops (which need the duplicates summed first).
     """
     kernels = _native_for(True, var, m, v)
     if kernels is None:

@@ -46,7 +46,9 @@ from tfrec._keras import tf
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("rows.cc", "products.cc"))
 LIBRARY = "tfrec_ops.so"
-_FLAGS = ["-O3", "-ffp-contract=off", "-shared", "-fPIC", "-w"]
+# -ffp-contract=off: no fused multiply-adds, so the kernels round as TensorFlow's do. -fno-math-errno: sqrt
+# vectorizes (errno is all it changes, and the kernels take roots of non-negative moments only).
+_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", "-w"]
 
 
 def cache_dir() -> Path:

@@ -245,26 +245,32 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void SparseAdamRows
     float* __restrict w, float* __restrict m, float* __restrict v, const float* __restrict g,
     const int64_t* __restrict first, const int64_t* __restrict order, float* __restrict sum, int64_t width,
     float alpha, float omb1, float omb2, float epsilon, int64_t r0, int64_t r1) {
-  for (int64_t r = r0; r < r1; ++r) {
-    float* __restrict wr = w + r * width;
-    float* __restrict mr = m + r * width;
-    float* __restrict vr = v + r * width;
+  for (int64_t r = r0; r < r1;) {
+    // Rows without a gradient up to the next row with one: decay and move, as one flat run.
+    int64_t next = r;
+    while (next < r1 && first[next] == first[next + 1]) ++next;
+    for (int64_t k = r * width; k < next * width; ++k) {
+      m[k] = m[k] + -(m[k] * omb1);
+      v[k] = v[k] + -(v[k] * omb2);
+      w[k] = w[k] - (m[k] * alpha) / (std::sqrt(v[k]) + epsilon);
+    }
+    if (next == r1) break;
+    float* __restrict wr = w + next * width;
+    float* __restrict mr = m + next * width;
+    float* __restrict vr = v + next * width;
+    for (int64_t k = 0; k < width; ++k) sum[k] = 0.0f;
+    for (int64_t p = first[next]; p < first[next + 1]; ++p) {
+      const float* __restrict gr = g + order[p] * width;
+      for (int64_t k = 0; k < width; ++k) sum[k] += gr[k];
+    }
     for (int64_t k = 0; k < width; ++k) {
       mr[k] = mr[k] + -(mr[k] * omb1);
       vr[k] = vr[k] + -(vr[k] * omb2);
+      mr[k] = mr[k] + sum[k] * omb1;
+      vr[k] = vr[k] + (sum[k] * sum[k]) * omb2;
+      wr[k] = wr[k] - (mr[k] * alpha) / (std::sqrt(vr[k]) + epsilon);
     }
-    if (first[r] < first[r + 1]) {
-      for (int64_t k = 0; k < width; ++k) sum[k] = 0.0f;
-      for (int64_t p = first[r]; p < first[r + 1]; ++p) {
-        const float* __restrict gr = g + order[p] * width;
-        for (int64_t k = 0; k < width; ++k) sum[k] += gr[k];
-      }
-      for (int64_t k = 0; k < width; ++k) {
-        mr[k] = mr[k] + sum[k] * omb1;
-        vr[k] = vr[k] + (sum[k] * sum[k]) * omb2;
-      }
-    }
-    for (int64_t k = 0; k < width; ++k) wr[k] = wr[k] - (mr[k] * alpha) / (std::sqrt(vr[k]) + epsilon);
+    r = next + 1;
   }
 }
 
@@ -302,6 +308,17 @@ class SparseGradApplyAdam : public AdamRows<Tindex> {
   }
 };
 
+// Keras' dense Adam on elements [start, limit), compiled for AVX-512, AVX2 and plain x86-64.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void AdamSweep(
+    float* __restrict w, float* __restrict m, float* __restrict v, const float* __restrict g, float alpha, float omb1,
+    float omb2, float epsilon, int64_t start, int64_t limit) {
+  for (int64_t k = start; k < limit; ++k) {
+    m[k] = m[k] + (g[k] - m[k]) * omb1;
+    v[k] = v[k] + (g[k] * g[k] - v[k]) * omb2;
+    w[k] = w[k] - (m[k] * alpha) / (std::sqrt(v[k]) + epsilon);
+  }
+}
+
 // TfrecApplyAdam: Keras' dense Adam step in one sweep of the three tables instead of eleven whole-table ops.
 class ApplyAdam : public OpKernel {
  public:
@@ -330,13 +347,7 @@ class ApplyAdam : public OpKernel {
     float* mp = tables[1].flat<float>().data();
     float* vp = tables[2].flat<float>().data();
     const float* g = grad.flat<float>().data();
-    auto work = [&](int64_t start, int64_t limit) {
-      for (int64_t k = start; k < limit; ++k) {
-        mp[k] = mp[k] + (g[k] - mp[k]) * omb1;
-        vp[k] = vp[k] + (g[k] * g[k] - vp[k]) * omb2;
-        w[k] = w[k] - (mp[k] * alpha) / (std::sqrt(vp[k]) + epsilon);
-      }
-    };
+    auto work = [&](int64_t start, int64_t limit) { AdamSweep(w, mp, vp, g, alpha, omb1, omb2, epsilon, start, limit); };
     auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
     ::tensorflow::Shard(threads->num_threads, threads->workers, grad.NumElements(), 8, work);
   }

@@ -126,3 +126,32 @@ def test_side_features_are_joined_per_rating(tmp_path):
     assert batch["movie_genres"].to_list()[0] == [2, 3, 4]  # movie 10: Animation, Children, Comedy
     assert batch["bucketized_user_age"].numpy().tolist()[:4] == [18.0, 18.0, 18.0, 50.0]
     assert batch["movie_title"].numpy()[2].decode() == "Cafe Olé (1996)"
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_whole_epoch_gathers_give_the_batches_of_per_batch_gathers(table, monkeypatch, drop_remainder):
+    """Pipelines of row numbers and ratings only gather an epoch at a time; the batches are the same."""
+    vocabularies = (table.user_ids[::2].tolist(), table.item_ids.tolist())
+    features = ("user_id", "movie_id", "user_rating")
+
+    def epochs(first_epoch):
+        ds = data.dataset(table, 64, shuffle=True, seed=2, features=features, vocabularies=vocabularies,
+                          drop_remainder=drop_remainder, first_epoch=first_epoch)  # fmt: skip
+        graph = ds._as_serialized_graph().numpy()  # noqa: SLF001
+        return [[{k: v.numpy() for k, v in b.items()} for b in ds] for _ in range(3)], b"ParallelMapDataset" in graph
+
+    whole, mapped = epochs(1)
+    resumed, _ = epochs(2)
+    monkeypatch.setattr("tfrec.data.pipeline.WHOLE_EPOCH_ROWS", 0)
+    per_batch, per_batch_mapped = epochs(1)
+    assert not mapped and per_batch_mapped  # the two ways were both taken
+    assert [len(b["user_row"]) for b in whole[0]] == [64] * 15 + ([] if drop_remainder else [40])
+    for epoch_whole, epoch_batch in zip(whole, per_batch):
+        assert len(epoch_whole) == len(epoch_batch)
+        for a, b in zip(epoch_whole, epoch_batch):
+            assert a.keys() == b.keys() == {"user_row", "movie_row", "user_rating"}
+            for key in a:
+                assert a[key].dtype == b[key].dtype
+                np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(whole[0][0]["user_row"], whole[1][0]["user_row"])  # a new order each epoch
+    np.testing.assert_array_equal(resumed[0][0]["user_row"], whole[1][0]["user_row"])

@@ -68,10 +68,20 @@ def dataset(
     names = _feature_names(table, features)
     if vocabularies is not None:
         names = tuple({"user_id": "user_row", "movie_id": "movie_row"}.get(n, n) for n in names)
+    gather = _gatherer(table, names, vocabularies)
+    if shuffle and gather.numbers_only and len(table) <= WHOLE_EPOCH_ROWS:
+        # Gathered an epoch at a time and sliced into batches: no per-batch map, whose cost (about 60 us a
+        # batch of the data threads' time) was 12% of an MF epoch on ML-100K (benchmarks/RESULTS.md).
+        examples = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, table.name,
+                                 first_epoch, gather=gather)  # fmt: skip
+        return examples.prefetch(tf.data.AUTOTUNE)
     rows = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
-    return rows.map(
-        _gatherer(table, names, vocabularies), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    ).prefetch(tf.data.AUTOTUNE)
+    return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+#: Training pipelines of up to this many ratings (of a model's row numbers and ratings only) gather a whole
+#: epoch at once, 16 bytes a rating; larger ones gather batch by batch.
+WHOLE_EPOCH_ROWS = 1 << 22
 
 
 def epoch_batches(
@@ -82,12 +92,15 @@ def epoch_batches(
     drop_remainder: bool = False,
     label: str = "data",
     first_epoch: int = 1,
+    gather=None,
 ) -> tf.data.Dataset:
     """Batches of row indices ``0..n-1``: in order, or in a new permutation every epoch.
 
     Epoch ``e`` (counted from ``first_epoch`` by a variable the pipeline owns) uses
     ``stateless_shuffle(range(n), seed=[seed, e])``. The cardinality is set, so
-    Keras knows the epoch length (``steps_per_execution`` needs it).
+    Keras knows the epoch length (``steps_per_execution`` needs it). With ``shuffle``,
+    ``gather`` (row indices ``[m]`` -> dict of ``[m]`` tensors) turns each epoch's
+    permutation into its examples at once, and the batches are of those.
     """
     if not shuffle:
         return tf.data.Dataset.range(n).batch(batch_size)
@@ -95,7 +108,8 @@ def epoch_batches(
         raise DataError(f"{label}: {n} examples make no full batch of {batch_size}")
     if not isinstance(first_epoch, (int, np.integer)) or first_epoch < 1:
         raise DataError(f"first_epoch must be a positive integer, got {first_epoch!r}")
-    rows = tf.data.Dataset.range(1).flat_map(_epoch_permutation(n, batch_size, seed, drop_remainder, first_epoch))
+    epochs = _epoch_permutation(n, batch_size, seed, drop_remainder, first_epoch, gather)
+    rows = tf.data.Dataset.range(1).flat_map(epochs)
     batches = n // batch_size if drop_remainder else -(-n // batch_size)
     return rows.apply(tf.data.experimental.assert_cardinality(batches))
 
@@ -112,7 +126,7 @@ def _feature_names(table: Ratings, features) -> tuple[str, ...]:
     return names
 
 
-def _epoch_permutation(n: int, batch_size: int, seed: int, drop_remainder: bool = False, first_epoch: int = 1):
+def _epoch_permutation(n, batch_size, seed, drop_remainder=False, first_epoch=1, gather=None):
     epoch = tf.Variable(first_epoch - 1, dtype=tf.int64, trainable=False, name="epoch_counter")
     full = (n // batch_size) * batch_size
 
@@ -122,9 +136,11 @@ def _epoch_permutation(n: int, batch_size: int, seed: int, drop_remainder: bool 
         order = tf.random.experimental.stateless_shuffle(
             tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), e])
         )
-        ds = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], [-1, batch_size]))
+        examples = order if gather is None else gather(order)
+        head = tf.nest.map_structure(lambda x: tf.reshape(x[:full], [-1, batch_size]), examples)
+        ds = tf.data.Dataset.from_tensor_slices(head)
         if full < n and not drop_remainder:
-            ds = ds.concatenate(tf.data.Dataset.from_tensors(order[full:]))
+            ds = ds.concatenate(tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda x: x[full:], examples)))
         return ds
 
     return batches
@@ -185,6 +201,7 @@ def _gatherer(table: Ratings, names: tuple[str, ...], vocabularies=None):
             out[name] = tf.gather(values, positions)
         return {name: out[name] for name in names}
 
+    gather.numbers_only = not columns  # every feature is in the packed block (no strings, no ragged columns)
     return gather
 
 

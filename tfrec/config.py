@@ -131,7 +131,7 @@ class TrainConfig:
     seed: int = 42
     validation_fraction: float = 0.1
     patience: int | None = None
-    steps_per_execution: int = 16
+    steps_per_execution: int = 128
     strategy: str = "auto"
     features: tuple[str, ...] | str = ID_FEATURES
     layers: tuple[int, ...] | str = (64, 32, 16)

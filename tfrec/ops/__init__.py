@@ -45,6 +45,7 @@ from pathlib import Path
 from tfrec._keras import tf
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("rows.cc", "products.cc"))
+HEADERS = (Path(__file__).with_name("groups.h"),)  # included by the sources: part of the cache key
 LIBRARY = "tfrec_ops.so"
 # -ffp-contract=off: no fused multiply-adds, so the kernels round as TensorFlow's do. -fno-math-errno: sqrt
 # vectorizes (errno is all it changes, and the kernels take roots of non-negative moments only).
@@ -74,7 +75,7 @@ def build() -> Path:
       RuntimeError: the compiler is missing or failed; the message has its last lines of output.
     """
     command = _command(Path(LIBRARY))
-    texts = [source.read_text() for source in SOURCES]
+    texts = [source.read_text() for source in (*SOURCES, *HEADERS)]
     key = hashlib.sha256("\0".join([*texts, tf.__version__, sys.platform, *command]).encode())
     target = cache_dir() / key.hexdigest()[:16] / LIBRARY
     if target.is_file():

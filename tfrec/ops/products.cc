@@ -29,6 +29,7 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "groups.h"
 
 namespace tfrec {
 namespace {
@@ -209,14 +210,8 @@ class ScatterProduct : public OpKernel {
     float* o = out->flat<float>().data();
     const int64_t* oi = ctx->input(0).flat<int64_t>().data();
     const int64_t* ii = ctx->input(1).flat<int64_t>().data();
-    // The entries of each output row, in order of j: a stable counting sort by out_index.
-    std::vector<int64_t> first(rows + 1, 0), order(n);
-    for (int64_t j = 0; j < n; ++j) ++first[oi[j] + 1];
-    for (int64_t r = 0; r < rows; ++r) first[r + 1] += first[r];
-    {
-      std::vector<int64_t> next(first.begin(), first.end() - 1);
-      for (int64_t j = 0; j < n; ++j) order[next[oi[j]]++] = j;
-    }
+    std::vector<int64_t> first, order;  // the entries of each output row, in order of j
+    GroupByIndex(oi, n, rows, &first, &order);
     const float* v = values.flat<float>().data();
     const float* d = dense.flat<float>().data();
     auto work = [&](int64_t start, int64_t limit) {

@@ -21,6 +21,7 @@
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/kernels/training_op_helpers.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "groups.h"
 
 namespace tfrec {
 namespace {
@@ -287,15 +288,8 @@ class SparseGradApplyAdam : public AdamRows<Tindex> {
   void Apply(OpKernelContext* ctx, Tensor& var, float* mp, float* vp, const float* scalars, const Tensor& grad,
              const Tensor& indices, int64_t width) override {
     const int64_t rows = var.dim_size(0), n = indices.dim_size(0);
-    // The gradient rows of each table row, in their order: a stable counting sort by index.
-    std::vector<int64_t> first(rows + 1, 0), order(n);
-    const Tindex* ix = indices.flat<Tindex>().data();
-    for (int64_t i = 0; i < n; ++i) ++first[static_cast<int64_t>(ix[i]) + 1];
-    for (int64_t r = 0; r < rows; ++r) first[r + 1] += first[r];
-    {
-      std::vector<int64_t> next(first.begin(), first.end() - 1);
-      for (int64_t i = 0; i < n; ++i) order[next[ix[i]]++] = i;
-    }
+    std::vector<int64_t> first, order;  // the gradient rows of each table row, in their order
+    GroupByIndex(indices.flat<Tindex>().data(), n, rows, &first, &order);
     float* w = var.flat<float>().data();
     const float* g = grad.flat<float>().data();
     auto work = [&](int64_t start, int64_t limit) {

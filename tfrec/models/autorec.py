@@ -273,9 +273,9 @@ class AutoRec(RatingModel):
             return super().loss_inputs(features, training)
         kernels = self._product_kernels()
         if kernels is None:  # every entry of the batch, in dense products
-            predictions = self(features, training=training)
-            flat = lambda x: tf.reshape(x, [-1, 1])  # noqa: E731
             ratings, mask = self._dense_vectors(features)
+            predictions = self({"ratings": ratings, "mask": mask}, training=training)
+            flat = lambda x: tf.reshape(x, [-1, 1])  # noqa: E731
             return flat(ratings), flat(predictions), flat(mask)
         # Only the observed entries, which are all the loss reads: the same numbers in a twentieth of the work.
         rows, columns, ratings, weights = self._observed(features)

@@ -13,8 +13,8 @@ import pytest
 from tfrec import export
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
-# 1350 steps an epoch at batch 32 (about 0.8 s here): long enough to land a kill inside an epoch.
-DATA = "synthetic:users=300,items=200,ratings=60000,sigma=0.5,seed=2"
+# 2700 steps an epoch at batch 32 (about 0.35 s here): the kill lands a third of an epoch into one.
+DATA = "synthetic:users=600,items=400,ratings=120000,sigma=0.5,seed=2"
 
 
 def _train_command(tmp_path, name, *extra):
@@ -38,18 +38,20 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     first = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     state = checkpoints / "state.json"
     deadline = time.monotonic() + 240
-    seen = 0
+    seen, ended = 0, {}  # epochs saved -> when this loop first saw them
     while time.monotonic() < deadline and first.poll() is None:
         seen = json.loads(state.read_text())["epochs"] if state.exists() else 0
+        ended.setdefault(seen, time.monotonic())
         if seen >= 2:
             break
-        time.sleep(0.02)
+        time.sleep(0.005)
     assert first.poll() is None, "the run ended before it could be killed: " + first.stderr.read()[-2000:]
-    time.sleep(0.3)  # into the next epoch
+    # A third of an epoch into the next one, whatever this machine's speed (the last epoch's length as seen).
+    time.sleep((ended[seen] - ended[seen - 1]) / 3 if seen - 1 in ended else 0.1)
     first.send_signal(signal.SIGKILL)
     first.wait()
     saved = json.loads(state.read_text())
-    # Killed 0.3 s after an epoch end and before the next one: inside an epoch.
+    # Killed a third of an epoch after an epoch end and before the next one: inside an epoch.
     assert first.returncode == -signal.SIGKILL and saved["epochs"] == seen
     assert not (checkpoints / "finished.json").exists() and not (tmp_path / "resumed.json").exists()
     assert whole.wait() == 0, whole.stderr.read()[-2000:]

@@ -157,6 +157,27 @@ def test_biased_mf_formula_by_hand():
     np.testing.assert_allclose(model(_features(["u1"], ["i1"]), training=True).numpy(), [2.8], rtol=1e-6)
 
 
+def test_mf_answers_unseen_ids_without_reading_or_training_their_row():
+    """MF's factor tables skip the row-0 mask: its tf.where answers for unseen ids, and keeps the loss off them."""
+    train = data.Ratings.from_arrays(["u1", "u2"], ["i1", "i2"], [2.0, 4.0])
+    model = MatrixFactorization.from_table(train, dim=2)
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.5))
+    model(_features(["u1"], ["i1"]))
+    assert not model.user_factors.mask_unseen and BiasedMatrixFactorization.masks_unseen_factors
+    model.user_factors.embedding.embeddings.assign([[9.0, 9.0], [1.0, 2.0], [0.5, 0.5]])
+    model.item_factors.embedding.embeddings.assign([[9.0, 9.0], [0.5, -0.25], [1.0, 1.0]])
+    out = model(_features(["nobody", "u1", "u1"], ["i1", "nothing", "i1"])).numpy()
+    np.testing.assert_allclose(out, [3.0, 3.0, 2.0], rtol=1e-6)  # the global mean; 1*0.5 + 2*-0.25 = 0 -> clip 2
+    users = model.user_lookup(tf.constant(["nobody", "u1"]))
+    np.testing.assert_allclose(model.score_items(users).numpy()[0], [3.0, 3.0], rtol=1e-6)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.train_on_batch({**_features(["nobody"], ["i1"]), "user_rating": tf.constant([5.0])})
+    for a, b in zip(before, model.trainable_weights):  # no gradient reached the unseen row nor i1's
+        np.testing.assert_array_equal(a, b.numpy())
+    model.train_on_batch({**_features(["u1"], ["i1"]), "user_rating": tf.constant([5.0])})
+    assert np.abs(model.user_factors.embedding.embeddings.numpy()[1] - [1.0, 2.0]).max() > 0.1  # a known pair trains
+
+
 def test_l2_penalises_only_looked_up_rows():
     train = data.Ratings.from_arrays(["u1", "u2"], ["i1", "i2"], [2.0, 4.0])
     model = MatrixFactorization.from_table(train, dim=2, l2=0.5)

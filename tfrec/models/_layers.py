@@ -31,7 +31,9 @@ class IdEmbedding(tf.keras.layers.Layer):
 
     Row 0 (an unseen id) is masked to zero, so an unseen user contributes no
     factors and no bias, and a model answers for it with what it knows (global
-    mean plus the item's terms).
+    mean plus the item's terms). A model that answers for unseen ids itself
+    (MF's ``tf.where``) passes ``mask_unseen=False`` and skips the mask: on
+    ML-100K the two masks were 14% of an MF training epoch (benchmarks/RESULTS.md).
 
     Args:
       num_ids: Vocabulary size V; the table has V + 1 rows.
@@ -43,10 +45,14 @@ class IdEmbedding(tf.keras.layers.Layer):
         and weights each row by how often it is seen, as the per-sample SGD
         of the classic MF formulation (Funk, Koren) does.
       embeddings_regularizer: Optional Keras regularizer on the whole table.
+      mask_unseen: Whether row 0 reads as zero (default) or as it is.
     """
 
-    def __init__(self, num_ids, dim, initializer="zeros", l2=0.0, embeddings_regularizer=None, **kwargs):
+    def __init__(
+        self, num_ids, dim, initializer="zeros", l2=0.0, embeddings_regularizer=None, mask_unseen=True, **kwargs
+    ):
         super().__init__(**kwargs)
+        self.mask_unseen = bool(mask_unseen)
         self.num_ids = int(num_ids)
         self.dim = int(dim)
         self.l2 = float(l2)
@@ -64,6 +70,8 @@ class IdEmbedding(tf.keras.layers.Layer):
 
     def call(self, index):
         rows = self.embedding(index)
+        if not self.mask_unseen:
+            return rows
         known = tf.cast(tf.not_equal(index, 0), rows.dtype)
         return rows * known[..., tf.newaxis]
 
@@ -76,6 +84,7 @@ class IdEmbedding(tf.keras.layers.Layer):
             "initializer": tf.keras.initializers.serialize(self.initializer),
             "l2": self.l2,
             "embeddings_regularizer": tf.keras.regularizers.serialize(regularizer) if regularizer else None,
+            "mask_unseen": self.mask_unseen,
         }
 
 

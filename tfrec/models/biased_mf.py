@@ -32,6 +32,8 @@ class BiasedMatrixFactorization(MatrixFactorization):
       TensorShape([2])
     """
 
+    masks_unseen_factors = True  # an unseen id's factors must read as zero in mu + b_u + b_i + p_u . q_i
+
     def __init__(self, user_vocabulary, item_vocabulary, dim=32, l2=0.0, bias_l2=None, **kwargs):
         super().__init__(user_vocabulary, item_vocabulary, dim=dim, l2=l2, **kwargs)
         self.bias_l2 = float(l2 if bias_l2 is None else bias_l2)

@@ -55,8 +55,14 @@ class MatrixFactorization(RatingModel):
         self.global_mean = float(global_mean)
         self._add_lookups(user_vocabulary, item_vocabulary)
         users, items = len(self.user_vocabulary), len(self.item_vocabulary)
-        self.user_factors = IdEmbedding(users, dim, embeddings_initializer, l2, name="user_factors")
-        self.item_factors = IdEmbedding(items, dim, embeddings_initializer, l2, name="item_factors")
+        masked = self.masks_unseen_factors
+        self.user_factors = IdEmbedding(users, dim, embeddings_initializer, l2, mask_unseen=masked, name="user_factors")
+        self.item_factors = IdEmbedding(items, dim, embeddings_initializer, l2, mask_unseen=masked, name="item_factors")
+
+    #: Whether the factor tables read an unseen id's row as zero. MF needs no mask: ``score_rows`` and
+    #: ``score_items`` answer the global mean wherever an id is unseen, and that ``tf.where`` also keeps
+    #: the loss's gradient off the unseen row. A subclass whose score adds the factors to other terms sets it.
+    masks_unseen_factors = False
 
     def interaction(self, users, items):
         """``p_u . q_i`` for row indices from :meth:`lookup`."""

@@ -6,8 +6,9 @@ is read and written once, in the batch's random order. TensorFlow's
 ``ResourceSparseApplyAdagradV2`` (and a gather/scatter Adam) take them one miss
 after another. ``rows.cc`` does the same arithmetic but prefetches a few rows
 ahead and splits the rows between the CPU worker threads: about 4x faster on the
-user table. Keras' Adam with a sparse gradient (every row decays and moves) is
-one sweep of the table there instead of eight whole-table ops.
+user table. Keras' Adam is one sweep per variable there: with a sparse gradient
+(every row decays and moves) instead of a duplicate sum and eight whole-table
+ops, with a dense one instead of eleven ops.
 
 Observed-entry products (``products.cc``). AutoRec's loss reads only the
 observed entries of its rating vectors (about 5% on MovieLens), so

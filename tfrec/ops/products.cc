@@ -11,8 +11,8 @@
 //   TfrecTranspose:      a matrix's transpose, for the decoder's kernel and its gradient (faster than TF's
 //                        oneDNN transpose of a 300 x 943 kernel here)
 //
-// TensorFlow's SparseTensorDenseMatMul does the first at about 2 GFLOP/s here, a twentieth of
-// a dense product's rate, which eats the whole gain. These split the columns (scatter) or the
+// TensorFlow's SparseTensorDenseMatMul does the first at about 2 GFLOP/s here, a hundredth of
+// a dense product's rate, which eats the whole gain. These split the output rows (scatter) or the
 // entries (dot) between the CPU worker threads, prefetch rows ahead, and are compiled for AVX-512,
 // AVX2 and plain x86-64 (the loader picks one). Every output element is summed in a fixed order
 // whatever the thread count, and the clones do the same float operations, so results do not

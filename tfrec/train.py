@@ -41,7 +41,7 @@ MODELS = {
 }
 RANKING_NEGATIVES, RANKING_K = 99, 10  # the NCF evaluation protocol
 OPTIMIZERS = {
-    "adam": Adam,  # Keras' Adam; a sparse gradient in one native op (tfrec.ops)
+    "adam": Adam,  # Keras' Adam, each variable's step in one native op (tfrec.ops)
     "lazy-adam": LazyAdam,
     "adagrad": TorchAdagrad,  # PyTorch's Adagrad (the ported tutorials'), rows in tfrec.ops' kernels
     "sgd": tf.keras.optimizers.SGD,

@@ -184,3 +184,33 @@ def test_build_creates_every_variable_before_fit_with_the_values_fit_would_draw(
     assert len(lazy.trainable_variables) == len(initial)
     for drawn, expected in zip(lazy.trainable_variables, initial):
         np.testing.assert_array_equal(drawn.numpy(), expected)
+
+
+def test_validation_pipeline_scores_each_epoch_as_a_fresh_pass_over_the_id_strings_would():
+    """`tfrec train`'s per-epoch validation reads row numbers, cached after the first pass, through one
+    endless iterator; every epoch's val_rmse and val_mae must still be those of the whole validation set."""
+    from tfrec import data
+    from tfrec.config import TrainConfig
+    from tfrec.train import _local_metrics, build, endless, training_dataset, validation_dataset
+
+    parts = data.split(data.load("synthetic:users=40,items=30,ratings=900,seed=3"), "ratio", seed=1)
+    config = TrainConfig(model="biased-mf", batch_size=64, learning_rate=0.05)
+    config.check()
+    tf.keras.utils.set_random_seed(3)
+    net = build(config.model, parts.train, config)
+    val_ds, val_steps = endless(validation_dataset(parts.test, 64, net))
+    assert len(parts.test) % 64 and val_steps == -(-len(parts.test) // 64)  # a partial last batch too
+    fresh = []
+
+    class Fresh(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            fresh.append(_local_metrics(self.model, parts.test))  # id strings, a new pipeline, in numpy
+
+    train_ds, steps = endless(training_dataset(config, parts.train, model=net))
+    history = net.fit(
+        train_ds, steps_per_epoch=steps, epochs=4, validation_data=val_ds, validation_steps=val_steps,
+        callbacks=[Fresh()], verbose=0,
+    ).history  # fmt: skip
+    assert history["val_rmse"][0] - history["val_rmse"][-1] > 0.05  # the model moved between the passes
+    np.testing.assert_allclose(history["val_rmse"], [m["test_rmse"] for m in fresh], rtol=1e-5)
+    np.testing.assert_allclose(history["val_mae"], [m["test_mae"] for m in fresh], rtol=1e-5)

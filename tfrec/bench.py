@@ -65,8 +65,7 @@ def tf_side(args) -> dict:
     import tfrec  # noqa: F401
     import tensorflow as tf
 
-    from tfrec import data
-    from tfrec.train import build, configure_threads, endless, training_dataset
+    from tfrec.train import build, configure_threads, endless, training_dataset, validation_dataset
 
     configure_threads(args.model, args.intra_op_threads, args.threads)
 
@@ -78,7 +77,7 @@ def tf_side(args) -> dict:
     train_ds, steps = endless(training_dataset(config, parts.train, model=model))  # as `tfrec train` fits
     times, reached, rmse = [], None, None
     # --target: the test part is Keras' validation data, scored after every epoch inside the one fit.
-    test_ds = data.dataset(parts.test, 8192) if args.target else None
+    test_ds, test_steps = endless(validation_dataset(parts.test, 8192, model)) if args.target else (None, None)
 
     class Timer(tf.keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -97,8 +96,9 @@ def tf_side(args) -> dict:
                     self.model.stop_training = True
 
     model.fit(
-        train_ds, epochs=args.epochs, steps_per_epoch=steps, verbose=0, callbacks=[Timer()], validation_data=test_ds
-    )
+        train_ds, epochs=args.epochs, steps_per_epoch=steps, verbose=0, callbacks=[Timer()], validation_data=test_ds,
+        validation_steps=test_steps,
+    )  # fmt: skip
     return _summary("tfrec", args, times, reached, rmse, parts)
 
 

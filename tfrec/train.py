@@ -207,10 +207,29 @@ def training_dataset(
     elif config.implicit:
         ds = implicit_dataset(train, config.negatives, batch_size, **common)
     else:
-        vocabularies = None if model is None else (model.user_vocabulary, model.item_vocabulary)
-        features = ("user_id", "movie_id", "user_rating")
-        ds = tfdata.dataset(train, batch_size, features=features, vocabularies=vocabularies, **common)
+        ds = tfdata.dataset(train, batch_size, features=PAIR_FEATURES, vocabularies=_vocabularies(model), **common)
     return _by_batch(ds) if workers > 1 else ds
+
+
+#: What a rating-pair pipeline carries: the ids (as the model's row numbers when it has vocabularies) and
+#: the rating. Side features (FM) come from the model's own tables, looked up by id.
+PAIR_FEATURES = ("user_id", "movie_id", "user_rating")
+
+
+def validation_dataset(table: tfdata.Ratings, batch_size: int, model=None, workers: int = 1):
+    """The rating pairs ``fit`` scores after every epoch, in order (``validation_data``).
+
+    With ``model``, the ids come as its row numbers (no string lookups in the test step). On one
+    worker the batches are cached after the first pass; with :func:`endless` Keras then keeps one
+    iterator, and a later epoch's validation pass reads memory: 21 -> 5 ms an epoch for biased MF's
+    20K test ratings (benchmarks/RESULTS.md). The cache holds the pairs once more (16-20 bytes a rating).
+    """
+    ds = tfdata.dataset(table, batch_size, features=PAIR_FEATURES, vocabularies=_vocabularies(model))
+    return _by_batch(ds) if workers > 1 else ds.cache()
+
+
+def _vocabularies(model):
+    return None if model is None else (model.user_vocabulary, model.item_vocabulary)
 
 
 def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
@@ -270,8 +289,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
             watch = [RankingMetrics(candidates, RANKING_K)]
             monitored, mode = f"val_ndcg@{RANKING_K}", "max"
         elif validation is not None:
-            val_ds = tfdata.dataset(validation, eval_size)
-            val_ds = _by_batch(val_ds) if n_workers > 1 else val_ds
+            val_ds = validation_dataset(validation, eval_size, net, n_workers)
             monitored, mode = "val_rmse", "min"
         if monitored:
             best_weights = run_dir.best_weights("fit") if run_dir else None
@@ -329,7 +347,9 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
 
 
 def endless(ds, n_workers: int = 1):
-    """``(dataset, steps_per_epoch)`` for ``fit``: the pipeline repeated, with the epoch length given.
+    """``(dataset, steps)`` for ``fit``: the pipeline repeated, with the epoch length given.
+
+    For training data ``steps`` is ``steps_per_epoch``; for :func:`validation_dataset`, ``validation_steps``.
 
     Keras makes a new iterator every epoch of a finite dataset, which costs about 10 ms even for a
     7-batch pipeline (7-10% of an ML-100K epoch); with ``steps_per_epoch`` and an endless dataset it
@@ -388,9 +408,10 @@ def _fit(net, ds, n_workers, run_dir, phase, done, epochs, logs, probe, verbose,
         net(probe())  # creates the variables, which take the checkpoint's values
         return
     ds, steps = endless(ds, n_workers)
+    val_ds, val_steps = endless(val_ds, n_workers) if val_ds is not None else (None, None)
     history = net.fit(
-        ds, validation_data=val_ds, initial_epoch=done, epochs=epochs, steps_per_epoch=steps, verbose=verbose,
-        callbacks=[*callbacks, *saver],
+        ds, validation_data=val_ds, validation_steps=val_steps, initial_epoch=done, epochs=epochs,
+        steps_per_epoch=steps, verbose=verbose, callbacks=[*callbacks, *saver],
     )  # fmt: skip
     if run_dir is None:
         keys = list(history.history)

@@ -157,25 +157,44 @@ def test_biased_mf_formula_by_hand():
     np.testing.assert_allclose(model(_features(["u1"], ["i1"]), training=True).numpy(), [2.8], rtol=1e-6)
 
 
-def test_mf_answers_unseen_ids_without_reading_or_training_their_row():
-    """MF's factor tables skip the row-0 mask: its tf.where answers for unseen ids, and keeps the loss off them."""
+@pytest.mark.parametrize("cls", [MatrixFactorization, BiasedMatrixFactorization])
+def test_mf_answers_unseen_ids_without_reading_or_training_their_row(cls):
+    """MF's and biased MF's tables skip the row-0 mask: their tf.where drops an unseen id's terms (MF answers
+    the global mean), and keeps the loss's gradient off the unseen rows. Row 0 holds 9s here, to show."""
     train = data.Ratings.from_arrays(["u1", "u2"], ["i1", "i2"], [2.0, 4.0])
-    model = MatrixFactorization.from_table(train, dim=2)
+    model = cls.from_table(train, dim=2)
     model.compile(optimizer=tf.keras.optimizers.SGD(0.5))
     model(_features(["u1"], ["i1"]))
-    assert not model.user_factors.mask_unseen and BiasedMatrixFactorization.masks_unseen_factors
+    biased = cls is BiasedMatrixFactorization
+    tables = [model.user_factors, model.item_factors] + ([model.user_bias, model.item_bias] if biased else [])
+    assert not any(table.mask_unseen for table in tables)
     model.user_factors.embedding.embeddings.assign([[9.0, 9.0], [1.0, 2.0], [0.5, 0.5]])
     model.item_factors.embedding.embeddings.assign([[9.0, 9.0], [0.5, -0.25], [1.0, 1.0]])
-    out = model(_features(["nobody", "u1", "u1"], ["i1", "nothing", "i1"])).numpy()
-    np.testing.assert_allclose(out, [3.0, 3.0, 2.0], rtol=1e-6)  # the global mean; 1*0.5 + 2*-0.25 = 0 -> clip 2
+    b_u1, b_i1, b_i2 = (0.25, -0.5, 0.125) if biased else (0.0, 0.0, 0.0)
+    if biased:
+        model.user_bias.embedding.embeddings.assign([[9.0], [b_u1], [0.0]])
+        model.item_bias.embedding.embeddings.assign([[9.0], [b_i1], [b_i2]])
+    out = model(_features(["nobody", "u1", "u1", "nobody"], ["i1", "nothing", "i1", "nothing"]), training=True)
+    # unseen user: mu + b_i1; unseen item: mu + b_u1; known pair: mu + b_u1 + b_i1 + 1*0.5 + 2*-0.25 (MF: no
+    # mu, no biases); both unseen: mu
+    expected = [3.0 + b_i1, 3.0 + b_u1, 3.0 + b_u1 + b_i1 if biased else 0.0, 3.0]
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)
     users = model.user_lookup(tf.constant(["nobody", "u1"]))
-    np.testing.assert_allclose(model.score_items(users).numpy()[0], [3.0, 3.0], rtol=1e-6)
+    grid = model.score_items(users).numpy()  # every known item: i1, i2
+    np.testing.assert_allclose(grid[0], [3.0 + b_i1, 3.0 + b_i2], rtol=1e-6)
+    u1 = [3.0 + b_u1 + b_i1, 3.0 + b_u1 + b_i2 + 3.0] if biased else [0.0, 3.0]  # u1 . i2 = 1 + 2
+    np.testing.assert_allclose(grid[1], u1, rtol=1e-6)
     before = [w.numpy().copy() for w in model.trainable_weights]
-    model.train_on_batch({**_features(["nobody"], ["i1"]), "user_rating": tf.constant([5.0])})
-    for a, b in zip(before, model.trainable_weights):  # no gradient reached the unseen row nor i1's
+    model.train_on_batch({**_features(["nobody"], ["nothing"]), "user_rating": tf.constant([5.0])})
+    for a, b in zip(before, model.trainable_weights):  # no gradient reached an unseen row
         np.testing.assert_array_equal(a, b.numpy())
+    if not biased:  # and MF's answer for a half-unseen pair is the mean: nothing of i1 trains either
+        model.train_on_batch({**_features(["nobody"], ["i1"]), "user_rating": tf.constant([5.0])})
+        for a, b in zip(before, model.trainable_weights):
+            np.testing.assert_array_equal(a, b.numpy())
     model.train_on_batch({**_features(["u1"], ["i1"]), "user_rating": tf.constant([5.0])})
     assert np.abs(model.user_factors.embedding.embeddings.numpy()[1] - [1.0, 2.0]).max() > 0.1  # a known pair trains
+    assert (model.user_factors.embedding.embeddings.numpy()[0] == 9.0).all()
 
 
 def test_l2_penalises_only_looked_up_rows():

@@ -32,8 +32,9 @@ class IdEmbedding(tf.keras.layers.Layer):
     Row 0 (an unseen id) is masked to zero, so an unseen user contributes no
     factors and no bias, and a model answers for it with what it knows (global
     mean plus the item's terms). A model that answers for unseen ids itself
-    (MF's ``tf.where``) passes ``mask_unseen=False`` and skips the mask: on
-    ML-100K the two masks were 14% of an MF training epoch (benchmarks/RESULTS.md).
+    (MF's and biased MF's ``tf.where``) passes ``mask_unseen=False`` and skips the
+    mask: on ML-100K the masks were 14% of an MF training epoch and 12% of a biased
+    MF one (benchmarks/RESULTS.md). NCF's tables keep it.
 
     Args:
       num_ids: Vocabulary size V; the table has V + 1 rows.

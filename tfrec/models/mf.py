@@ -55,14 +55,11 @@ class MatrixFactorization(RatingModel):
         self.global_mean = float(global_mean)
         self._add_lookups(user_vocabulary, item_vocabulary)
         users, items = len(self.user_vocabulary), len(self.item_vocabulary)
-        masked = self.masks_unseen_factors
-        self.user_factors = IdEmbedding(users, dim, embeddings_initializer, l2, mask_unseen=masked, name="user_factors")
-        self.item_factors = IdEmbedding(items, dim, embeddings_initializer, l2, mask_unseen=masked, name="item_factors")
-
-    #: Whether the factor tables read an unseen id's row as zero. MF needs no mask: ``score_rows`` and
-    #: ``score_items`` answer the global mean wherever an id is unseen, and that ``tf.where`` also keeps
-    #: the loss's gradient off the unseen row. A subclass whose score adds the factors to other terms sets it.
-    masks_unseen_factors = False
+        # No row-0 mask: ``score_rows`` and ``score_items`` answer the global mean wherever an id is unseen,
+        # and that tf.where also keeps the loss's gradient off the unseen row (biased MF does the same).
+        init = embeddings_initializer
+        self.user_factors = IdEmbedding(users, dim, init, l2, mask_unseen=False, name="user_factors")
+        self.item_factors = IdEmbedding(items, dim, init, l2, mask_unseen=False, name="item_factors")
 
     def interaction(self, users, items):
         """``p_u . q_i`` for row indices from :meth:`lookup`."""

@@ -214,3 +214,17 @@ def test_validation_pipeline_scores_each_epoch_as_a_fresh_pass_over_the_id_strin
     assert history["val_rmse"][0] - history["val_rmse"][-1] > 0.05  # the model moved between the passes
     np.testing.assert_allclose(history["val_rmse"], [m["test_rmse"] for m in fresh], rtol=1e-5)
     np.testing.assert_allclose(history["val_mae"], [m["test_mae"] for m in fresh], rtol=1e-5)
+
+
+def test_tf_floor_benchmark_runs_on_a_tiny_dataset():
+    """benchmarks/tf_floor.py (hand-written TF biased MF, the floor under tfrec's time to a target) runs."""
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "tf_floor.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
+    spec = "synthetic:users=40,items=30,ratings=900,seed=1"
+    result = subprocess.run([sys.executable, script, "--data", spec, "--target", "5.0", "--epochs", "2"],
+                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reached 5.0 after 1 epochs" in result.stdout, result.stdout
+    unreachable = subprocess.run([sys.executable, script, "--data", spec, "--target", "0.0", "--epochs", "2"],
+                                 capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert unreachable.returncode == 0 and "not reached 0.0 in 2 epochs" in unreachable.stdout, unreachable.stdout

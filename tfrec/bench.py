@@ -65,7 +65,7 @@ def tf_side(args) -> dict:
     import tfrec  # noqa: F401
     import tensorflow as tf
 
-    from tfrec.train import build, configure_threads, endless, training_dataset, validation_dataset
+    from tfrec.train import build, configure_threads, endless, training_dataset, evaluation_dataset
 
     configure_threads(args.model, args.intra_op_threads, args.threads)
 
@@ -77,7 +77,9 @@ def tf_side(args) -> dict:
     train_ds, steps = endless(training_dataset(config, parts.train, model=model))  # as `tfrec train` fits
     times, reached, rmse = [], None, None
     # --target: the test part is Keras' validation data, scored after every epoch inside the one fit.
-    test_ds, test_steps = endless(validation_dataset(parts.test, 8192, model)) if args.target else (None, None)
+    test_ds, test_steps = (
+        endless(evaluation_dataset(parts.test, 8192, model, cache=True)) if args.target else (None, None)
+    )
 
     class Timer(tf.keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

@@ -216,16 +216,20 @@ def training_dataset(
 PAIR_FEATURES = ("user_id", "movie_id", "user_rating")
 
 
-def validation_dataset(table: tfdata.Ratings, batch_size: int, model=None, workers: int = 1):
-    """The rating pairs ``fit`` scores after every epoch, in order (``validation_data``).
+def evaluation_dataset(table: tfdata.Ratings, batch_size: int, model=None, workers: int = 1, cache: bool = False):
+    """Rating pairs in order, to score: ``fit``'s ``validation_data`` (``cache=True``) and the test part.
 
-    With ``model``, the ids come as its row numbers (no string lookups in the test step). On one
-    worker the batches are cached after the first pass; with :func:`endless` Keras then keeps one
-    iterator, and a later epoch's validation pass reads memory: 21 -> 5 ms an epoch for biased MF's
-    20K test ratings (benchmarks/RESULTS.md). The cache holds the pairs once more (16-20 bytes a rating).
+    With ``model``, the ids come as its row numbers (no string lookups in the test step), and
+    validation and test batches have one signature, so the test step is traced once: a test
+    ``evaluate`` after ``fit`` on the id strings traced it again (0.19 s for biased MF). ``cache``
+    keeps the batches after the first pass (on one worker); with :func:`endless` Keras then keeps
+    one iterator, and a later epoch's validation pass reads memory: 21 -> 5 ms an epoch for biased
+    MF's 20K test ratings (benchmarks/RESULTS.md). The cache holds the pairs once more (16-20 bytes a rating).
     """
     ds = tfdata.dataset(table, batch_size, features=PAIR_FEATURES, vocabularies=_vocabularies(model))
-    return _by_batch(ds) if workers > 1 else ds.cache()
+    if workers > 1:
+        return _by_batch(ds)
+    return ds.cache() if cache else ds
 
 
 def _vocabularies(model):
@@ -289,7 +293,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
             watch = [RankingMetrics(candidates, RANKING_K)]
             monitored, mode = f"val_ndcg@{RANKING_K}", "max"
         elif validation is not None:
-            val_ds = validation_dataset(validation, eval_size, net, n_workers)
+            val_ds = evaluation_dataset(validation, eval_size, net, n_workers, cache=True)
             monitored, mode = "val_rmse", "min"
         if monitored:
             best_weights = run_dir.best_weights("fit") if run_dir else None
@@ -326,7 +330,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     elif n_workers > 1:  # every worker holds the whole model: each scores the whole test part itself
         summary.update(_local_metrics(net, parts.test))
     else:
-        result = net.evaluate(tfdata.dataset(parts.test, eval_size), return_dict=True, verbose=0)
+        result = net.evaluate(evaluation_dataset(parts.test, eval_size, net), return_dict=True, verbose=0)
         summary.update(test_rmse=float(result["rmse"]), test_mae=float(result["mae"]))
     report = {
         **summary,
@@ -349,7 +353,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
 def endless(ds, n_workers: int = 1):
     """``(dataset, steps)`` for ``fit``: the pipeline repeated, with the epoch length given.
 
-    For training data ``steps`` is ``steps_per_epoch``; for :func:`validation_dataset`, ``validation_steps``.
+    For training data ``steps`` is ``steps_per_epoch``; for :func:`evaluation_dataset`, ``validation_steps``.
 
     Keras makes a new iterator every epoch of a finite dataset, which costs about 10 ms even for a
     7-batch pipeline (7-10% of an ML-100K epoch); with ``steps_per_epoch`` and an endless dataset it

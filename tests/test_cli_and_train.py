@@ -101,6 +101,13 @@ def test_train_implicit_reports_ranking_metrics_beside_most_popular(tmp_path):
         (["train", "--model", "autorec-u", "--encoder-activation", "soft"], "invalid choice: 'soft'"),
         (["data", "info", "/no/such/dir/ml-1m"], "unknown dataset '/no/such/dir/ml-1m'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["bench", "--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+        (["bench", "--threads", "two"], "argument --threads: must be a positive integer, got 'two'"),
+        (["bench", "--target", "-1"], "argument --target: must be a positive number, got -1"),
+        (["bench", "--steps-per-execution", "0"], "argument --steps-per-execution: must be a positive integer"),
+        (["bench", "--optimizer", "sgd"], "--optimizer sgd: the torch side runs adam, lazy-adam or adagrad"),
+        (["bench", "--models", "mf", "--dim", "3"], "unrecognized arguments: --dim 3"),
+        (["bench", "--models", "mf", "--mixed-precision", "bfloat16"], "mixed_precision is for the models with Dense"),
     ],
 )
 def test_user_mistakes_are_one_line_and_nonzero(args, message):

@@ -223,21 +223,26 @@ def _side_main(argv) -> None:
 
 
 def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from tfrec.cli import _nonnegative, _positive, _positive_float
+    from tfrec.config import OPTIMIZER_NAMES
+
     p = parser_class(prog="tfrec bench", description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--data", default="ml-100k", help=f"dataset spec (ML-20M's shape: {ML20M_SHAPE})")
-    p.add_argument("--epochs", type=int, default=6, help="epochs per side (the first is reported apart)")
-    p.add_argument("--batch-size", type=int, help="default: each model's `tfrec train` default")
-    p.add_argument("--lr", type=float, help="default: each model's `tfrec train` default")
-    p.add_argument("--optimizer", default="adam")
-    p.add_argument("--steps-per-execution", type=int)
+    p.add_argument("--epochs", type=_positive, default=6, help="epochs per side (the first is reported apart)")
+    p.add_argument("--batch-size", type=_positive, help="default: each model's `tfrec train` default")
+    p.add_argument("--lr", type=_positive_float, help="default: each model's `tfrec train` default")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZER_NAMES, help="the torch side: not sgd")
+    p.add_argument("--steps-per-execution", type=_positive)
     p.add_argument("--mixed-precision", choices=["float16", "bfloat16"], help="ncf, neumf, autorec-*: Dense layers")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch's threads; TF's inter-op threads")
     p.add_argument(
-        "--intra-op-threads", type=int,
-        help="TF's threads per op (default, as `tfrec train`: 1; AutoRec: --threads)",
+        "--threads", type=_positive, default=os.cpu_count(), help="torch's threads; TF's inter-op threads"
     )  # fmt: skip
-    p.add_argument("--target", type=float, help="also time reaching this test RMSE (pair models)")
+    p.add_argument(
+        "--intra-op-threads", type=_nonnegative,
+        help="TF's threads per op (0: TensorFlow's default; default, as `tfrec train`: 1; AutoRec: --threads)",
+    )  # fmt: skip
+    p.add_argument("--target", type=_positive_float, help="also time reaching this test RMSE (pair models)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--sides", nargs="+", default=["tfrec", "torch"], choices=["tfrec", "torch"])
     p.add_argument("--side", choices=["tfrec", "torch"], help=argparse.SUPPRESS)
@@ -311,10 +316,15 @@ def markdown(results: list[dict], args) -> str:
 
 
 def main(argv=None, parser_class=argparse.ArgumentParser) -> int:
-    args = _parser(parser_class).parse_args(argv)
+    parser = _parser(parser_class)
+    args = parser.parse_args(argv)
     if args.side:
         _side_main(argv if argv is not None else sys.argv[1:])
         return 0
+    for model in args.models:  # a bad setting is refused here, not after a subprocess has loaded the data
+        _config(argparse.Namespace(**{**vars(args), "model": model}))
+    if "torch" in args.sides and args.optimizer == "sgd":
+        parser.error("--optimizer sgd: the torch side runs adam, lazy-adam or adagrad (or use --sides tfrec)")
     print(markdown(run(args), args))
     return 0
 

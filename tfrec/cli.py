@@ -119,17 +119,31 @@ def _train_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no Keras progress output")
 
 
+def _number(kind, text: str, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+
 def _nonnegative(text: str) -> int:
-    value = int(text)
+    value = _number(int, text, "0 or more")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    value = _number(int, text, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(float, text, "a positive number")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 

@@ -5,8 +5,8 @@ Issue 6 asks biased MF to reach test RMSE 0.93 faster than one Surprise fit, tra
 This script measures how fast TensorFlow itself can get there on this machine, without tfrec's
 model, Keras' fit or TFRS: the model of `tfrec train --model biased-mf` (mu + b_u + b_i + p_u . q_i,
 32 factors drawn N(0, 0.1), L2 0.1 on the looked-up rows per batch, dense Adam lr 0.01, batch 1024, the
-data in memory) as one `tf.function` per epoch (a loop over the batches of a shuffled order) and one
-for the test RMSE. It prints the trace, first call and later epochs apart, and the time from creating
+data in memory) as one `tf.function` per epoch (a `tf.while_loop` over the batches of a shuffled order,
+no AutoGraph) and one for the test RMSE. It prints the trace, first call and later epochs apart, and the time from creating
 the variables to the first epoch whose test RMSE is at most the target. Test pairs with an id the
 training part does not have are left out (tfrec scores them with what it knows), and the threads are
 `tfrec train`'s (one per op, two inter-op). Compare with `tfrec bench --models biased-mf --target 0.93`
@@ -63,24 +63,30 @@ def main() -> None:
         p, q, b_u, b_i = (tf.gather(w, x) for w, x in zip(weights, (users, items, users, items)))
         return mu + (b_u + b_i) + tf.reduce_sum(p * q, 1), (p, q, b_u, b_i)
 
-    @tf.function
-    def epoch(number):
-        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=[args.seed, number])
-        for k in tf.range((n + batch - 1) // batch):
-            rows = order[k * batch : (k + 1) * batch]
-            with tf.GradientTape() as tape:
-                predictions, rows_read = score(tf.gather(u, rows), tf.gather(i, rows))
-                penalty = tf.add_n([tf.reduce_sum(x * x) for x in rows_read]) / tf.cast(tf.size(rows), tf.float32)
-                loss = tf.reduce_mean((predictions - tf.gather(r, rows)) ** 2) + l2 * penalty
-            steps.assign_add(1.0)
-            alpha = lr * tf.sqrt(1 - 0.999**steps) / (1 - 0.9**steps)
-            for w, (m, v), g in zip(weights, moments, tape.gradient(loss, weights)):
-                g = tf.convert_to_tensor(g)  # dense Adam, as tfrec's default optimizer
-                m.assign(0.9 * m + 0.1 * g)
-                v.assign(0.999 * v + 0.001 * g * g)
-                w.assign_sub(alpha * m / (tf.sqrt(v) + 1e-7))
+    def step(k, order):
+        rows = order[k * batch : (k + 1) * batch]
+        with tf.GradientTape() as tape:
+            predictions, rows_read = score(tf.gather(u, rows), tf.gather(i, rows))
+            penalty = tf.add_n([tf.reduce_sum(x * x) for x in rows_read]) / tf.cast(tf.size(rows), tf.float32)
+            loss = tf.reduce_mean((predictions - tf.gather(r, rows)) ** 2) + l2 * penalty
+        count = steps.assign_add(1.0)
+        alpha = lr * tf.sqrt(1 - 0.999**count) / (1 - 0.9**count)
+        updates = []
+        for w, (m, v), g in zip(weights, moments, tape.gradient(loss, weights)):
+            g = tf.convert_to_tensor(g)  # dense Adam, as tfrec's default optimizer
+            m_new = m.assign(0.9 * m + 0.1 * g)
+            v_new = v.assign(0.999 * v + 0.001 * g * g)
+            updates.append(w.assign_sub(alpha * m_new / (tf.sqrt(v_new) + 1e-7)))
+        with tf.control_dependencies(updates):
+            return k + 1, tf.identity(order)
 
-    @tf.function
+    # No AutoGraph (a plain tf.while_loop), which traces faster than a converted `for`.
+    @tf.function(autograph=False)
+    def epoch(number):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([args.seed, number]))
+        tf.while_loop(lambda k, _: k < (n + batch - 1) // batch, step, (tf.constant(0), order))
+
+    @tf.function(autograph=False)
     def test_rmse():
         predictions = tf.clip_by_value(score(tu, ti)[0], low, high)
         return tf.sqrt(tf.reduce_mean((predictions - tr) ** 2))

@@ -6,8 +6,8 @@ This script measures how fast TensorFlow itself can get there on this machine, w
 model, Keras' fit or TFRS: the model of `tfrec train --model biased-mf` (mu + b_u + b_i + p_u . q_i,
 32 factors drawn N(0, 0.1), L2 0.1 on the looked-up rows per batch, dense Adam lr 0.01, batch 1024, the
 data in memory) as one `tf.function` per epoch (a `tf.while_loop` over the batches of a shuffled order,
-no AutoGraph) and one for the test RMSE. It prints the trace, first call and later epochs apart, and the time from creating
-the variables to the first epoch whose test RMSE is at most the target. Test pairs with an id the
+no AutoGraph) and one for the test RMSE. It prints the trace, first call and later epochs apart, and
+the time from creating the variables to the first epoch whose test RMSE is at most the target. Test pairs with an id the
 training part does not have are left out (tfrec scores them with what it knows), and the threads are
 `tfrec train`'s (one per op, two inter-op). Compare with `tfrec bench --models biased-mf --target 0.93`
 and `python benchmarks/surprise_baseline.py`.

@@ -228,3 +228,26 @@ def test_tf_floor_benchmark_runs_on_a_tiny_dataset():
     unreachable = subprocess.run([sys.executable, script, "--data", spec, "--target", "0.0", "--epochs", "2"],
                                  capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert unreachable.returncode == 0 and "not reached 0.0 in 2 epochs" in unreachable.stdout, unreachable.stdout
+
+
+def test_on_batch_methods_run_one_step_on_a_model_built_with_many_steps_per_execution():
+    """Keras 2 runs steps_per_execution steps per *_on_batch call ("End of sequence" on one batch); tfrec's
+    models run one, and a later fit still runs every batch (its functions keep the real count)."""
+    from tfrec import data
+    from tfrec.config import TrainConfig
+    from tfrec.train import build
+
+    parts = data.split(data.load("synthetic:users=40,items=30,ratings=900,seed=1"), "ratio", seed=1)
+    net = build("biased-mf", parts.train, TrainConfig(model="biased-mf"))
+    assert int(net._steps_per_execution.numpy()) == 128
+    batch = next(iter(data.dataset(parts.train, 64)))
+    before = [w.numpy().copy() for w in net.trainable_weights]
+    logs = net.train_on_batch(batch, return_dict=True)
+    assert logs["loss"] > 0 and any(np.abs(a - w.numpy()).max() > 0 for a, w in zip(before, net.trainable_weights))
+    assert int(net._train_counter.numpy()) == 1 and int(net._steps_per_execution.numpy()) == 128
+    assert net.test_on_batch(batch, return_dict=True)["rmse"] > 0
+    np.testing.assert_allclose(net.predict_on_batch(batch), net(batch).numpy(), rtol=1e-6)
+    net.fit(data.dataset(parts.train, 64, shuffle=True), epochs=2, verbose=0)
+    assert int(net._train_counter.numpy()) == 2 * -(-len(parts.train) // 64)  # every batch of both epochs
+    predicted = net.predict(data.dataset(parts.test, 64), verbose=0)
+    assert predicted.shape == (len(parts.test),)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from tfrec._keras import tf
 import tensorflow_recommenders as tfrs
@@ -266,6 +268,39 @@ class RatingModel(tfrs.Model):
         setattr(self, f"{kind}_function", function)
         setattr(self, f"{kind}_tf_function", function)
         return function
+
+    # Keras 2 runs `steps_per_execution` steps per call for the *_on_batch methods too, so with more than one
+    # (tfrec.train.build compiles with 128) a single batch ends in "End of sequence". These run one step.
+    def train_on_batch(self, *args, **kwargs):
+        with self._one_step_per_execution("train"):
+            return super().train_on_batch(*args, **kwargs)
+
+    def test_on_batch(self, *args, **kwargs):
+        with self._one_step_per_execution("test"):
+            return super().test_on_batch(*args, **kwargs)
+
+    def predict_on_batch(self, *args, **kwargs):
+        with self._one_step_per_execution("predict"):
+            return super().predict_on_batch(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _one_step_per_execution(self, kind: str):
+        """Sets the steps per execution to 1 for one call, after the function is made for the real count.
+
+        Made while the count reads 1, Keras would cache its one-step function, and a later ``fit``,
+        which advances its batch counter by the real count per call, would skip batches.
+        """
+        steps = self._steps_per_execution
+        if steps is None or int(steps.numpy()) == 1 or self.run_eagerly:
+            yield
+            return
+        getattr(self, f"make_{kind}_function")()
+        count = int(steps.numpy())
+        steps.assign(1)
+        try:
+            yield
+        finally:
+            steps.assign(count)
 
     @tf.__internal__.tracking.no_automatic_dependency_tracking
     def _set_steps_per_execution(self, value) -> None:

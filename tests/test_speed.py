@@ -251,3 +251,45 @@ def test_on_batch_methods_run_one_step_on_a_model_built_with_many_steps_per_exec
     assert int(net._train_counter.numpy()) == 2 * -(-len(parts.train) // 64)  # every batch of both epochs
     predicted = net.predict(data.dataset(parts.test, 64), verbose=0)
     assert predicted.shape == (len(parts.test),)
+
+
+@pytest.mark.parametrize(
+    "name, optimizer, lr",
+    [("biased-mf", "adam", 0.01), ("mf", "lazy-adam", 0.05), ("mf", "adagrad", 0.5), ("neumf", "adam", 0.01)],
+)
+def test_a_model_compiled_with_xla_trains_as_without(name, optimizer, lr):
+    """XLA compiles no custom op: inside `jit_compile` the optimizers take TensorFlow's ops (Adagrad's rows as a
+    gather and two scatters), with the same arithmetic, so the losses and the test RMSE are the same."""
+    from tfrec import data
+    from tfrec.config import TrainConfig
+    from tfrec.train import build, endless, evaluation_dataset, training_dataset
+
+    parts = data.split(data.load("synthetic:users=40,items=30,ratings=900,seed=1"), "ratio", seed=1)
+    config = TrainConfig(model=name, optimizer=optimizer, learning_rate=lr, batch_size=64, steps_per_execution=16)
+    config.check()
+    losses, rmses = [], []
+    for jit in (False, True):
+        tf.keras.utils.set_random_seed(1)
+        net = build(name, parts.train, config)
+        net.compile(optimizer=net.optimizer, steps_per_execution=config.steps_per_execution, jit_compile=jit)
+        ds, steps = endless(training_dataset(config, parts.train, model=net))
+        losses.append(net.fit(ds, steps_per_epoch=steps, epochs=3, verbose=0).history["loss"])
+        rmses.append(net.evaluate(evaluation_dataset(parts.test, 64, net), verbose=0, return_dict=True)["rmse"])
+    assert losses[0][0] - losses[0][-1] > 0.01  # it trains
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    np.testing.assert_allclose(rmses[1], rmses[0], rtol=1e-5)
+
+
+def test_autorec_refuses_xla_with_one_clear_error():
+    """AutoRec's pair scores read its stored ratings with ragged and sparse ops, which XLA does not compile:
+    compile(jit_compile=True) is refused up front instead of failing inside evaluate."""
+    from tfrec import data
+    from tfrec.config import TrainConfig
+    from tfrec.errors import TfrecError
+    from tfrec.train import build
+
+    parts = data.split(data.load("synthetic:users=40,items=30,ratings=900,seed=1"), "ratio", seed=1)
+    net = build("autorec-i", parts.train, TrainConfig(model="autorec-i"))
+    with pytest.raises(TfrecError, match="jit_compile=True"):
+        net.compile(optimizer=net.optimizer, jit_compile=True)
+    net.compile(optimizer=net.optimizer, jit_compile=False)  # still compiles without it

@@ -316,6 +316,14 @@ class AutoRec(RatingModel):
         shape = tf.stack([_vectors_in(features), tf.constant(self.width, tf.int64)])
         return tf.scatter_nd(entries, ratings, shape), tf.scatter_nd(entries, weights, shape)
 
+    def compile(self, *args, jit_compile=None, **kwargs):
+        if jit_compile:
+            raise TfrecError(
+                "AutoRec cannot compile with jit_compile=True: it scores (user, movie) pairs (evaluate, predict, "
+                "serving) from its stored ratings with ragged and sparse ops, which XLA does not compile"
+            )
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+
     def _product_kernels(self):
         """tfrec's observed-entry kernels where they apply (float32 on a CPU, outside XLA), else None."""
         if self.mixed_precision is not None:

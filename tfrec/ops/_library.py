@@ -89,9 +89,18 @@ def native():
         return None
 
 
+def in_xla() -> bool:
+    """Whether the graph being traced is compiled by XLA (Keras' BatchNormalization asks the same way)."""
+    return tf.__internal__.get_enclosing_xla_context() is not None
+
+
 def _native_for(allow, *variables):
-    """The kernels if allowed and every variable is a float32 table on a CPU, else None."""
-    if not allow:
+    """The kernels if allowed, outside XLA, and every variable is a float32 table on a CPU, else None.
+
+    XLA cannot compile a custom op: a step traced inside ``jit_compile`` (a model compiled with
+    ``jit_compile=True``, or the optimizer's own XLA function on a GPU) takes TensorFlow's kernels.
+    """
+    if not allow or in_xla():
         return None
     for variable in variables:
         device = tf.DeviceSpec.from_string(variable.device or "")

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from tfrec._keras import tf
-from tfrec.ops._library import _native_for
+from tfrec.ops._library import _native_for, in_xla
 
 
 def sparse_apply_adagrad(var, accum, lr, epsilon, grad: tf.IndexedSlices, allow_native: bool = True) -> None:
     """PyTorch's Adagrad on the rows of ``grad``: ``accum += g*g; var -= lr*g / (sqrt(accum) + epsilon)``.
 
     ``grad``'s indices must be unique (``apply_gradients`` sums duplicates first).
-    ``allow_native=False`` takes TensorFlow's kernel (inside XLA, which has no native kernel).
+    ``allow_native=False`` takes TensorFlow's fused kernel; inside XLA, which compiles neither
+    kernel, the same arithmetic runs as a gather and two scatters.
     """
+    if in_xla():
+        rows, g = grad.indices, grad.values
+        accum_rows = tf.gather(accum, rows) + g * g
+        accum.scatter_update(tf.IndexedSlices(accum_rows, rows))
+        var.scatter_sub(tf.IndexedSlices(lr * g / (tf.sqrt(accum_rows) + epsilon), rows))
+        return
     ops = _native_for(allow_native, var, accum)
     if ops is None:
         tf.raw_ops.ResourceSparseApplyAdagradV2(

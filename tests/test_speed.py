@@ -282,14 +282,22 @@ def test_a_model_compiled_with_xla_trains_as_without(name, optimizer, lr):
 
 def test_autorec_refuses_xla_with_one_clear_error():
     """AutoRec's pair scores read its stored ratings with ragged and sparse ops, which XLA does not compile:
-    compile(jit_compile=True) is refused up front instead of failing inside evaluate."""
+    fit, evaluate and predict with jit_compile=True are refused before any step runs, not inside XLA."""
     from tfrec import data
     from tfrec.config import TrainConfig
     from tfrec.errors import TfrecError
-    from tfrec.train import build
+    from tfrec.train import build, evaluation_dataset, training_dataset
 
     parts = data.split(data.load("synthetic:users=40,items=30,ratings=900,seed=1"), "ratio", seed=1)
-    net = build("autorec-i", parts.train, TrainConfig(model="autorec-i"))
+    config = TrainConfig(model="autorec-i", batch_size=8)
+    net = build("autorec-i", parts.train, config)
+    net.compile(optimizer=net.optimizer, steps_per_execution=4, jit_compile=True)
+    before = [w.numpy().copy() for w in net.trainable_weights]
     with pytest.raises(TfrecError, match="jit_compile=True"):
-        net.compile(optimizer=net.optimizer, jit_compile=True)
-    net.compile(optimizer=net.optimizer, jit_compile=False)  # still compiles without it
+        net.fit(training_dataset(config, parts.train, model=net), epochs=1, verbose=0)
+    for call in (net.evaluate, net.predict):
+        with pytest.raises(TfrecError, match="jit_compile=True"):
+            call(evaluation_dataset(parts.test, 64, net), verbose=0)
+    assert all((a == w.numpy()).all() for a, w in zip(before, net.trainable_weights))  # nothing ran
+    net.compile(optimizer=net.optimizer, steps_per_execution=4, jit_compile=False)
+    assert net.evaluate(evaluation_dataset(parts.test, 64, net), verbose=0, return_dict=True)["rmse"] > 0

@@ -316,13 +316,26 @@ class AutoRec(RatingModel):
         shape = tf.stack([_vectors_in(features), tf.constant(self.width, tf.int64)])
         return tf.scatter_nd(entries, ratings, shape), tf.scatter_nd(entries, weights, shape)
 
-    def compile(self, *args, jit_compile=None, **kwargs):
-        if jit_compile:
+    # Refused where Keras makes its step functions, not in compile(): Keras skips a custom compile() when it
+    # loads a model, which would then come back without its optimizer.
+    def make_train_function(self, force=False):
+        self._refuse_xla()
+        return super().make_train_function(force)
+
+    def make_test_function(self, force=False):
+        self._refuse_xla()
+        return super().make_test_function(force)
+
+    def make_predict_function(self, force=False):
+        self._refuse_xla()
+        return super().make_predict_function(force)
+
+    def _refuse_xla(self) -> None:
+        if self.jit_compile:
             raise TfrecError(
-                "AutoRec cannot compile with jit_compile=True: it scores (user, movie) pairs (evaluate, predict, "
+                "AutoRec cannot run with jit_compile=True: it scores (user, movie) pairs (evaluate, predict, "
                 "serving) from its stored ratings with ragged and sparse ops, which XLA does not compile"
             )
-        super().compile(*args, jit_compile=jit_compile, **kwargs)
 
     def _product_kernels(self):
         """tfrec's observed-entry kernels where they apply (float32 on a CPU, outside XLA), else None."""

@@ -301,3 +301,20 @@ def test_autorec_refuses_xla_with_one_clear_error():
     assert all((a == w.numpy()).all() for a, w in zip(before, net.trainable_weights))  # nothing ran
     net.compile(optimizer=net.optimizer, steps_per_execution=4, jit_compile=False)
     assert net.evaluate(evaluation_dataset(parts.test, 64, net), verbose=0, return_dict=True)["rmse"] > 0
+
+
+def test_models_built_one_after_another_do_not_warn_of_retracing(caplog):
+    """A sweep builds model after model; each traces its own loop function once, which TF's retracing
+    detector would otherwise report as one function retraced again and again."""
+    from tfrec import data
+    from tfrec.config import TrainConfig
+    from tfrec.train import build, endless, training_dataset
+
+    parts = data.split(data.load("synthetic:users=40,items=30,ratings=900,seed=1"), "ratio", seed=1)
+    config = TrainConfig(model="biased-mf", batch_size=64)
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for _ in range(6):
+            net = build("biased-mf", parts.train, config)
+            ds, steps = endless(training_dataset(config, parts.train, model=net))
+            net.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]

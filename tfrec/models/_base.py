@@ -265,6 +265,10 @@ class RatingModel(tfrs.Model):
             return outputs
 
         function = tf.function(several_steps, reduce_retracing=True, autograph=False)
+        # Each model makes its own loop function, traced once; with one call an epoch, a few models built in
+        # one process (a sweep) look to TF's retracing detector like one function retraced, and it warns.
+        # The attribute is TF's own switch for that (restored SavedModel functions set it); without it, no harm.
+        function._omit_frequent_tracing_warning = True
         setattr(self, f"{kind}_function", function)
         setattr(self, f"{kind}_tf_function", function)
         return function

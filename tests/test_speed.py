@@ -230,15 +230,17 @@ def test_tf_floor_benchmark_runs_on_a_tiny_dataset():
     assert unreachable.returncode == 0 and "not reached 0.0 in 2 epochs" in unreachable.stdout, unreachable.stdout
 
 
-def test_on_batch_methods_run_one_step_on_a_model_built_with_many_steps_per_execution():
-    """Keras 2 runs steps_per_execution steps per *_on_batch call ("End of sequence" on one batch); tfrec's
-    models run one, and a later fit still runs every batch (its functions keep the real count)."""
+@pytest.mark.parametrize("eager", [False, True])
+def test_on_batch_methods_run_one_step_on_a_model_built_with_many_steps_per_execution(eager):
+    """Keras 2 runs steps_per_execution steps per *_on_batch call ("End of sequence" on one batch, eagerly
+    too); tfrec's models run one, and a later fit still runs every batch (its functions keep the real count)."""
     from tfrec import data
     from tfrec.config import TrainConfig
     from tfrec.train import build
 
     parts = data.split(data.load("synthetic:users=40,items=30,ratings=900,seed=1"), "ratio", seed=1)
     net = build("biased-mf", parts.train, TrainConfig(model="biased-mf"))
+    net.compile(optimizer=net.optimizer, steps_per_execution=128, run_eagerly=eager)
     assert int(net._steps_per_execution.numpy()) == 128
     batch = next(iter(data.dataset(parts.train, 64)))
     before = [w.numpy().copy() for w in net.trainable_weights]

@@ -295,7 +295,7 @@ class RatingModel(tfrs.Model):
         which advances its batch counter by the real count per call, would skip batches.
         """
         steps = self._steps_per_execution
-        if steps is None or int(steps.numpy()) == 1 or self.run_eagerly:
+        if steps is None or int(steps.numpy()) == 1:
             yield
             return
         getattr(self, f"make_{kind}_function")()

@@ -93,7 +93,9 @@ class Adam(SharedRowDedup, tf.keras.optimizers.Adam):
         return super()._deduplicate_sparse_grad(grads)
 
     def _native_step(self) -> bool:
-        return not (self.amsgrad or self.jit_compile) and ops.native() is not None
+        # Inside XLA (a model compiled with jit_compile=True) no custom op compiles: Keras' step, with its
+        # duplicate sum, from the start.
+        return not (self.amsgrad or self.jit_compile or ops.in_xla()) and ops.native() is not None
 
     def update_step(self, gradient, variable):
         if not self._native_step():

@@ -30,7 +30,7 @@ exist for float32 on the CPU outside XLA; a variable on a GPU, of another
 dtype, or under ``jit_compile`` takes TensorFlow's kernels.
 """
 
-from tfrec.ops._library import HEADERS, LIBRARY, SOURCES, build, cache_dir, enabled, native
+from tfrec.ops._library import HEADERS, LIBRARY, SOURCES, build, cache_dir, enabled, in_xla, native
 from tfrec.ops.products import observed_matmul, product_kernels, sampled_matmul
 from tfrec.ops.rows import apply_adam, sparse_apply_adagrad, sparse_apply_lazy_adam, sparse_grad_apply_adam
 
@@ -42,6 +42,7 @@ __all__ = [
     "build",
     "cache_dir",
     "enabled",
+    "in_xla",
     "native",
     "observed_matmul",
     "product_kernels",

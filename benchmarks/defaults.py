@@ -28,7 +28,7 @@ def explicit(args) -> None:
         for split in args.splits:
             rmses = []
             for seed in args.seeds if split == "ratio" else args.seeds[:1]:
-                s = run(TrainConfig(model=model, split=split, seed=seed), verbose=0)
+                s = run(TrainConfig(model=model, split=split, seed=seed), verbose=0).report
                 rmses.append(s["test_rmse"])
                 print(
                     f"| {model} | {split} | {seed} | {s['test_rmse']:.4f} | {s['test_mae']:.4f} | "
@@ -44,7 +44,7 @@ def implicit(args) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for model in args.models:
         for seed in args.seeds:
-            s = run(TrainConfig(model=model, feedback="implicit", seed=seed), verbose=0)
+            s = run(TrainConfig(model=model, feedback="implicit", seed=seed), verbose=0).report
             print(
                 f"| {model} | {seed} | {s['test_hit_rate@10']:.4f} | {s['test_ndcg@10']:.4f} | "
                 f"{s['popular_hit_rate@10']:.4f} | {s['popular_ndcg@10']:.4f} | "

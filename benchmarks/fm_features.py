@@ -46,7 +46,7 @@ def main() -> None:
                     model=model, data="ml-100k", seed=seed, features=SETS[name], learning_rate=args.lr, l2=args.l2,
                     dim=args.dim,
                 )  # fmt: skip
-                s = run(config, verbose=0)
+                s = run(config, verbose=0).report
                 rmses.append(s["test_rmse"])
                 fits.append(s["fit_seconds"])
                 print(

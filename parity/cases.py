@@ -1,4 +1,4 @@
-"""The parity cases: model x data x split x training configuration (no torch, no TensorFlow).
+"""The parity cases (``cases.toml``): model x data x split x training configuration (no torch, no TensorFlow).
 
 A trajectory case runs a few hundred steps on small synthetic data: the
 TensorFlow model starts from the reference's initial weights and takes the
@@ -11,6 +11,10 @@ means over seeds.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
+from pathlib import Path
+
+from tfrec import families
 
 TRAJECTORY_RTOL = 1e-4
 SMALL = "synthetic:users=60,items=40,ratings=1500,rank=3,sigma=0.3,seed=7"
@@ -70,99 +74,45 @@ class Case:
 
     def config(self) -> dict:
         config = {**dataclasses.asdict(self), "layers": list(self.layers), "seeds": list(self.seeds)}
-        if self.model not in ("fm", "ffm"):
+        if not families.family(self.model).side_features:
             del config["features"]  # fixtures written before FM keep their bytes
         else:
             config["features"] = list(self.features)
         return config
 
 
-CASES = {
-    c.name: c
-    for c in [
-        Case("mf-sgd", "mf", "sgd", 0.05, 64, 4, init_std=0.3),
-        Case("mf-adagrad", "mf", "adagrad", 0.05, 64, 4),
-        Case("mf-adam", "mf", "adam", 0.01, 64, 4),
-        Case("biased-mf-adam-l2", "biased-mf", "adam", 0.01, 64, 4, l2=0.05, init_std=0.1),
-        Case("biased-mf-sgd", "biased-mf", "sgd", 0.05, 32, 3, init_std=0.1),
-        Case("ncf-adam", "ncf", "adam", 0.003, 64, 3, init_std=0.01),
-        Case("gmf-sgd", "gmf", "sgd", 0.5, 64, 3, init_std=0.3),
-        Case("neumf-adagrad", "neumf", "adagrad", 0.05, 64, 3, init_std=0.01),
-        Case("autorec-i-adam-l2", "autorec-i", "adam", 0.003, 8, 4, l2=0.001),
-        Case("autorec-u-sgd", "autorec-u", "sgd", 0.05, 8, 4),
-        Case(
-            "fm-adam-l2",
-            "fm",
-            "adam",
-            0.01,
-            64,
-            3,
-            dim=4,
-            l2=0.05,
-            init_std=0.1,
-            data=SMALL_FM,
-            features=FM_SMALL_FIELDS,
-        ),
-        Case(
-            "ffm-adagrad", "ffm", "adagrad", 0.05, 64, 3, dim=3, init_std=0.1, data=SMALL_FM, features=FM_SMALL_FIELDS
-        ),
-    ]
-}
+def case_config(case: Case):
+    """The checked ``tfrec.config.TrainConfig`` of a case: its model options, ``tfrec train``'s for the rest.
 
-# Metric tier: each framework trains on its own from its own random initial weights (the same
-# distribution), on ML-100K, once per seed; the means over seeds must agree within
-# max(METRIC_ATOL, 3 x the reference's std).
+    Input dropout is off: the references have none.
+    """
+    from tfrec.config import TrainConfig
+
+    config = TrainConfig(
+        model=case.model, dim=case.dim, layers=case.layers, hidden=case.hidden, l2=case.l2,
+        learning_rate=case.learning_rate, input_dropout=0.0, features=case.features,
+    )  # fmt: skip
+    config.check()
+    return config
+
+
+def _load() -> tuple[dict, dict]:
+    """The cases of ``cases.toml``; a string value naming a constant of this module stands for it."""
+    spec = tomllib.loads((Path(__file__).parent / "cases.toml").read_text(encoding="utf-8"))
+    named = {"SMALL": SMALL, "SMALL_FM": SMALL_FM, "FM_SMALL_FIELDS": FM_SMALL_FIELDS, "ML_SIDE_FIELDS": ML_SIDE_FIELDS}
+
+    def case(entry: dict, defaults: dict) -> Case:
+        values = {**defaults, **entry}
+        values = {k: named.get(v, v) if isinstance(v, str) else v for k, v in values.items()}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return Case(**values)
+
+    trajectory = [case(e, {}) for e in spec["trajectory"]]
+    metric = [case(e, spec["metric_defaults"]) for e in spec["metric"]]
+    return {c.name: c for c in trajectory}, {c.name: c for c in metric}
+
+
+# Metric tier: the means over seeds must agree within max(METRIC_ATOL, 3 x the reference's std).
 METRIC_ATOL = 0.005
-_ML = {"data": "ml-100k", "seed": 42, "tier": "metric", "seeds": (1, 2, 3), "dim": 32, "init_std": 0.1}
-METRIC_CASES = {
-    c.name: c
-    for c in [
-        Case("mf-ml100k-ratio", "mf", "adam", 0.003, 1024, 25, l2=0.1, split="ratio", **_ML),
-        Case("mf-ml100k-u1", "mf", "adam", 0.003, 1024, 25, l2=0.1, split="u1", **_ML),
-        Case("biased-mf-ml100k-ratio", "biased-mf", "adam", 0.01, 1024, 8, l2=0.1, split="ratio", **_ML),
-        Case("biased-mf-ml100k-u1", "biased-mf", "adam", 0.01, 1024, 8, l2=0.1, split="u1", **_ML),
-        Case(
-            "ncf-ml100k-ratio", "ncf", "adam", 0.001, 1024, 6, layers=(64, 32, 16), l2=0.01, **{**_ML, "init_std": 0.01}
-        ),
-        Case("gmf-ml100k-ratio", "gmf", "adam", 0.001, 1024, 12, l2=0.01, **{**_ML, "init_std": 0.01}),
-        Case(
-            "neumf-ml100k-ratio",
-            "neumf",
-            "adam",
-            0.001,
-            1024,
-            6,
-            layers=(64, 32, 16),
-            l2=0.01,
-            **{**_ML, "init_std": 0.01},
-        ),
-        Case("autorec-i-ml100k-ratio", "autorec-i", "adam", 0.001, 256, 30, hidden=500, l2=0.001, **_ML),
-        Case("autorec-u-ml100k-ratio", "autorec-u", "adam", 0.003, 256, 20, hidden=300, l2=0.001, **_ML),
-        # FM and FFM vary more from seed to seed (0.002 RMSE here): five seeds a side.
-        Case(
-            "fm-ml100k-ratio",
-            "fm",
-            "adam",
-            0.01,
-            1024,
-            8,
-            l2=0.1,
-            features=ML_SIDE_FIELDS,
-            **{**_ML, "dim": 8, "seeds": (1, 2, 3, 4, 5)},
-        ),
-        Case(
-            "ffm-ml100k-ratio",
-            "ffm",
-            "adam",
-            0.01,
-            1024,
-            7,
-            l2=0.1,
-            features=ML_SIDE_FIELDS,
-            **{**_ML, "dim": 4, "seeds": (1, 2, 3, 4, 5)},
-        ),
-        # The classic PyTorch MF blog posts: one rating per step, plain SGD, N(0, 1) factors, k=20, 10 epochs.
-        Case("mf-per-sample-sgd", "mf", "sgd", 0.01, 1, 10, **{**_ML, "dim": 20, "init_std": 1.0}),
-    ]
-}
+CASES, METRIC_CASES = _load()
 ALL_CASES = {**CASES, **METRIC_CASES}

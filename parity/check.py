@@ -30,10 +30,12 @@ Checking needs TensorFlow only, never torch.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from parity import fixtures_io
-from parity.cases import ALL_CASES, METRIC_ATOL, TRAJECTORY_RTOL, Case
+from parity.cases import ALL_CASES, METRIC_ATOL, TRAJECTORY_RTOL, Case, case_config
 from parity.data import case_data
 
 
@@ -50,65 +52,28 @@ def keras_optimizer(case: Case):
 
 
 def tf_model(case: Case, d):
+    """The case's tfrec model, built as ``tfrec train`` builds it (its family's arguments), compiled for the case."""
+    from tfrec import families
     from tfrec._keras import tf
-    from tfrec.config import TrainConfig
-    from tfrec.train import MODELS, model_kwargs
 
-    config = TrainConfig(
-        model=case.model, dim=case.dim, layers=case.layers, hidden=case.hidden, l2=case.l2,
-        learning_rate=case.learning_rate, input_dropout=0.0, features=case.features,
-    )  # fmt: skip
-    config.check()
-    kwargs = model_kwargs(config)
-    if case.model in ("ncf", "gmf", "neumf"):
-        kwargs["gmf_dim"] = case.dim
-    if case.model.startswith("autorec"):
-        kwargs["init"] = "torch"  # nn.Linear's; Keras' Glorot measurably trains to another RMSE
-    if case.model in ("fm", "ffm"):
-        kwargs["fields"] = list(case.features)
-    if case.model in ("mf", "biased-mf", "ncf", "gmf", "neumf", "fm", "ffm"):
+    cls = families.model_class(case.model)
+    kwargs = families.model_arguments(case.model, case_config(case))
+    if _takes(cls, "embeddings_initializer"):
         # The reference's normal init; a trajectory case overwrites it with the reference's draws anyway.
         kwargs["embeddings_initializer"] = tf.keras.initializers.RandomNormal(stddev=case.init_std)
-    model = MODELS[case.model].from_table(d.train, **kwargs)
+    model = cls.from_table(d.train, **kwargs)
     model.compile(optimizer=keras_optimizer(case))
     return model
 
 
-def load_initial(model, case: Case, arrays: dict) -> None:
-    """Copies the reference's ``state_dict`` into the tfrec model (row 0 of a table is tfrec's OOV row)."""
-    w = {k.removeprefix("initial/"): v for k, v in arrays.items() if k.startswith("initial/")}
+def _takes(cls, argument: str) -> bool:
+    """Whether ``cls`` or a class it extends names ``argument`` in its constructor."""
+    return any(argument in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c))
 
-    def table(layer, name):
-        emb = layer.embedding.embeddings
-        emb.assign(np.concatenate([emb.numpy()[:1], w[name]], axis=0))
 
-    def dense(layer, name):
-        layer.kernel.assign(w[f"{name}.weight"].T)
-        layer.bias.assign(w[f"{name}.bias"])
-
-    if case.model in ("fm", "ffm"):  # one global row space on both sides (tfrec.data.fields.slots)
-        model.factors.embeddings.assign(w["factors.weight"])
-        model.linear.embeddings.assign(w["linear.weight"])
-        model.bias.assign(w["bias"].reshape(()))  # savez stores a scalar as [1]
-        return
-    if case.model.startswith("autorec"):
-        dense(model.encoder, "encoder")
-        dense(model.decoder, "decoder")
-        return
-    if case.model in ("mf", "biased-mf"):
-        table(model.user_factors, "user_factors.weight")
-        table(model.item_factors, "item_factors.weight")
-        if case.model == "biased-mf":
-            table(model.user_bias, "user_bias.weight")
-            table(model.item_bias, "item_bias.weight")
-        return
-    for name in ("user_gmf", "item_gmf", "user_mlp", "item_mlp"):
-        if hasattr(model, name):
-            table(getattr(model, name), f"{name}.weight")
-    if hasattr(model, "tower"):
-        for k, layer in enumerate(model.tower.layers):
-            dense(layer, f"tower.{2 * k}")
-    dense(model.output_layer, "output")
+def load_initial(model, arrays: dict) -> None:
+    """Copies the reference's initial ``state_dict`` into the tfrec model (``load_torch_state``)."""
+    model.load_torch_state({k.removeprefix("initial/"): v for k, v in arrays.items() if k.startswith("initial/")})
 
 
 def _features(d, rows):
@@ -133,7 +98,7 @@ def trajectory(case: Case, record: dict, arrays: dict) -> dict:
         raise ValueError(f"{case.name}: split fingerprint {d.fingerprint} != fixture's {record['split_fingerprint']}")
     model = tf_model(case, d)
     model(_features(d, np.arange(2)))  # builds every layer
-    load_initial(model, case, arrays)
+    load_initial(model, arrays)
     batches = np.split(arrays["batches"], np.cumsum(arrays["batch_sizes"])[:-1])
     losses = []
     for rows in batches:
@@ -180,8 +145,7 @@ def metric(case: Case, record: dict) -> dict:
         # Enough steps per call to hide Python even at one rating per step.
         model.compile(optimizer=keras_optimizer(case), steps_per_execution=max(16, 4096 // case.batch_size))
         if d.vectors is not None:
-            by = "item" if case.model == "autorec-i" else "user"
-            train = tfdata.vector_dataset(d.train, by, case.batch_size, shuffle=True, seed=seed)
+            train = tfdata.vector_dataset(d.train, d.vectors_by, case.batch_size, shuffle=True, seed=seed)
         else:  # the model's row numbers instead of id strings: the same batches, no string lookups
             vocabularies = (model.user_vocabulary, model.item_vocabulary)
             features = ("user_id", "movie_id", "user_rating")

@@ -34,10 +34,12 @@ class CaseData:
     test_rows_in_vectors: np.ndarray | None = None
     test_columns: np.ndarray | None = None
     fields: object = None  # FM/FFM: ``tfrec.data.fields.Slots`` of the case's fields on the training part
+    vectors_by: str | None = None  # AutoRec: ``item`` or ``user``, the rows of ``vectors``
 
 
 def case_data(case: Case) -> CaseData:
     from tfrec import data as tfdata
+    from tfrec import families
     from tfrec.data.vectors import dense_rows, present, rating_rows
 
     table = tfdata.load(case.data)
@@ -49,13 +51,13 @@ def case_data(case: Case) -> CaseData:
     test_users = np.searchsorted(users, test.user[known])
     test_items = np.searchsorted(items, test.item[known])
     extra = {}
-    if case.model in ("fm", "ffm"):
+    by = families.model_class(case.model).vector_kind(case.model)
+    if families.family(case.model).side_features:
         from tfrec.data import fields
 
         sides = fields.side_tokens(train, case.features)
         extra["fields"] = fields.slots(case.features, sides["user_side"], sides["item_side"])
-    if case.model.startswith("autorec"):
-        by = "item" if case.model == "autorec-i" else "user"
+    if by is not None:
         rows = rating_rows(train, by)
         everything = np.arange(rows.shape[0])
         vectors, mask = (
@@ -66,6 +68,7 @@ def case_data(case: Case) -> CaseData:
             "mask": mask,
             "test_rows_in_vectors": test_items if by == "item" else test_users,
             "test_columns": test_users if by == "item" else test_items,
+            "vectors_by": by,
         }
     return CaseData(
         train=train,

@@ -35,7 +35,7 @@ def generate(case: Case, root: Path = fixtures_io.FIXTURES) -> None:
     torch.manual_seed(case.seed)
     d = case_data(case)
     if d.vectors is not None:
-        model = reference.build(case, 0, 0, d.mean, width=d.vectors.shape[1])
+        model = reference.build(case, d)
         ratings, mask = torch.tensor(d.vectors), torch.tensor(d.mask)
         initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         losses, batches = reference.train(case, model, None, ratings, mask)
@@ -43,7 +43,7 @@ def generate(case: Case, root: Path = fixtures_io.FIXTURES) -> None:
             full = model(ratings * mask).numpy()
         predictions = full[d.test_rows_in_vectors, d.test_columns]
     else:
-        model = reference.build(case, d.num_users, d.num_items, d.mean, fields=d.fields)
+        model = reference.build(case, d)
         users, items = torch.tensor(d.train_users), torch.tensor(d.train_items)
         initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         losses, batches = reference.train(case, model, (users, items), torch.tensor(d.train_ratings))
@@ -79,13 +79,13 @@ def generate_metric(case: Case, root: Path = fixtures_io.FIXTURES) -> None:
     for seed in case.seeds:
         torch.manual_seed(seed)
         if d.vectors is not None:
-            model = reference.build(case, 0, 0, d.mean, width=d.vectors.shape[1])
+            model = reference.build(case, d)
             ratings, mask = torch.tensor(d.vectors), torch.tensor(d.mask)
             losses, _ = reference.train(case, model, None, ratings, mask, seed=seed)
             with torch.no_grad():
                 predicted = model(ratings * mask).clamp(low, high).numpy()[d.test_rows_in_vectors, d.test_columns]
         else:
-            model = reference.build(case, d.num_users, d.num_items, d.mean, fields=d.fields)
+            model = reference.build(case, d)
             losses, _ = reference.train(case, model, (users, items), torch.tensor(d.train_ratings), seed=seed)
             with torch.no_grad():
                 predicted = model(test_users, test_items).clamp(low, high).numpy()

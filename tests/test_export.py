@@ -11,19 +11,18 @@ import pytest
 import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
 from conftest import BLOCK_TFREC
 import tensorflow as tf
-from tfrec import data, export
+import toy_family
+from tfrec import data, export, families
 from tfrec.config import TrainConfig
 from tfrec.errors import TfrecError
 from tfrec.train import build, training_dataset
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
-# One model per scoring path: pairs through an MLP (ncf, neumf), closed forms (mf, biased-mf, autorec-i),
-# the grid over held side features (fm; FFM's export with side features is in tests/test_fm.py), implicit
-# feedback, and an MLP tower in mixed precision. GMF and U-AutoRec share those paths (kept out for the suite's
-# time budget).
+# Every registered family (the contract: a family gets this by registering; the test's own toy family
+# too), plus implicit feedback and an MLP tower in mixed precision.
 FAMILIES = {
-    "mf": {}, "biased-mf": {}, "ncf": {}, "neumf": {}, "autorec-i": {},
-    "neumf-implicit": {"model": "neumf", "feedback": "implicit"}, "fm": {},
+    **{name: {} for name in (*families.names(), toy_family.NAME)},
+    "neumf-implicit": {"model": "neumf", "feedback": "implicit"},
     "neumf-bfloat16": {"model": "neumf", "mixed_precision": "bfloat16"},
 }  # fmt: skip
 # How close a SavedModel's numbers are to the in-memory model's. A bfloat16 tower (8-bit mantissa) rounds
@@ -66,6 +65,15 @@ for name in names:
 )
 
 
+def _trained(name, train):
+    config = _config(name)
+    config.check()
+    tf.keras.utils.set_random_seed(config.seed)
+    model = build(config.model, train, config)
+    model.fit(training_dataset(config, train), epochs=config.epochs, verbose=0)
+    return model
+
+
 def _config(name: str) -> TrainConfig:
     fields = {"model": name, **FAMILIES[name]}
     return TrainConfig(data="synthetic", epochs=2, seed=5, **fields)
@@ -77,12 +85,9 @@ def exported(tmp_path_factory):
     train = data.split(data.load("synthetic:users=60,items=40,ratings=1500,seed=3"), "ratio", seed=1).train
     root = tmp_path_factory.mktemp("export")
     models = {}
-    for name in FAMILIES:
-        config = _config(name)
-        config.check()
-        tf.keras.utils.set_random_seed(config.seed)
-        model = build(config.model, train, config)
-        model.fit(training_dataset(config, train), epochs=config.epochs, verbose=0)
+    with toy_family.registered():
+        trained = {name: _trained(name, train) for name in FAMILIES}
+    for name, model in trained.items():
         export.save(model, root / name, rated=train)
         models[name] = model
     args = json.dumps([str(root), list(FAMILIES), MIXED, USERS, KS])

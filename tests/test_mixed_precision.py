@@ -25,20 +25,21 @@ def _config(model, precision=None, **fields):
 
 @pytest.fixture(scope="module")
 def float32_runs():
-    return {model: run(_config(model), verbose=0) for model in {m for m, _ in CASES}}
+    return {model: run(_config(model), verbose=0).report for model in {m for m, _ in CASES}}
 
 
 @pytest.mark.parametrize("model,precision", CASES)
 def test_mixed_precision_learns_what_float32_learns(float32_runs, model, precision):
     """Same data, seed and epochs: the test RMSE within 0.01 of float32's, both far below the mean's."""
     reference = float32_runs[model]
-    mixed = run(_config(model, precision), verbose=0)
+    result = run(_config(model, precision), verbose=0)
+    mixed = result.report
     parts = data.split(data.load(DATA), "ratio", seed=42)
     train, test = parts.train, parts.test
     mean_rmse = float(np.sqrt(np.mean((test.rating - train.rating.mean()) ** 2)))
     assert reference["test_rmse"] < mean_rmse - 0.1, (reference["test_rmse"], mean_rmse)
     assert abs(mixed["test_rmse"] - reference["test_rmse"]) < 0.01, (mixed["test_rmse"], reference["test_rmse"])
-    net = mixed["model"]
+    net = result.model
     dense = [layer for layer in net.submodules if isinstance(layer, tf.keras.layers.Dense)]
     computing = {layer.name: layer.compute_dtype for layer in dense}
     assert sum(dtype == precision for dtype in computing.values()) >= 2, computing

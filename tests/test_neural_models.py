@@ -161,7 +161,8 @@ def test_autorec_without_refit_predicts_from_the_whole_training_part():
     from tfrec.train import run
 
     config = TrainConfig(model="autorec-i", data="synthetic:users=40,items=30,ratings=600", epochs=2, refit=False)
-    summary = run(config, verbose=0)
+    result = run(config, verbose=0)
+    summary = result.report
     whole = data.split(data.load(config.data), config.split, seed=config.seed).train
     assert summary["refit_epochs"] is None
-    assert summary["model"].num_ratings == len(rating_rows(whole, "item").values) == len(whole)
+    assert result.model.num_ratings == len(rating_rows(whole, "item").values) == len(whole)

@@ -161,7 +161,8 @@ def test_build_creates_every_variable_before_fit_with_the_values_fit_would_draw(
     those a model built lazily by its first training step gets."""
     from tfrec import data
     from tfrec.config import TrainConfig
-    from tfrec.train import MODELS, build, model_kwargs, training_dataset
+    from tfrec import families
+    from tfrec.train import build, model_kwargs, training_dataset
 
     train = data.split(data.load("synthetic:users=40,items=30,ratings=800,seed=2"), "ratio", seed=1).train
     config = TrainConfig(model=name, epochs=1)
@@ -179,7 +180,7 @@ def test_build_creates_every_variable_before_fit_with_the_values_fit_would_draw(
     assert config.steps_per_execution > 1 and len(traced) == 1  # Keras' own loop would trace it twice
 
     tf.keras.utils.set_random_seed(7)
-    lazy = MODELS[name].from_table(train, **model_kwargs(config))
+    lazy = families.model_class(name).from_table(train, **model_kwargs(config))
     lazy.compute_loss(next(iter(training_dataset(config, train, model=lazy))), training=True)
     assert len(lazy.trainable_variables) == len(initial)
     for drawn, expected in zip(lazy.trainable_variables, initial):

@@ -18,7 +18,7 @@ if "tensorflow" in sys.modules:
 from tfrec.errors import DataError, DataNotFoundError, TfrecError  # noqa: E402
 
 __version__ = "0.1.0"
-_SUBMODULES = ("data", "models", "train")
+_SUBMODULES = ("checkpoints", "config", "data", "export", "families", "metrics", "models", "ops", "optimizers", "train")
 __all__ = ["DataError", "DataNotFoundError", "TfrecError", "__version__", *_SUBMODULES]
 
 

@@ -15,14 +15,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; the CLI, not the library
 
+from tfrec import families  # noqa: E402
 from tfrec.config import (  # noqa: E402
     ACTIVATION_NAMES,
     FEEDBACK_NAMES,
-    FM_MODELS,
     IMPLICIT_LOSS_NAMES,
     INIT_NAMES,
-    MODEL_DEFAULTS,
-    MODEL_NAMES,
     NORMALIZATION_NAMES,
     OPTIMIZER_NAMES,
     PRECISION_NAMES,
@@ -44,13 +42,60 @@ def _per_model(key: str) -> str:
     def show(value):
         return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
 
-    return "default per model: " + ", ".join(f"{m} {show(d[key])}" for m, d in MODEL_DEFAULTS.items())
+    every = ((name, families.family(name).defaults_for(name)) for name in families.names())
+    return "default per model: " + ", ".join(f"{m} {show(d[key])}" for m, d in every)
+
+
+def _listed(names) -> str:
+    return ", ".join(names) or "none"
+
+
+#: How each family-specific ``TrainConfig`` field appears on the command line; ``d`` is ``TrainConfig()``.
+_OPTION_FLAGS = {
+    "features": lambda g, d: g.add_argument(
+        "--features",
+        default=",".join(d.features),
+        help="fields, TFDS names: user_id,movie_id,bucketized_user_age,user_gender,user_occupation_label,"
+        "user_zip_code,movie_genres (default %(default)s)",
+    ),
+    "layers": lambda g, d: g.add_argument(
+        "--layers", default=",".join(map(str, d.layers)), help="MLP widths (default %(default)s)"
+    ),
+    "dropout": lambda g, d: g.add_argument(
+        "--dropout", type=float, default=d.dropout, help="before each MLP layer (default %(default)s)"
+    ),
+    "feedback": lambda g, d: g.add_argument("--feedback", choices=FEEDBACK_NAMES, default=d.feedback),
+    "negatives": lambda g, d: g.add_argument(
+        "--negatives", type=int, default=d.negatives, help="implicit: per rated pair (default %(default)s)"
+    ),
+    "implicit_loss": lambda g, d: g.add_argument(
+        "--implicit-loss", choices=IMPLICIT_LOSS_NAMES, default=d.implicit_loss
+    ),
+    "hidden": lambda g, d: g.add_argument(
+        "--hidden", type=int, default=d.hidden, help="hidden units (default %(default)s)"
+    ),
+    "encoder_activation": lambda g, d: g.add_argument(
+        "--encoder-activation", choices=ACTIVATION_NAMES, default=d.encoder_activation
+    ),
+    "decoder_activation": lambda g, d: g.add_argument(
+        "--decoder-activation", choices=ACTIVATION_NAMES, default=d.decoder_activation
+    ),
+    "loss_normalization": lambda g, d: g.add_argument(
+        "--loss-normalization", choices=NORMALIZATION_NAMES, default=d.loss_normalization
+    ),
+    "init": lambda g, d: g.add_argument(
+        "--init", choices=INIT_NAMES, default=d.init, help="kernel init (default %(default)s)"
+    ),
+    "input_dropout": lambda g, d: g.add_argument(
+        "--input-dropout", type=float, default=d.input_dropout, help="rate in training (default %(default)s)"
+    ),
+}
 
 
 def _train_parser(sub) -> None:
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model and report its test metrics")
-    p.add_argument("--model", choices=MODEL_NAMES, default=d.model)
+    p.add_argument("--model", choices=families.names(), default=d.model)
     p.add_argument("--data", default=d.data, help="dataset name, directory or spec (default %(default)s)")
     p.add_argument(
         "--split", help="ratio[:F] | u1..u5 | leave-last-out (default ratio; leave-last-out for implicit feedback)"
@@ -68,11 +113,14 @@ def _train_parser(sub) -> None:
     p.add_argument("--strategy", choices=STRATEGY_NAMES, default=d.strategy)
     p.add_argument(
         "--intra-op-threads", type=_nonnegative, metavar="N",
-        help="TensorFlow's threads per op (default 1; autorec-*: 0, one per core)",
+        help="TensorFlow's threads per op (default 1; "
+        + _listed(n for f in families.families() if f.threads_per_op == "all" for n in f.variants)
+        + ": 0, one per core)",
     )  # fmt: skip
     p.add_argument(
         "--mixed-precision", choices=PRECISION_NAMES,
-        help="Dense layers (ncf, neumf, autorec-*) compute in float16 (GPUs) or bfloat16 (CPUs with AMX/AVX512-BF16)",
+        help=f"Dense layers ({_listed(n for f in families.families() for n in f.mixed_precision)}) compute in "
+        "float16 (GPUs) or bfloat16 (CPUs with AMX/AVX512-BF16)",
     )  # fmt: skip
     p.add_argument(
         "--refit",
@@ -81,29 +129,14 @@ def _train_parser(sub) -> None:
         + _per_model("refit")
         + ")",
     )
-    fm = p.add_argument_group("Factorization machines (fm, ffm)")
-    fm.add_argument(
-        "--features", default=",".join(d.features),
-        help="fields, TFDS names: user_id,movie_id,bucketized_user_age,user_gender,user_occupation_label,"
-        "user_zip_code,movie_genres (default %(default)s)",
-    )  # fmt: skip
-    ncf = p.add_argument_group("NCF (ncf, gmf, neumf)")
-    ncf.add_argument("--layers", default=",".join(map(str, d.layers)), help="MLP widths (default %(default)s)")
-    ncf.add_argument("--dropout", type=float, default=d.dropout, help="before each MLP layer (default %(default)s)")
-    ncf.add_argument("--feedback", choices=FEEDBACK_NAMES, default=d.feedback)
-    ncf.add_argument(
-        "--negatives", type=int, default=d.negatives, help="implicit: per rated pair (default %(default)s)"
-    )
-    ncf.add_argument("--implicit-loss", choices=IMPLICIT_LOSS_NAMES, default=d.implicit_loss)
-    autorec = p.add_argument_group("AutoRec (autorec-i, autorec-u)")
-    autorec.add_argument("--hidden", type=int, default=d.hidden, help="hidden units (default %(default)s)")
-    autorec.add_argument("--encoder-activation", choices=ACTIVATION_NAMES, default=d.encoder_activation)
-    autorec.add_argument("--decoder-activation", choices=ACTIVATION_NAMES, default=d.decoder_activation)
-    autorec.add_argument("--loss-normalization", choices=NORMALIZATION_NAMES, default=d.loss_normalization)
-    autorec.add_argument("--init", choices=INIT_NAMES, default=d.init, help="kernel init (default %(default)s)")
-    autorec.add_argument(
-        "--input-dropout", type=float, default=d.input_dropout, help="rate in training (default %(default)s)"
-    )
+    added = set()
+    for family in families.families():  # each family's own options, under its title
+        options = [o for o in family.options if o not in added]
+        if options:
+            group = p.add_argument_group(f"{family.title} ({', '.join(family.variants)})")
+            for option in options:
+                _OPTION_FLAGS[option](group, d)
+            added.update(options)
     p.add_argument(
         "--checkpoint-dir", metavar="DIR",
         help="save every epoch end to DIR; the same command started again resumes there",
@@ -224,14 +257,20 @@ def _train(args) -> None:
     from tfrec.checkpoints import RunFinished
     from tfrec.train import configure_threads, run
 
-    configure_threads(config.model, args.intra_op_threads)
+    try:
+        configure_threads(config.model, args.intra_op_threads)
+    except TfrecError:
+        if args.intra_op_threads is not None:  # asked for: a mistake to report
+            raise
+        # Called from a process whose TensorFlow runs already (a notebook, a test): its threads stay as they are.
+        print("tfrec: note: TensorFlow is running in this process already; its thread settings stay", file=sys.stderr)
 
     try:
-        summary = run(config, verbose=0 if args.quiet else 2)
+        result = run(config, verbose=0 if args.quiet else 2)
     except RunFinished as finished:  # not a mistake: a retry loop around a finished run ends here
         print(f"tfrec: {finished}", file=sys.stderr)
         return
-    model, train = summary.pop("model"), summary.pop("train")
+    summary, model, train = dict(result.report), result.model, result.train
     import tensorflow as tf
 
     threading = tf.config.threading  # as TF has them (0: its default, one per core)
@@ -252,7 +291,7 @@ def _train(args) -> None:
         ("model", config.model + (" (implicit)" if config.implicit else "")),
         ("data", f"{config.data}, split {config.split} (fingerprint {summary['split_fingerprint']})"),
     ]
-    if config.model in FM_MODELS:
+    if config.family.side_features:
         rows.append(("features", ", ".join(config.features)))
     if config.implicit:
         for name in ("hit_rate@10", "ndcg@10"):
@@ -327,7 +366,7 @@ def _export(args) -> None:
     if out.exists():
         raise TfrecError(f"--out {out}: already exists")
     model, train = _load_run(args.source)
-    if train is None and not hasattr(model, "row_splits"):  # AutoRec keeps its ratings; others do not
+    if train is None and model.stored_ratings() is None:  # AutoRec keeps its ratings; others do not
         print(f"tfrec: note: {args.source} holds no training ratings, so recommend leaves nothing out "
               "(export a `tfrec train --save` directory instead)", file=sys.stderr)  # fmt: skip
     export.save(model, out, rated=train, clip=not args.no_clip)
@@ -403,8 +442,8 @@ def _parity(args) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # its own parser (it also runs as `python -m tfrec.bench`)
-        from tfrec import bench
+    if argv[:1] == ["bench"]:  # the harness's own parser (it also runs as `python -m parity.bench`)
+        from parity import bench
 
         try:
             return bench.main(argv[1:], parser_class=_Parser)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from tfrec import families
 from tfrec.errors import TfrecError
 
-MODEL_NAMES = ("mf", "biased-mf", "ncf", "gmf", "neumf", "autorec-i", "autorec-u", "fm", "ffm")
 OPTIMIZER_NAMES = ("adam", "lazy-adam", "adagrad", "sgd")
 STRATEGY_NAMES = ("auto", "default", "mirrored", "multi-worker")
 FEEDBACK_NAMES = ("explicit", "implicit")
@@ -14,30 +14,11 @@ IMPLICIT_LOSS_NAMES = ("bce", "mse")
 NORMALIZATION_NAMES = ("observed", "entries")
 INIT_NAMES = ("torch", "glorot")
 ACTIVATION_NAMES = ("sigmoid", "linear", "relu", "elu", "selu", "tanh", "softplus", "swish", "gelu")
-NCF_MODELS = ("ncf", "gmf", "neumf")
-AUTOREC_MODELS = ("autorec-i", "autorec-u")
-FM_MODELS = ("fm", "ffm")
 ID_FEATURES = ("user_id", "movie_id")
 PRECISION_NAMES = ("float16", "bfloat16")
-#: The models with Dense layers, the only layers mixed precision changes (embedding lookups gain nothing).
-MIXED_PRECISION_MODELS = ("ncf", "neumf", "autorec-i", "autorec-u")
-
-# Every value chosen on ML-100K 80/20 seed 42 by the validation cut of the training
-# part (benchmarks/RESULTS.md has the test numbers). Plain MF, with no mean or bias
-# terms to carry the rating level, overfits at lr 0.01 before it converges.
-# AutoRec's batch is rating vectors (items or users), not ratings; its training
-# ratings are also its inputs, so the held-out cut costs it twice and it refits.
-MODEL_DEFAULTS = {
-    "mf": {"dim": 32, "learning_rate": 0.003, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
-    "biased-mf": {"dim": 32, "learning_rate": 0.01, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
-    "ncf": {"dim": 32, "learning_rate": 0.001, "l2": 0.01, "batch_size": 1024, "patience": 3, "refit": False},
-    "gmf": {"dim": 32, "learning_rate": 0.001, "l2": 0.01, "batch_size": 1024, "patience": 3, "refit": False},
-    "neumf": {"dim": 32, "learning_rate": 0.001, "l2": 0.01, "batch_size": 1024, "patience": 3, "refit": False},
-    "autorec-i": {"dim": 32, "learning_rate": 0.001, "l2": 0.001, "batch_size": 256, "patience": 5, "refit": True},
-    "autorec-u": {"dim": 32, "learning_rate": 0.003, "l2": 0.001, "batch_size": 256, "patience": 5, "refit": True},
-    "fm": {"dim": 8, "learning_rate": 0.005, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
-    "ffm": {"dim": 4, "learning_rate": 0.01, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
-}
+#: The fields every family's ``defaults`` sets (``tfrec.families.Family``), measured per family on
+#: ML-100K 80/20 seed 42 by the validation cut of the training part (benchmarks/RESULTS.md).
+PER_MODEL = ("dim", "learning_rate", "l2", "batch_size", "patience", "refit")
 
 
 def _parse_layers(layers) -> tuple[int, ...]:
@@ -64,11 +45,11 @@ def _parse_features(features) -> tuple[str, ...]:
 class TrainConfig:
     """Everything ``tfrec train`` needs; defaults measured on ML-100K (benchmarks/RESULTS.md).
 
-    A field left at None takes the model's default from :data:`MODEL_DEFAULTS`
-    (or, for ``split``, the feedback's) when :meth:`check` runs.
+    A field left at None takes the model's default (its family's ``defaults``,
+    ``tfrec.families``) or, for ``split``, the feedback's, when :meth:`check` runs.
 
     Attributes:
-      model: One of :data:`MODEL_NAMES`.
+      model: A registered model name (``tfrec.families.names()``).
       data: A dataset name, directory or spec (``tfrec.data.load``).
       split: ``ratio[:F]``, ``u1``..``u5`` or ``leave-last-out``; None: ``ratio``
         for explicit feedback, ``leave-last-out`` (the NCF protocol) for implicit.
@@ -119,7 +100,7 @@ class TrainConfig:
         and the loss stay float32.
     """
 
-    model: str = "biased-mf"
+    model: str = dataclasses.field(default_factory=families.default_model)
     data: str = "ml-100k"
     split: str | None = None
     epochs: int = 50
@@ -151,13 +132,18 @@ class TrainConfig:
     mixed_precision: str | None = None
 
     @property
+    def family(self) -> families.Family:
+        return families.family(self.model)
+
+    @property
     def implicit(self) -> bool:
-        return self.model in NCF_MODELS and self.feedback == "implicit"
+        return self.feedback == "implicit" and self.family.implicit
 
     def check(self) -> None:
         """Fills model defaults; raises TfrecError naming the first field with a bad value."""
+        family = self.family  # raises for an unknown model, listing the known ones
         for key, allowed in (
-            ("model", MODEL_NAMES), ("optimizer", OPTIMIZER_NAMES), ("strategy", STRATEGY_NAMES),
+            ("optimizer", OPTIMIZER_NAMES), ("strategy", STRATEGY_NAMES),
             ("feedback", FEEDBACK_NAMES), ("implicit_loss", IMPLICIT_LOSS_NAMES),
             ("loss_normalization", NORMALIZATION_NAMES), ("encoder_activation", ACTIVATION_NAMES),
             ("decoder_activation", ACTIVATION_NAMES), ("init", INIT_NAMES),
@@ -169,22 +155,28 @@ class TrainConfig:
                 raise TfrecError(
                     f"unknown mixed_precision {self.mixed_precision!r}: use one of {', '.join(PRECISION_NAMES)}"
                 )
-            if self.model not in MIXED_PRECISION_MODELS:
+            if self.model not in family.mixed_precision:
+                able = [n for f in families.families() for n in f.mixed_precision]
                 raise TfrecError(
-                    f"mixed_precision is for the models with Dense layers ({', '.join(MIXED_PRECISION_MODELS)}); "
+                    f"mixed_precision is for the models with Dense layers ({', '.join(able)}); "
                     f"{self.model} is embedding lookups, which compute in float32"
                 )
-        if self.feedback == "implicit" and self.model not in NCF_MODELS:
-            raise TfrecError(f"feedback 'implicit' is for {', '.join(NCF_MODELS)}, not {self.model}")
-        for key, value in MODEL_DEFAULTS[self.model].items():
+        if self.feedback == "implicit" and not family.implicit:
+            able = [n for f in families.families() if f.implicit for n in f.variants]
+            raise TfrecError(f"feedback 'implicit' is for {', '.join(able)}, not {self.model}")
+        for key, value in family.defaults_for(self.model).items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        missing = [key for key in PER_MODEL if getattr(self, key) is None]
+        if missing:
+            raise TfrecError(f"model {self.model!r}: its family sets no default for {', '.join(missing)}")
         if self.split is None:
             self.split = "leave-last-out" if self.implicit else "ratio"
         self.layers = _parse_layers(self.layers)
         self.features = _parse_features(self.features)
-        if self.features != ID_FEATURES and self.model not in FM_MODELS:
-            raise TfrecError(f"features are for {', '.join(FM_MODELS)}; {self.model} uses user_id and movie_id")
+        if self.features != ID_FEATURES and not family.side_features:
+            able = [n for f in families.families() if f.side_features for n in f.variants]
+            raise TfrecError(f"features are for {', '.join(able)}; {self.model} uses user_id and movie_id")
         for key in ("epochs", "batch_size", "dim", "steps_per_execution", "negatives", "hidden"):
             if getattr(self, key) < 1:
                 raise TfrecError(f"{key} must be at least 1, got {getattr(self, key)}")

@@ -151,10 +151,8 @@ def rated_rows(model, rated: Ratings | None) -> tuple[np.ndarray, np.ndarray]:
     if rated is not None:
         u = vocabulary_rows(model.user_vocabulary, rated.user_ids)[rated.user]
         i = vocabulary_rows(model.item_vocabulary, rated.item_ids)[rated.item] - 1  # columns 0..V-1; -1 unseen
-    elif hasattr(model, "row_splits"):  # AutoRec keeps its training ratings
-        splits, columns = model.row_splits.numpy(), model.columns.numpy().astype(np.int64)
-        rows = np.repeat(np.arange(len(splits) - 1), np.diff(splits))
-        u, i = (columns + 1, rows) if model.kind == "item" else (rows + 1, columns)
+    elif model.stored_ratings() is not None:  # a model that keeps its training ratings (AutoRec)
+        u, i = model.stored_ratings()
     else:
         u = i = np.zeros(0, np.int64)
     keep = (u > 0) & (i >= 0)

@@ -13,7 +13,7 @@ there too, one op per variable instead of eleven.
 
 from __future__ import annotations
 
-from tfrec import ops
+from tfrec import _internals, ops
 from tfrec._keras import tf
 
 
@@ -29,7 +29,7 @@ class SharedRowDedup:
     shape this is about a second an epoch (benchmarks/RESULTS.md).
     """
 
-    def _deduplicate_sparse_grad(self, grads):
+    def _deduplicate_sparse_grad(self, grads):  # _internals.DEDUPLICATE_SPARSE_GRAD
         shared, processed = {}, []
         for grad in grads:
             source = _reshaped_source(grad.indices) if isinstance(grad, tf.IndexedSlices) else None
@@ -64,7 +64,7 @@ class TorchAdagrad(SharedRowDedup, tf.keras.optimizers.Adagrad):
         # (tfrec.ops; benchmarks/RESULTS.md).
         lr = tf.cast(self.learning_rate, variable.dtype)
         epsilon = tf.cast(self.epsilon, variable.dtype)
-        accumulator = self._accumulators[self._index_dict[self._var_key(variable)]]
+        accumulator = _internals.optimizer_slot(self, "accumulators", variable)
         if isinstance(grad, tf.IndexedSlices):
             ops.sparse_apply_adagrad(variable, accumulator, lr, epsilon, grad, allow_native=not self.jit_compile)
         else:
@@ -87,7 +87,7 @@ class Adam(SharedRowDedup, tf.keras.optimizers.Adam):
     once per id tensor (:class:`SharedRowDedup`).
     """
 
-    def _deduplicate_sparse_grad(self, grads):
+    def _deduplicate_sparse_grad(self, grads):  # _internals.DEDUPLICATE_SPARSE_GRAD
         if self._native_step():  # the native sweep sums a table's duplicate rows itself, in the same order
             return list(grads)
         return super()._deduplicate_sparse_grad(grads)
@@ -109,8 +109,7 @@ class Adam(SharedRowDedup, tf.keras.optimizers.Adam):
         beta_2_power = tf.pow(tf.cast(self.beta_2, dtype), local_step)
         alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         epsilon = self.epsilon * tf.sqrt(1 - beta_2_power) if self.adaptive_epsilon else self.epsilon
-        key = self._index_dict[self._var_key(variable)]
-        m, v = self._momentums[key], self._velocities[key]
+        m, v = (_internals.optimizer_slot(self, slots, variable) for slots in ("momentums", "velocities"))
         one_minus = [tf.cast(1 - beta, dtype) for beta in (self.beta_1, self.beta_2)]
         apply = ops.sparse_grad_apply_adam if sparse else ops.apply_adam
         if not apply(variable, m, v, alpha, *one_minus, tf.cast(epsilon, dtype), gradient):
@@ -153,7 +152,6 @@ class LazyAdam(SharedRowDedup, tf.keras.optimizers.Adam):
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
         alpha = tf.cast(self.learning_rate, dtype) * tf.sqrt(1 - beta_2**step) / (1 - beta_1**step)
         epsilon = self.epsilon * tf.sqrt(1 - beta_2**step) if self.adaptive_epsilon else self.epsilon
-        key = self._index_dict[self._var_key(variable)]
-        m, v = self._momentums[key], self._velocities[key]
+        m, v = (_internals.optimizer_slot(self, slots, variable) for slots in ("momentums", "velocities"))
         # apply_gradients has summed duplicate rows; under XLA (jit_compile, on GPUs) TF's kernels
         ops.sparse_apply_lazy_adam(variable, m, v, alpha, beta_1, beta_2, epsilon, gradient, not self.jit_compile)

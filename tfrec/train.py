@@ -16,29 +16,15 @@ import numpy as np
 from tfrec._keras import tf
 
 from tfrec import data as tfdata
+from tfrec import families
 from tfrec.checkpoints import ResumableEarlyStopping, RunDirectory
-from tfrec.config import AUTOREC_MODELS, FM_MODELS, NCF_MODELS, TrainConfig
-from tfrec.data.implicit import implicit_dataset, ranking_candidates
-from tfrec.data.vectors import vector_dataset
+from tfrec.config import TrainConfig
+from tfrec.data.implicit import ranking_candidates
 from tfrec.errors import TfrecError
 from tfrec.metrics import RankingMetrics, most_popular, ranking_metrics
+from tfrec.models._base import PAIR_FEATURES
 from tfrec.optimizers import Adam, LazyAdam, TorchAdagrad
-from tfrec.models import (
-    AutoRec, BiasedMatrixFactorization, FactorizationMachine, FieldAwareFactorizationMachine, MatrixFactorization,
-    NeuralCollaborativeFiltering,
-)  # fmt: skip
 
-MODELS = {
-    "mf": MatrixFactorization,
-    "biased-mf": BiasedMatrixFactorization,
-    "ncf": NeuralCollaborativeFiltering,
-    "gmf": NeuralCollaborativeFiltering,
-    "neumf": NeuralCollaborativeFiltering,
-    "autorec-i": AutoRec,
-    "autorec-u": AutoRec,
-    "fm": FactorizationMachine,
-    "ffm": FieldAwareFactorizationMachine,
-}
 RANKING_NEGATIVES, RANKING_K = 99, 10  # the NCF evaluation protocol
 OPTIMIZERS = {
     "adam": Adam,  # Keras' Adam, each variable's step in one native op (tfrec.ops)
@@ -90,12 +76,12 @@ def configure_threads(model: str, intra_op: int | None = None, inter_op: int | N
     """Sets TensorFlow's thread pools for training ``model`` in this process; call before any TF op runs.
 
     For an application (``tfrec train``, ``tfrec bench``), not for library code: the setting is
-    process-wide. ``intra_op`` None: 1 for the embedding models (MF, biased MF, NCF, FM), whose steps
-    are chains of small ops that lose more to splitting each op between threads than they gain, and
-    for AutoRec, whose step is dense matrix products, as many as ``inter_op`` (None: TensorFlow's
-    default, one per core). On 2 cores, one thread per op made an ML-100K step 15-25% shorter for
-    MF, biased MF, NCF and NeuMF, AutoRec's the same, and biased MF's ML-20M epoch 6.2 s instead of
-    7.3 s (benchmarks/RESULTS.md).
+    process-wide. ``intra_op`` None: the family's ``threads_per_op`` (``tfrec.families``): 1 for the
+    embedding models (MF, biased MF, NCF, FM), whose steps are chains of small ops that lose more to
+    splitting each op between threads than they gain, and for AutoRec, whose step is dense matrix
+    products, as many as ``inter_op`` (None: TensorFlow's default, one per core). On 2 cores, one
+    thread per op made an ML-100K step 15-25% shorter for MF, biased MF, NCF and NeuMF, AutoRec's the
+    same, and biased MF's ML-20M epoch 6.2 s instead of 7.3 s (benchmarks/RESULTS.md).
     ``inter_op`` None: TensorFlow's default (one per core), so independent ops still run side by side.
 
     Returns:
@@ -106,7 +92,7 @@ def configure_threads(model: str, intra_op: int | None = None, inter_op: int | N
     """
     inter_op = inter_op or 0
     if intra_op is None:
-        intra_op = inter_op if model in AUTOREC_MODELS else 1
+        intra_op = inter_op if families.family(model).threads_per_op == "all" else 1
     if intra_op < 0 or inter_op < 0:
         raise TfrecError(f"thread counts must be at least 0 (0: TensorFlow's default), got {intra_op}, {inter_op}")
     try:
@@ -127,31 +113,15 @@ def is_chief(strategy_: tf.distribute.Strategy) -> bool:
 
 
 def model_kwargs(config: TrainConfig) -> dict:
-    """Constructor arguments of ``config.model`` from a checked config."""
-    if config.model in NCF_MODELS:
-        return {
-            "variant": {"ncf": "mlp", "gmf": "gmf", "neumf": "neumf"}[config.model],
-            "dim": config.dim, "layers": list(config.layers), "dropout": config.dropout,
-            "feedback": config.feedback, "implicit_loss": config.implicit_loss, "l2": config.l2,
-            "mixed_precision": config.mixed_precision,
-        }  # fmt: skip
-    if config.model in AUTOREC_MODELS:
-        return {
-            "kind": "item" if config.model == "autorec-i" else "user", "hidden": config.hidden,
-            "encoder_activation": config.encoder_activation, "decoder_activation": config.decoder_activation,
-            "l2": config.l2, "loss_normalization": config.loss_normalization,
-            "input_dropout": config.input_dropout, "init": config.init, "mixed_precision": config.mixed_precision,
-        }  # fmt: skip
-    if config.model in FM_MODELS:
-        return {"dim": config.dim, "l2": config.l2, "fields": list(config.features)}
-    return {"dim": config.dim, "l2": config.l2}
+    """Constructor arguments of ``config.model`` from a checked config (its family's ``arguments``)."""
+    return families.model_arguments(config.model, config)
 
 
 def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, strategy_=None, **kwargs):
     """Creates and compiles a model from a training table under a strategy.
 
     Args:
-      model: A name from ``tfrec.config.MODEL_NAMES``.
+      model: A registered model name (``tfrec.families.names()``).
       train: The training table (vocabularies, mean and range come from it).
       config: Optimizer, learning rate, model options, steps per execution;
         default ``TrainConfig(model=model)``.
@@ -166,7 +136,7 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
     config.check()
     strategy_ = strategy_ or strategy(config.strategy)
     with strategy_.scope():
-        net = MODELS[model].from_table(train, **{**model_kwargs(config), **kwargs})
+        net = families.model_class(model).from_table(train, **{**model_kwargs(config), **kwargs})
         optimizer = OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
         if net.mixed_precision == "float16":  # dynamic loss scaling, as Keras does for a mixed_float16 model
             optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
@@ -186,7 +156,8 @@ def training_dataset(
     workers: int = 1,
     model=None,
 ):
-    """The shuffled training pipeline the model family eats: ratings, implicit pairs or rating vectors.
+    """The shuffled training pipeline the model family eats (its class's ``training_data``): rating pairs,
+    implicit pairs with sampled negatives, or rating vectors.
 
     ``first_epoch``: the epoch its first pass is (a run resumed after epoch ``e`` passes ``e + 1``).
     ``workers``: under MultiWorkerMirroredStrategy, the number of processes. Every worker builds the
@@ -201,19 +172,8 @@ def training_dataset(
             raise TfrecError(f"batch_size {batch_size} does not split evenly over {workers} workers")
         batch_size, drop_remainder = batch_size // workers, True
     common = {"shuffle": True, "seed": config.seed, "drop_remainder": drop_remainder, "first_epoch": first_epoch}
-    if config.model in AUTOREC_MODELS:
-        by = "item" if config.model == "autorec-i" else "user"
-        ds = vector_dataset(train, by, batch_size, ragged=True, **common)  # observed entries only
-    elif config.implicit:
-        ds = implicit_dataset(train, config.negatives, batch_size, **common)
-    else:
-        ds = tfdata.dataset(train, batch_size, features=PAIR_FEATURES, vocabularies=_vocabularies(model), **common)
+    ds = families.model_class(config.model).training_data(train, config, batch_size, _vocabularies(model), **common)
     return _by_batch(ds) if workers > 1 else ds
-
-
-#: What a rating-pair pipeline carries: the ids (as the model's row numbers when it has vocabularies) and
-#: the rating. Side features (FM) come from the model's own tables, looked up by id.
-PAIR_FEATURES = ("user_id", "movie_id", "user_rating")
 
 
 def evaluation_dataset(table: tfdata.Ratings, batch_size: int, model=None, workers: int = 1, cache: bool = False):
@@ -236,7 +196,26 @@ def _vocabularies(model):
     return None if model is None else (model.user_vocabulary, model.item_vocabulary)
 
 
-def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` returns: the report (plain values, what ``--json`` writes) and the live objects apart.
+
+    Attributes:
+      report: ``{"test_rmse", "test_mae", "epochs", "best_epoch", "refit_epochs", "validation",
+        "fit_seconds", "split_fingerprint", "devices", "workers", "chief", "config"}``
+        (``validation``: the monitored score at the best epoch); implicit runs have
+        ``test_rmse``/``test_mae`` None and add ``test_hit_rate@10``, ``test_ndcg@10``,
+        ``popular_hit_rate@10``, ``popular_ndcg@10``.
+      model: The trained Keras model.
+      train: The training part, whose ratings ``tfrec.export.save`` leaves out of recommendations.
+    """
+
+    report: dict
+    model: object
+    train: tfdata.Ratings
+
+
+def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
     """Loads, splits, fits with early stopping and evaluates: ``tfrec train``.
 
     Explicit feedback stops on validation RMSE (a random ``validation_fraction``
@@ -246,13 +225,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     NDCG@10 beside the most-popular baseline's on the same candidates.
 
     Returns:
-      ``{"test_rmse", "test_mae", "epochs", "best_epoch", "refit_epochs", "validation",
-      "fit_seconds", "split_fingerprint", "devices", "config", "model", "train"}`` (``validation``:
-      the monitored score at the best epoch) (``model`` is the trained Keras
-      model, ``train`` the training part, whose ratings ``tfrec.export.save``
-      leaves out of recommendations; implicit runs have ``test_rmse``/``test_mae`` None and add
-      ``test_hit_rate@10``, ``test_ndcg@10``, ``popular_hit_rate@10``,
-      ``popular_ndcg@10``).
+      A :class:`RunResult`: the report, the trained model and the training part.
     """
     config.check()
     strategy_ = strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
@@ -318,8 +291,8 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
         )
         _fit(net, full_ds, n_workers, run_dir, "refit", done, refit_epochs, refit_logs, probe, verbose,
              list(callbacks), extra={"fit_logs": fit_logs, "monitored": monitored})  # fmt: skip
-    elif config.model in AUTOREC_MODELS and validation is not None:
-        net.set_ratings(parts.train)  # the validation cut's ratings are known ratings: inputs again
+    elif validation is not None:
+        net.set_ratings(parts.train)  # the validation cut's ratings are known ratings: inputs again (AutoRec)
     fit_seconds = time.perf_counter() - start
     summary = {"test_rmse": None, "test_mae": None}
     if config.implicit:
@@ -347,7 +320,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> dict:
     }
     if run_dir is not None:
         run_dir.finish(report)
-    return {**report, "model": net, "train": parts.train}
+    return RunResult(report, net, parts.train)
 
 
 def endless(ds, n_workers: int = 1):

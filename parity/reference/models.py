@@ -57,18 +57,19 @@ class BiasedMF(MF):
 
 
 class NCF(nn.Module):
-    """NCF's MLP, GMF and NeuMF variants (He et al. 2017) with one Linear output."""
+    """NCF (He et al. 2017): the GMF branch, the MLP branch or both (NeuMF), fused by one Linear output."""
 
     def __init__(
-        self, users: int, items: int, variant: str, dim: int, layers, l2: float = 0.0, std: float = 0.01, mean=0.0
-    ):
+        self, users: int, items: int, gmf: bool, mlp: bool, dim: int, layers, l2: float = 0.0, std: float = 0.01,
+        mean=0.0,
+    ):  # fmt: skip
         super().__init__()
-        self.variant, self.l2 = variant, l2
+        self.gmf, self.mlp, self.l2 = gmf, mlp, l2
         width = 0
-        if variant != "mlp":
+        if gmf:
             self.user_gmf, self.item_gmf = nn.Embedding(users, dim), nn.Embedding(items, dim)
             width += dim
-        if variant != "gmf":
+        if mlp:
             self.user_mlp, self.item_mlp = nn.Embedding(users, dim), nn.Embedding(items, dim)
             tower, size = [], 2 * dim
             for out in layers:
@@ -84,9 +85,9 @@ class NCF(nn.Module):
 
     def forward(self, users, items):
         branches = []
-        if self.variant != "mlp":
+        if self.gmf:
             branches.append(self.user_gmf(users) * self.item_gmf(items))
-        if self.variant != "gmf":
+        if self.mlp:
             branches.append(self.tower(torch.cat([self.user_mlp(users), self.item_mlp(items)], dim=1)))
         return self.output(torch.cat(branches, dim=1)).squeeze(1)
 

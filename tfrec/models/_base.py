@@ -5,13 +5,20 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+from tfrec import _internals
 from tfrec._keras import tf
 import tensorflow_recommenders as tfrs
 
 from tfrec.config import PRECISION_NAMES
+from tfrec.data.pipeline import dataset as pair_dataset
 from tfrec.data.table import Ratings
 from tfrec.errors import TfrecError
 from tfrec.models._layers import id_lookup
+
+
+#: What a rating-pair pipeline carries: the ids (as the model's row numbers when it has vocabularies) and
+#: the rating. Side features (FM) come from the model's own tables, looked up by id.
+PAIR_FEATURES = ("user_id", "movie_id", "user_rating")
 
 
 def rating_task() -> tfrs.tasks.Ranking:
@@ -48,6 +55,9 @@ class RatingModel(tfrs.Model):
     """
 
     label = "user_rating"
+    #: Std of the normal distribution the "default" embedding initializer draws from (None: no embeddings);
+    #: a PyTorch reference of the family draws its tables from the same one.
+    default_embedding_std: float | None = None
     #: Whether the model has Dense layers for ``mixed_precision`` to act on.
     mixed_precision_layers = False
 
@@ -78,6 +88,45 @@ class RatingModel(tfrs.Model):
         """Builds the model with the vocabularies, mean and rating range of a training table."""
         return cls(**{**cls.table_args(train), **kwargs})
 
+    @classmethod
+    def training_data(cls, table: Ratings, config, batch_size: int, vocabularies=None, **common):
+        """The training pipeline the family eats, from a training table and a checked ``TrainConfig``.
+
+        This default is rating pairs (``tfrec.data.dataset``), with ``vocabularies`` (a built model's
+        ``(user_vocabulary, item_vocabulary)``) as row numbers instead of id strings; families that
+        eat something else (implicit pairs with negatives, rating vectors) override it. ``common``
+        is ``shuffle``, ``seed``, ``drop_remainder`` and ``first_epoch``.
+        """
+        return pair_dataset(table, batch_size, features=PAIR_FEATURES, vocabularies=vocabularies, **common)
+
+    @classmethod
+    def vector_kind(cls, name: str) -> str | None:
+        """``item`` or ``user`` if model ``name`` reads rating vectors of items or users, None for rating pairs."""
+        del name
+        return None
+
+    def set_ratings(self, table: Ratings) -> None:
+        """Makes ``table``'s ratings the ones the model reads as inputs (a no-op here; AutoRec keeps them).
+
+        ``tfrec.train.run`` calls it after fitting on a cut of the training part, with the whole part.
+        """
+        del table
+
+    def stored_ratings(self):
+        """``(user_rows, item_columns)`` of ratings the model itself keeps, or None (most models keep none).
+
+        User rows are vocabulary rows (1..U), item columns are 0-based (row - 1); an export leaves
+        these pairs out of ``recommend`` when it is given no training table.
+        """
+        return None
+
+    def load_torch_state(self, state: dict) -> None:
+        """Copies the weights of the family's PyTorch reference (``parity/reference``), a state dict of arrays.
+
+        The model must be built (called once). Tables of ids gain tfrec's row 0 (unseen ids) in front.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no PyTorch layout")
+
     def dense_policy(self):
         """The dtype policy of the model's Dense layers: ``mixed_<dtype>`` or float32."""
         name = f"mixed_{self.mixed_precision}" if self.mixed_precision else "float32"
@@ -91,7 +140,7 @@ class RatingModel(tfrs.Model):
         self.user_lookup = id_lookup(self.user_vocabulary)
         self.item_lookup = id_lookup(self.item_vocabulary)
 
-    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    @_internals.untracked
     def _set_untracked(self, **values) -> None:
         """Sets plain-data attributes (vocabularies, side features) without Keras tracking them.
 
@@ -232,21 +281,21 @@ class RatingModel(tfrs.Model):
         parameter-server coordinators keep Keras' function.
         """
         make = getattr(super(), f"make_{kind}_function")
-        steps = self._steps_per_execution
+        steps = _internals.steps_per_execution(self)
         if (
             (getattr(self, f"{kind}_function") is not None and not force)
             or steps is None
             or int(steps.numpy()) == 1
             or self.run_eagerly
-            or getattr(self, "_cluster_coordinator", None) is not None
+            or _internals.has_cluster_coordinator(self)
             or getattr(self, "autotune_steps_per_execution", False)
         ):
             return make(force)
-        self._set_steps_per_execution(None)  # Keras then makes its one-step function
+        _internals.set_steps_per_execution(self, None)  # Keras then makes its one-step function
         try:
             one_step = make(force=True)
         finally:
-            self._set_steps_per_execution(steps)
+            _internals.set_steps_per_execution(self, steps)
 
         step = tf.function(one_step.python_function, reduce_retracing=True, autograph=False)
 
@@ -267,8 +316,8 @@ class RatingModel(tfrs.Model):
         function = tf.function(several_steps, reduce_retracing=True, autograph=False)
         # Each model makes its own loop function, traced once; with one call an epoch, a few models built in
         # one process (a sweep) look to TF's retracing detector like one function retraced, and it warns.
-        # The attribute is TF's own switch for that (restored SavedModel functions set it); without it, no harm.
-        function._omit_frequent_tracing_warning = True
+        # TF's own switch for that (restored SavedModel functions set it); without it, no harm.
+        _internals.omit_retracing_warning(function)
         setattr(self, f"{kind}_function", function)
         setattr(self, f"{kind}_tf_function", function)
         return function
@@ -294,7 +343,7 @@ class RatingModel(tfrs.Model):
         Made while the count reads 1, Keras would cache its one-step function, and a later ``fit``,
         which advances its batch counter by the real count per call, would skip batches.
         """
-        steps = self._steps_per_execution
+        steps = _internals.steps_per_execution(self)
         if steps is None or int(steps.numpy()) == 1:
             yield
             return
@@ -305,11 +354,6 @@ class RatingModel(tfrs.Model):
             yield
         finally:
             steps.assign(count)
-
-    @tf.__internal__.tracking.no_automatic_dependency_tracking
-    def _set_steps_per_execution(self, value) -> None:
-        # Untracked, as Keras' compile sets it: tracked, the counter would become one of the model's weights.
-        self._steps_per_execution = value
 
     # The steps are straight-line TensorFlow (no Python control flow on tensors), so AutoGraph has nothing to
     # convert; skipping it (and so every layer and metric called inside) takes 0.3 s off tracing a train step.

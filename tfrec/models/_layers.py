@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 from tfrec._keras import tf
 
 
@@ -19,10 +20,10 @@ def id_lookup(vocabulary) -> tf.keras.layers.StringLookup:
     return tf.keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, mask_token=None)
 
 
-def factor_initializer(value="default"):
+def factor_initializer(value="default", std: float = 0.1):
     """A factor table's initializer: ``"default"`` is N(0, 0.1) (trains faster with Adam than Keras'
     U(-0.05, 0.05) or PyTorch's N(0, 1); measured on ML-100K), anything else goes to Keras."""
-    return tf.keras.initializers.RandomNormal(stddev=0.1) if value == "default" else value
+    return tf.keras.initializers.RandomNormal(stddev=std) if value == "default" else value
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrec")
@@ -151,3 +152,15 @@ def mlp_tower(sizes, dropout: float = 0.0, activation="relu", name: str = "mlp",
             layers.append(SeededDropout(dropout, dtype=dtype))
         layers.append(tf.keras.layers.Dense(int(size), activation=activation, dtype=dtype))
     return tf.keras.Sequential(layers, name=name)
+
+
+def assign_torch_table(layer: IdEmbedding, weight) -> None:
+    """Sets an :class:`IdEmbedding`'s rows 1..V to an ``nn.Embedding`` weight ``[V, dim]``; row 0 (unseen ids) stays."""
+    table = layer.embedding.embeddings
+    table.assign(np.concatenate([table.numpy()[:1], np.asarray(weight, np.float32)], axis=0))
+
+
+def assign_torch_linear(layer: tf.keras.layers.Dense, state: dict, name: str) -> None:
+    """Sets a Dense layer to ``nn.Linear`` ``name``'s weights: ``{name}.weight`` ``[out, in]`` is transposed."""
+    layer.kernel.assign(np.asarray(state[f"{name}.weight"], np.float32).T)
+    layer.bias.assign(np.asarray(state[f"{name}.bias"], np.float32))

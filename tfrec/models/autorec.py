@@ -9,10 +9,11 @@ from tfrec import ops
 
 from tfrec.data.pipeline import vocabulary_rows
 from tfrec.data.table import Ratings
-from tfrec.data.vectors import compress, rating_rows, sparse_rows
+from tfrec.data.vectors import compress, rating_rows, sparse_rows, vector_dataset
 from tfrec.errors import TfrecError
+from tfrec.families import Family
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import SeededDropout
+from tfrec.models._layers import SeededDropout, assign_torch_linear
 
 KINDS = ("item", "user")
 NORMALIZATIONS = ("observed", "entries")
@@ -39,6 +40,26 @@ def _vectors_in(features):
     """How many rating vectors a batch holds (int64), ragged or dense."""
     ratings = features["ratings"]
     return ratings.nrows() if isinstance(ratings, tf.RaggedTensor) else tf.shape(ratings, out_type=tf.int64)[0]
+
+
+FAMILY = Family(
+    model="AutoRec",
+    title="AutoRec",
+    variants={"autorec-i": {"kind": "item"}, "autorec-u": {"kind": "user"}},
+    # A batch is rating vectors (items or users), not ratings. The training ratings are also the model's
+    # inputs, so the held-out validation cut costs it twice, and it refits on the whole training part.
+    defaults={"dim": 32, "learning_rate": 0.001, "l2": 0.001, "batch_size": 256, "patience": 5, "refit": True},
+    variant_defaults={"autorec-u": {"learning_rate": 0.003}},
+    arguments={
+        "hidden": "hidden", "encoder_activation": "encoder_activation", "decoder_activation": "decoder_activation",
+        "l2": "l2", "loss_normalization": "loss_normalization", "input_dropout": "input_dropout", "init": "init",
+        "mixed_precision": "mixed_precision",
+    },
+    options=("hidden", "encoder_activation", "decoder_activation", "loss_normalization", "init", "input_dropout"),
+    mixed_precision=("autorec-i", "autorec-u"),
+    threads_per_op="all",  # dense matrix products: one thread per core each
+    rank=40,
+)  # fmt: skip
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrec")
@@ -193,6 +214,25 @@ class AutoRec(RatingModel):
         rows = rating_rows(train, kind)
         stored = (rows.row_splits, rows.columns, rows.values)
         return cls(**{**cls.table_args(train), "kind": kind, "ratings": stored, **kwargs})
+
+    @classmethod
+    def training_data(cls, table, config, batch_size, vocabularies=None, **common):
+        """Rating vectors of the variant's kind, the observed entries only (ragged ``{columns, ratings}``)."""
+        del vocabularies
+        return vector_dataset(table, cls.vector_kind(config.model), batch_size, ragged=True, **common)
+
+    @classmethod
+    def vector_kind(cls, name: str) -> str:
+        return FAMILY.variants[name]["kind"]
+
+    def load_torch_state(self, state: dict) -> None:
+        assign_torch_linear(self.encoder, state, "encoder")
+        assign_torch_linear(self.decoder, state, "decoder")
+
+    def stored_ratings(self):
+        splits, columns = self.row_splits.numpy(), self.columns.numpy().astype(np.int64)
+        rows = np.repeat(np.arange(len(splits) - 1), np.diff(splits))
+        return (columns + 1, rows) if self.kind == "item" else (rows + 1, columns)
 
     def set_ratings(self, table: Ratings) -> None:
         """Replaces the stored input ratings with ``table``'s (ids outside the vocabularies are left out).

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 
 from tfrec._keras import tf
-from tfrec.models._layers import IdEmbedding
+from tfrec.families import Family
+from tfrec.models._layers import IdEmbedding, assign_torch_table
 from tfrec.models.mf import MatrixFactorization
+
+
+FAMILY = Family(
+    model="BiasedMatrixFactorization",
+    title="Biased matrix factorization",
+    variants={"biased-mf": {}},
+    defaults={"dim": 32, "learning_rate": 0.01, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
+    arguments={"dim": "dim", "l2": "l2"},
+    rank=20,
+    default="biased-mf",  # what `tfrec train` trains without --model
+)
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrec")
@@ -54,6 +66,11 @@ class BiasedMatrixFactorization(MatrixFactorization):
         factors = tf.matmul(self.user_factors(users), self.item_factors(items), transpose_b=True)
         user_terms = tf.where((users > 0)[:, tf.newaxis], self.user_bias(users) + factors, 0.0)
         return self.global_mean + tf.transpose(self.item_bias(items)) + user_terms
+
+    def load_torch_state(self, state: dict) -> None:
+        super().load_torch_state(state)
+        for name in ("user_bias", "item_bias"):
+            assign_torch_table(getattr(self, name), state[f"{name}.weight"])
 
     def get_config(self):
         return {**super().get_config(), "bias_l2": self.bias_l2}

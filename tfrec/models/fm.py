@@ -7,6 +7,7 @@ from tfrec._keras import tf
 
 from tfrec.data import fields as fieldlib
 from tfrec.data.table import Ratings
+from tfrec.families import Family
 from tfrec.models._base import RatingModel
 from tfrec.models._layers import factor_initializer, id_lookup
 
@@ -40,6 +41,20 @@ def field_aware_interaction(xv, slot_field, num_fields: int):
     return 0.5 * (crossed - tf.reduce_sum(tf.square(own), axis=[1, 2]))
 
 
+FAMILY = Family(
+    model="FactorizationMachine",
+    title="Factorization machines",
+    variants={"fm": {}, "ffm": {}},
+    variant_models={"ffm": "FieldAwareFactorizationMachine"},
+    defaults={"dim": 8, "learning_rate": 0.005, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
+    variant_defaults={"ffm": {"dim": 4, "learning_rate": 0.01}},
+    arguments={"dim": "dim", "l2": "l2", "fields": "features"},
+    options=("features",),
+    side_features=True,
+    rank=50,
+)
+
+
 @tf.keras.utils.register_keras_serializable(package="tfrec")
 class FactorizationMachine(RatingModel):
     """A second-order factorization machine over fields of ids and side features.
@@ -70,6 +85,7 @@ class FactorizationMachine(RatingModel):
     """
 
     field_aware = False
+    default_embedding_std = 0.1
 
     def __init__(
         self,
@@ -86,7 +102,7 @@ class FactorizationMachine(RatingModel):
         **kwargs,
     ):
         super().__init__(rating_range=rating_range, **kwargs)
-        embeddings_initializer = factor_initializer(embeddings_initializer)
+        embeddings_initializer = factor_initializer(embeddings_initializer, self.default_embedding_std)
         self.fields = tuple(fields)
         self.dim, self.l2, self.global_mean = int(dim), float(l2), float(global_mean)
         self._add_lookups(user_vocabulary, item_vocabulary)
@@ -213,6 +229,12 @@ class FactorizationMachine(RatingModel):
         """The pairwise term from the slots' factors ``[batch, slots, k]`` and values."""
         del slot_field
         return pairwise_interaction(factors * values[..., tf.newaxis])
+
+    def load_torch_state(self, state: dict) -> None:
+        """``factors.weight`` and ``linear.weight`` over the one global feature-row space, and ``bias``."""
+        self.factors.embeddings.assign(state["factors.weight"])
+        self.linear.embeddings.assign(state["linear.weight"])
+        self.bias.assign(np.reshape(state["bias"], ()))  # numpy's savez stores a scalar as [1]
 
     def serving_inputs(self) -> dict:
         """The ``serving_default`` inputs: the ids and each side field, by TFDS name and dtype.

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from tfrec._keras import tf
 
+from tfrec.families import Family
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import factor_initializer, IdEmbedding
+from tfrec.models._layers import assign_torch_table, factor_initializer, IdEmbedding
+
+
+FAMILY = Family(
+    model="MatrixFactorization",
+    title="Matrix factorization",
+    variants={"mf": {}},
+    # Plain MF, with no mean or bias terms to carry the rating level, overfits at lr 0.01 before it converges.
+    defaults={"dim": 32, "learning_rate": 0.003, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
+    arguments={"dim": "dim", "l2": "l2"},
+    rank=10,
+)
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrec")
@@ -37,6 +49,8 @@ class MatrixFactorization(RatingModel):
       TensorShape([2])
     """
 
+    default_embedding_std = 0.1
+
     def __init__(
         self,
         user_vocabulary,
@@ -49,7 +63,7 @@ class MatrixFactorization(RatingModel):
         **kwargs,
     ):
         super().__init__(rating_range=rating_range, **kwargs)
-        embeddings_initializer = factor_initializer(embeddings_initializer)
+        embeddings_initializer = factor_initializer(embeddings_initializer, self.default_embedding_std)
         self.dim = int(dim)
         self.l2 = float(l2)
         self.global_mean = float(global_mean)
@@ -78,6 +92,10 @@ class MatrixFactorization(RatingModel):
     def score_items(self, users, item_state=None):
         scores = tf.matmul(self.user_factors(users), self.item_factors(self.item_rows()), transpose_b=True)
         return tf.where((users > 0)[:, tf.newaxis], scores, self.global_mean)
+
+    def load_torch_state(self, state: dict) -> None:
+        for name in ("user_factors", "item_factors"):
+            assign_torch_table(getattr(self, name), state[f"{name}.weight"])
 
     def get_config(self):
         return {

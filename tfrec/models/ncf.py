@@ -5,9 +5,11 @@ from __future__ import annotations
 from tfrec._keras import tf
 import tensorflow_recommenders as tfrs
 
+from tfrec.data.implicit import implicit_dataset
 from tfrec.errors import TfrecError
+from tfrec.families import Family
 from tfrec.models._base import RatingModel, rating_task
-from tfrec.models._layers import IdEmbedding, mlp_tower
+from tfrec.models._layers import IdEmbedding, assign_torch_linear, assign_torch_table, mlp_tower
 
 VARIANTS = ("mlp", "gmf", "neumf")
 FEEDBACK = ("explicit", "implicit")
@@ -26,6 +28,22 @@ def implicit_task(loss: str) -> tfrs.tasks.Ranking:
         loss=tf.keras.losses.MeanSquaredError(reduction=none),
         metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse"), tf.keras.metrics.AUC(name="auc")],
     )
+
+
+FAMILY = Family(
+    model="NeuralCollaborativeFiltering",
+    title="NCF",
+    variants={"ncf": {"variant": "mlp"}, "gmf": {"variant": "gmf"}, "neumf": {"variant": "neumf"}},
+    defaults={"dim": 32, "learning_rate": 0.001, "l2": 0.01, "batch_size": 1024, "patience": 3, "refit": False},
+    arguments={
+        "dim": "dim", "layers": "layers", "dropout": "dropout", "feedback": "feedback",
+        "implicit_loss": "implicit_loss", "l2": "l2", "mixed_precision": "mixed_precision",
+    },
+    options=("layers", "dropout", "feedback", "negatives", "implicit_loss"),
+    implicit=True,
+    mixed_precision=("ncf", "neumf"),  # GMF has no Dense layer but its output
+    rank=30,
+)  # fmt: skip
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrec")
@@ -77,6 +95,12 @@ class NeuralCollaborativeFiltering(RatingModel):
     """
 
     mixed_precision_layers = True
+    default_embedding_std = 0.01  # the NCF paper's N(0, 0.01)
+
+    @staticmethod
+    def branches(variant: str) -> tuple[bool, bool]:
+        """``(gmf, mlp)``: which of the two branches a variant has."""
+        return variant != "mlp", variant != "gmf"
 
     def __init__(
         self,
@@ -103,7 +127,8 @@ class NeuralCollaborativeFiltering(RatingModel):
             if value not in allowed:
                 raise TfrecError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
         layer_sizes = [int(s) for s in layers]
-        if variant != "gmf" and not layer_sizes:
+        has_gmf, has_mlp = self.branches(variant)
+        if has_mlp and not layer_sizes:
             raise TfrecError(f"layers: the {variant} variant needs at least one hidden layer")
         if not 0.0 <= dropout < 1.0:
             raise TfrecError(f"dropout must be in [0, 1), got {dropout}")
@@ -120,7 +145,7 @@ class NeuralCollaborativeFiltering(RatingModel):
         self.dropout, self.activation, self.l2 = float(dropout), activation, float(l2)
         self.global_mean = float(global_mean)
         if embeddings_initializer == "default":
-            embeddings_initializer = tf.keras.initializers.RandomNormal(stddev=0.01)
+            embeddings_initializer = tf.keras.initializers.RandomNormal(stddev=self.default_embedding_std)
         self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
         self._add_lookups(user_vocabulary, item_vocabulary)
         users, items = len(self.user_vocabulary), len(self.item_vocabulary)
@@ -128,12 +153,12 @@ class NeuralCollaborativeFiltering(RatingModel):
         def table(n, width, name):
             return IdEmbedding(n, width, self.embeddings_initializer, self.l2, name=name)
 
-        if variant == "gmf" and self.mixed_precision:
-            raise TfrecError("mixed_precision: the gmf variant has no MLP tower to compute in it")
-        if variant != "gmf":
+        if not has_mlp and self.mixed_precision:
+            raise TfrecError(f"mixed_precision: the {variant} variant has no MLP tower to compute in it")
+        if has_mlp:
             self.user_mlp, self.item_mlp = table(users, self.dim, "user_mlp"), table(items, self.dim, "item_mlp")
             self.tower = mlp_tower(self.layer_sizes, self.dropout, activation, dtype=self.dense_policy())
-        if variant != "mlp":
+        if has_gmf:
             self.user_gmf = table(users, self.gmf_dim, "user_gmf")
             self.item_gmf = table(items, self.gmf_dim, "item_gmf")
         start = 0.0 if implicit else self.global_mean
@@ -142,9 +167,10 @@ class NeuralCollaborativeFiltering(RatingModel):
     def logits(self, users, items, training=False):
         """``y`` of the class docstring, shape ``[batch]``, for row indices from :meth:`lookup`."""
         branches = []
-        if self.variant != "mlp":
+        has_gmf, has_mlp = self.branches(self.variant)
+        if has_gmf:
             branches.append(self.user_gmf(users) * self.item_gmf(items))
-        if self.variant != "gmf":
+        if has_mlp:
             pair = tf.concat([self.user_mlp(users), self.item_mlp(items)], axis=-1)
             branches.append(tf.cast(self.tower(pair, training=training), tf.float32))
         fused = branches[0] if len(branches) == 1 else tf.concat(branches, axis=-1)
@@ -162,6 +188,25 @@ class NeuralCollaborativeFiltering(RatingModel):
         y = self.logits(*self.lookup(features), training=training)
         predictions = y if self.implicit_loss == "bce" else tf.sigmoid(y)
         return features[self.label][:, tf.newaxis], predictions[:, tf.newaxis], None
+
+    def load_torch_state(self, state: dict) -> None:
+        """``user_gmf``/``item_gmf``/``user_mlp``/``item_mlp`` tables, ``tower.{2k}`` Linear layers (an
+        ``nn.Sequential`` of Linear and ReLU), ``output``."""
+        for name in ("user_gmf", "item_gmf", "user_mlp", "item_mlp"):
+            if hasattr(self, name):
+                assign_torch_table(getattr(self, name), state[f"{name}.weight"])
+        if hasattr(self, "tower"):
+            dense = [layer for layer in self.tower.layers if isinstance(layer, tf.keras.layers.Dense)]
+            for k, layer in enumerate(dense):
+                assign_torch_linear(layer, state, f"tower.{2 * k}")
+        assign_torch_linear(self.output_layer, state, "output")
+
+    @classmethod
+    def training_data(cls, table, config, batch_size, vocabularies=None, **common):
+        """Rating pairs, or with implicit feedback interactions with ``config.negatives`` sampled items each."""
+        if config.implicit:
+            return implicit_dataset(table, config.negatives, batch_size, **common)
+        return super().training_data(table, config, batch_size, vocabularies, **common)
 
     def get_config(self):
         return {

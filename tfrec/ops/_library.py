@@ -13,6 +13,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from tfrec import _internals
 from tfrec._keras import tf
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("rows.cc", "products.cc"))
@@ -89,9 +90,7 @@ def native():
         return None
 
 
-def in_xla() -> bool:
-    """Whether the graph being traced is compiled by XLA (Keras' BatchNormalization asks the same way)."""
-    return tf.__internal__.get_enclosing_xla_context() is not None
+in_xla = _internals.in_xla  # whether the graph being traced is compiled by XLA
 
 
 def _native_for(allow, *variables):

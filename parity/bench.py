@@ -1,13 +1,16 @@
 """``tfrec bench``: tfrec's ``model.fit`` beside the PyTorch reference, same data, batch, optimizer and threads.
 
+It lives in the harness (``parity``), outside tfrec's import graph: ``tfrec bench`` loads it only when called.
+
 For each model, each side runs in its own subprocess of the same Python (so
 each has its own peak resident memory and neither warms the other's caches):
 
 - **tfrec**: ``tfrec.train.build`` + ``training_dataset`` + ``model.fit`` with
   the model's ``tfrec train`` defaults (optimizer, learning rate, L2, batch
   size, steps per execution), epochs timed by a Keras callback.
-- **torch**: the parity package's reference model (``parity/reference``) and a
-  plain PyTorch loop: ``torch.randperm`` per epoch, the same loss with the same
+- **torch**: the parity package's reference model and its one PyTorch loop
+  (``parity/reference``, the loop the fixtures come from, here without recording
+  steps): ``torch.randperm`` per epoch, the same loss with the same
   L2, ``torch.optim.Adam`` with the same learning rate (``--optimizer lazy-adam``:
   sparse embeddings with ``torch.optim.SparseAdam``; ``adagrad``: sparse embeddings with
   ``torch.optim.Adagrad``), ``torch.set_num_threads``. ``--mixed-precision bfloat16``:
@@ -34,7 +37,6 @@ import time
 
 from tfrec.errors import TfrecError
 
-MODELS = ("mf", "biased-mf", "ncf", "neumf", "autorec-i")
 ML20M_SHAPE = "synthetic:users=138493,items=26744,ratings=20000263"
 
 
@@ -105,106 +107,90 @@ def tf_side(args) -> dict:
 
 
 def torch_side(args) -> dict:
-    """Times epochs of the parity reference model in a plain PyTorch loop (in this process)."""
-    import numpy as np
+    """Times epochs of the parity reference model in parity's PyTorch loop (in this process), not recording steps."""
+    import contextlib
+
     import torch
 
-    from parity.reference import models as reference
+    from tfrec import families
+
+    from parity.data import case_data
+    from parity.reference import train as reference
 
     torch.set_num_threads(args.threads)
     # TensorFlow flushes denormal floats to zero in its kernels; PyTorch does not by default, and NeuMF's
     # N(0, 0.01) embedding products go denormal and run 20x slower (measured). Compare like with like.
     torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
-    parts = _parts(args.data, args.seed)
     config = _config(args)
-    train, test = parts.train, parts.test
-    mean = float(train.rating.astype(np.float64).mean())
-    users, items = train.num_users, train.num_items
-    start = time.perf_counter()
-    autorec = config.model.startswith("autorec")
-    if autorec:
-        model = reference.AutoRec(users, config.hidden, mean)
-        matrix = torch.zeros(items, users)
-        matrix[torch.from_numpy(train.item.astype(np.int64)), torch.from_numpy(train.user.astype(np.int64))] = (
-            torch.from_numpy(train.rating.astype(np.float32))
-        )
-        mask = (matrix != 0).float()
-        n = items
-        weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
-        others = [p for name, p in model.named_parameters() if not name.endswith("weight")]
-        groups = [{"params": weights, "weight_decay": 2 * config.l2}, {"params": others}]
-    else:
-        if config.model in ("mf", "biased-mf"):
-            cls = reference.MF if config.model == "mf" else reference.BiasedMF
-            extra = () if config.model == "mf" else (mean,)
-            model = cls(users, items, config.dim, *extra, l2=config.l2, std=0.1)
-        else:
-            variant = {"ncf": "mlp", "gmf": "gmf", "neumf": "neumf"}[config.model]
-            model = reference.NCF(users, items, variant, config.dim, config.layers, config.l2, 0.01, mean)
-        u = torch.from_numpy(train.user.astype(np.int64))
-        i = torch.from_numpy(train.item.astype(np.int64))
-        r = torch.from_numpy(train.rating.astype(np.float32))
-        n = len(train)
-        groups = [{"params": list(model.parameters())}]
-    optimizers = [torch.optim.Adam(groups, lr=config.learning_rate)]
-    if config.optimizer == "lazy-adam":  # torch.optim.SparseAdam on sparse embedding gradients, Adam elsewhere
-        tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
-        for table in tables:
-            table.sparse = True
-        sparse = {id(t.weight) for t in tables}
-        dense = [q for q in model.parameters() if id(q) not in sparse]
-        optimizers = [torch.optim.SparseAdam([t.weight for t in tables], lr=config.learning_rate)]
-        optimizers += [torch.optim.Adam(dense, lr=config.learning_rate)] if dense else []
-    elif config.optimizer == "adagrad":  # torch.optim.Adagrad takes the sparse embedding gradients as they are
-        for table in (m for m in model.modules() if isinstance(m, torch.nn.Embedding)):
-            table.sparse = True
-        optimizers = [torch.optim.Adagrad(groups, lr=config.learning_rate)]
-    elif config.optimizer != "adam":
-        raise TfrecError(f"the torch side runs adam, lazy-adam or adagrad, not {config.optimizer}")
     if config.mixed_precision not in (None, "bfloat16"):
         raise TfrecError("the torch side runs on the CPU: bfloat16 autocast, not float16 (use --sides tfrec)")
-    autocast = torch.autocast("cpu", torch.bfloat16, enabled=config.mixed_precision == "bfloat16")
-    times, reached, rmse = [], None, None
-    for _ in range(args.epochs):
-        began = time.perf_counter()
-        model.train()
-        order = torch.randperm(n)
-        for first in range(0, n, config.batch_size):
-            rows = order[first : first + config.batch_size]
-            for optimizer in optimizers:
-                optimizer.zero_grad()
-            if autorec:
-                m = mask[rows]
-                inputs = torch.nn.functional.dropout(matrix[rows] * m, config.input_dropout)
-                with autocast:
-                    outputs = model(inputs)
-                loss = (((outputs.float() - matrix[rows]) * m) ** 2).sum() / m.sum()
-            else:
-                with autocast:
-                    outputs = model(u[rows], i[rows])
-                loss = torch.mean((outputs.float() - r[rows]) ** 2)
-                if config.l2:
-                    loss = loss + model.penalty(u[rows], i[rows])
-            loss.backward()
-            for optimizer in optimizers:
-                optimizer.step()
-        times.append(time.perf_counter() - began)
-        if args.target and not autorec:
+    if config.optimizer == "sgd":
+        raise TfrecError("the torch side runs adam, lazy-adam or adagrad, not sgd")
+    case = _case(config, args)
+    d = case_data(case)
+    # Imports stay outside the clock, as TensorFlow's import does on the tfrec side: the reference reads its
+    # tfrec class, and torch's first optimizer imports torch._dynamo (3.6 s here).
+    families.model_class(case.model)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    start = time.perf_counter()
+    model = reference.build(case, d)
+    # Adagrad takes the embeddings' sparse gradients as they are (lazy-adam: SparseAdam, in `optimizers`).
+    opts = reference.optimizers(case, model, sparse=config.optimizer == "adagrad")
+    vectors = d.vectors is not None
+    if vectors:
+        inputs, labels, mask = None, torch.from_numpy(d.vectors), torch.from_numpy(d.mask)
+    else:
+        inputs = (torch.from_numpy(d.train_users), torch.from_numpy(d.train_items))
+        labels, mask = torch.from_numpy(d.train_ratings), None
+    low, high = float(d.train.rating.min()), float(d.train.rating.max())
+    test = [torch.from_numpy(a) for a in (d.test_users, d.test_items, d.test_ratings)]
+    times, reached, rmse, mark = [], None, None, [time.perf_counter()]
+
+    def on_epoch_end(epoch):
+        nonlocal reached, rmse
+        times.append(time.perf_counter() - mark[0])
+        if args.target and not vectors:
             model.eval()
             with torch.no_grad():
-                tu = torch.from_numpy(test.user.astype(np.int64))
-                ti = torch.from_numpy(test.item.astype(np.int64))
-                predicted = model(tu, ti).clamp(*map(float, (train.rating.min(), train.rating.max())))
-                rmse = float(torch.sqrt(torch.mean((predicted - torch.from_numpy(test.rating)) ** 2)))
+                predicted = model(test[0], test[1]).clamp(low, high)
+                rmse = float(torch.sqrt(torch.mean((predicted - test[2]) ** 2)))
             if rmse <= args.target:
                 reached = time.perf_counter() - start
-                break
-    return _summary("torch", args, times, reached, rmse, parts)
+                return True
+        mark[0] = time.perf_counter()
+        return False
+
+    bfloat16 = config.mixed_precision == "bfloat16"
+    autocast = torch.autocast("cpu", torch.bfloat16) if bfloat16 else contextlib.nullcontext()
+    reference.train(
+        case, model, inputs, labels, mask, seed=args.seed, opts=opts, record=False,
+        input_dropout=config.input_dropout if vectors else 0.0, autocast=autocast, epochs=args.epochs,
+        on_epoch_end=on_epoch_end,
+    )  # fmt: skip
+    return _summary("torch", args, times, reached, rmse, d)
+
+
+def _case(config, args):
+    """The parity ``Case`` of a bench run: the ``tfrec train`` defaults of the model, the family's embedding init."""
+    from tfrec import families
+
+    from parity.cases import Case
+
+    std = families.model_class(config.model).default_embedding_std
+    return Case(
+        name="bench", model=config.model, optimizer=config.optimizer, learning_rate=config.learning_rate,
+        batch_size=config.batch_size, epochs=args.epochs, dim=config.dim, layers=tuple(config.layers),
+        hidden=config.hidden, l2=config.l2, init_std=std if std is not None else 1.0, data=config.data,
+        split="ratio", seed=args.seed, features=tuple(config.features),
+    )  # fmt: skip
 
 
 def _summary(side, args, times, reached, rmse, parts) -> dict:
-    """One side's figures; ratings/s counts training ratings per epoch (AutoRec too, not vectors)."""
+    """One side's figures; ratings/s counts training ratings per epoch (AutoRec too, not vectors).
+
+    ``parts``: anything with the training table as ``train`` (a split, or parity's case data).
+    """
     rest = times[1:] or times
     median = statistics.median(rest)
     return {
@@ -214,6 +200,15 @@ def _summary(side, args, times, reached, rmse, parts) -> dict:
         "target": args.target, "target_s": None if reached is None else round(reached, 3),
         "last_test_rmse": None if rmse is None else round(rmse, 4),
     }  # fmt: skip
+
+
+def _models() -> tuple[str, ...]:
+    """Every registered model whose class has a PyTorch reference (``parity/reference``), in listing order."""
+    from tfrec import families
+
+    from parity.reference import REFERENCE_CLASSES
+
+    return tuple(n for n in families.names() if families.family(n).class_name(n) in REFERENCE_CLASSES)
 
 
 def _side_main(argv) -> None:
@@ -227,7 +222,8 @@ def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
     from tfrec.config import OPTIMIZER_NAMES
 
     p = parser_class(prog="tfrec bench", description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    models = _models()
+    p.add_argument("--models", nargs="+", default=list(models), choices=models, help="default: all with a reference")
     p.add_argument("--data", default="ml-100k", help=f"dataset spec (ML-20M's shape: {ML20M_SHAPE})")
     p.add_argument("--epochs", type=_positive, default=6, help="epochs per side (the first is reported apart)")
     p.add_argument("--batch-size", type=_positive, help="default: each model's `tfrec train` default")
@@ -256,7 +252,7 @@ def run(args) -> list[dict]:
     for model in args.models:
         for side in args.sides:
             argv = [
-                sys.executable, "-m", "tfrec.bench", "--side", side, "--model", model, "--data", args.data,
+                sys.executable, "-m", "parity.bench", "--side", side, "--model", model, "--data", args.data,
                 "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed),
                 "--optimizer", args.optimizer,
             ]  # fmt: skip

@@ -1,0 +1,223 @@
+"""The model family is the unit of extension: one registry, names only in their family's file, no cycles."""
+
+import ast
+import dataclasses
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import toy_family
+from tfrec import families
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
+
+
+def _python_files(*packages):
+    for package in packages:
+        yield from sorted((ROOT / package).rglob("*.py"))
+
+
+def test_each_model_name_is_written_only_in_its_family_file():
+    """Nothing outside a family's own file switches on (or lists) its model names: they come from the registry."""
+    names = set(families.names())
+    assert len(names) >= 9
+    home = {n: ROOT / (families.family(n).module.replace(".", "/") + ".py") for n in names}
+    strays = []
+    for path in _python_files("tfrec", "parity"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names and home[node.value] != path:
+                strays.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not strays, "model names outside their family's file:\n" + "\n".join(strays)
+
+
+def test_the_name_check_catches_a_name_written_elsewhere(tmp_path):
+    """The check above can fail: the same walk finds a name planted in another file."""
+    planted = tmp_path / "switch.py"
+    name = families.names()[0]
+    planted.write_text(f'if model == "{name}":\n    pass\n')
+    found = [n.value for n in ast.walk(ast.parse(planted.read_text())) if isinstance(n, ast.Constant)]
+    assert name in found
+
+
+def test_declarations_read_from_source_are_the_families_the_modules_define():
+    """The registry reads ``FAMILY = Family(...)`` without importing (the CLI stays free of TensorFlow);
+    importing each module gives the same family."""
+    for family in families.families():
+        module = importlib.import_module(family.module)
+        assert dataclasses.replace(module.FAMILY, module=family.module) == family
+        for name in family.variants:
+            cls = families.model_class(name)
+            assert cls.__module__ == family.module and issubclass(cls, _rating_model())
+
+
+def _rating_model():
+    from tfrec.models import RatingModel
+
+    return RatingModel
+
+
+def test_a_bad_declaration_is_one_clear_error(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text('FAMILY = Family(model="X", title="x", variants={"x": {}}, defaults=make_defaults())\n')
+    with pytest.raises(families.TfrecError, match="broken.py:1: FAMILY's arguments must be literal values"):
+        families._literal_family(path)
+    with pytest.raises(families.TfrecError, match="model name.*mf.*taken"):
+        families.register(families.Family(model="Y", title="y", variants={"mf": {}}, defaults={}))
+    with pytest.raises(families.TfrecError, match="unknown model 'nope': use one of mf, biased-mf"):
+        families.family("nope")
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """The tfrec modules ``module`` imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return {m for m in found if m.startswith("tfrec.") and m != module}
+
+
+def test_tfrec_has_no_import_cycle():
+    modules = {}
+    for path in _python_files("tfrec"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {m: {i for i in _imports(p, m) if i in modules} for m, p in modules.items()}
+    # A package's __init__ importing its own submodules is how a package is built, not a cycle.
+    graph = {m: {i for i in deps if not i.startswith(m + ".")} for m, deps in graph.items()}
+    state, cycles = {}, []
+
+    def visit(m, stack):
+        state[m] = "open"
+        for n in sorted(graph[m]):
+            if state.get(n) == "open":
+                cycles.append(" -> ".join(stack[stack.index(n) :] + [n]))
+            elif n not in state:
+                visit(n, stack + [n])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert len(graph) > 20 and not cycles, cycles
+
+
+BLOCK_PARITY_AND_TORCH = """
+import importlib, importlib.abc, pkgutil, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("parity", "torch"):
+            raise ImportError(f"{name} is blocked in this process")
+
+sys.meta_path.insert(0, Block())
+import tfrec
+loaded = []
+for info in pkgutil.walk_packages(tfrec.__path__, "tfrec."):
+    if info.name != "tfrec.__main__":
+        importlib.import_module(info.name)
+        loaded.append(info.name)
+assert "torch" not in sys.modules and not any(m.split(".")[0] == "parity" for m in sys.modules)
+print(len(loaded))
+"""
+
+
+def test_every_tfrec_module_loads_with_parity_and_torch_blocked():
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_PARITY_AND_TORCH], capture_output=True, text=True, env=ENV, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.strip().splitlines()[-1]) > 25
+
+
+def test_the_command_line_knows_every_model_without_tensorflow():
+    """`tfrec train --help` lists the registry's models, grouped options and defaults, and loads no TensorFlow."""
+    script = (
+        "import sys, contextlib, io\nfrom tfrec import cli\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n    try:\n        cli.main(['train', '--help'])\n"
+        "    except SystemExit:\n        pass\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\nprint(out.getvalue())"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for family in families.families():
+        assert f"{family.title} ({', '.join(family.variants)})" in result.stdout or not family.options
+        for name in family.variants:
+            assert name in result.stdout
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """The test's own family trained by `tfrec.train.run` and exported, with nothing in tfrec naming it."""
+    from tfrec import export
+    from tfrec.config import TrainConfig
+    from tfrec.train import run
+
+    root = tmp_path_factory.mktemp("toy")
+    with toy_family.registered():
+        config = TrainConfig(model=toy_family.NAME, data="synthetic:users=300,items=200,ratings=30000,seed=4")
+        result = run(config, verbose=0)
+        export.save(result.model, root / "saved", rated=result.train)
+    return result, root
+
+
+def test_a_family_registered_outside_tfrec_trains_through_run(toy_run):
+    """Biases only, on data planted with factors: better than the global mean, short of what factors reach."""
+    from tfrec import data
+
+    result, _ = toy_run
+    summary = result.report
+    parts = data.split(data.load(summary["config"]["data"]), "ratio", seed=42)
+    mean_only = float(np.sqrt(np.mean((parts.test.rating - parts.train.rating.mean()) ** 2)))
+    assert summary["config"]["learning_rate"] == toy_family.FAMILY.defaults["learning_rate"]  # its own defaults
+    assert type(result.model) is toy_family.BaselinePredictor
+    assert summary["test_rmse"] < mean_only - 0.05, (summary["test_rmse"], mean_only)
+
+
+def test_a_family_registered_outside_tfrec_exports_a_saved_model_served_without_it(toy_run):
+    from conftest import BLOCK_TFREC
+
+    result, root = toy_run
+    model, train = result.model, result.train
+    users, items = list(train.user_ids[train.user[:5]]) + ["nobody"], list(train.item_ids[train.item[:5]]) + ["x"]
+    script = BLOCK_TFREC + (
+        "import json, tensorflow as tf\nloaded = tf.saved_model.load(sys.argv[1])\nu, i = json.loads(sys.argv[2])\n"
+        "p = loaded.signatures['serving_default'](user_id=tf.constant(u), movie_id=tf.constant(i))['predictions']\n"
+        "r = loaded.signatures['recommend'](user_id=tf.constant(u[:2]), k=tf.constant(4))['movie_id']\n"
+        "print(json.dumps([p.numpy().tolist(), r.numpy().shape[1]]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(root / "saved"), json.dumps([users, items])],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    served, k = json.loads(result.stdout.strip().splitlines()[-1])
+    import tensorflow as tf
+
+    expected = model({"user_id": tf.constant(users), "movie_id": tf.constant(items)}).numpy()
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+    assert k == 4
+
+
+def test_a_family_registered_outside_tfrec_is_on_the_command_line(tmp_path, capsys):
+    from tfrec import cli
+
+    with toy_family.registered():
+        status = cli.main(
+            ["train", "--model", toy_family.NAME, "--data", "synthetic:users=50,items=40,ratings=2000,seed=2",
+             "--epochs", "2", "--quiet", "--json", str(tmp_path / "run.json")]
+        )  # fmt: skip
+    assert status == 0
+    out = capsys.readouterr().out
+    assert f"model       {toy_family.NAME}" in out
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["model"] == toy_family.NAME
+    assert toy_family.NAME not in families.names()  # unregistered again

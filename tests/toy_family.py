@@ -1,0 +1,51 @@
+"""A model family defined outside tfrec, as a user would write one: the registry is the only door it uses.
+
+``r_hat(u, i) = mu + b_u + b_i``: biased MF without factors (the "baseline predictor" of Koren 2008).
+Tests register it with :func:`registered` and then drive it through everything a built-in family gets.
+"""
+
+import contextlib
+
+import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
+import tensorflow as tf
+from tfrec import families
+from tfrec.models import IdEmbedding, RatingModel
+
+NAME = "toy-biases"
+
+FAMILY = families.Family(
+    model="BaselinePredictor",
+    title="Baseline predictor (a test's own family)",
+    variants={NAME: {}},
+    defaults={"dim": 1, "learning_rate": 0.05, "l2": 0.001, "batch_size": 256, "patience": 3, "refit": False},
+    arguments={"l2": "l2"},
+)
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrec_tests")
+class BaselinePredictor(RatingModel):
+    def __init__(self, user_vocabulary, item_vocabulary, l2=0.0, global_mean=0.0, rating_range=None, **kwargs):
+        super().__init__(rating_range=rating_range, **kwargs)
+        self.l2, self.global_mean = float(l2), float(global_mean)
+        self._add_lookups(user_vocabulary, item_vocabulary)
+        self.user_bias = IdEmbedding(len(self.user_vocabulary), 1, "zeros", self.l2, name="user_bias")
+        self.item_bias = IdEmbedding(len(self.item_vocabulary), 1, "zeros", self.l2, name="item_bias")
+
+    def score_rows(self, users, items, training=False):
+        return self.global_mean + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
+
+    def get_config(self):
+        return {
+            **super().get_config(), "user_vocabulary": self.user_vocabulary, "item_vocabulary": self.item_vocabulary,
+            "l2": self.l2, "global_mean": self.global_mean,
+        }  # fmt: skip
+
+
+@contextlib.contextmanager
+def registered():
+    """The toy family in the registry for the duration (and only that)."""
+    families.register(FAMILY, BaselinePredictor)
+    try:
+        yield FAMILY
+    finally:
+        families.unregister(FAMILY)

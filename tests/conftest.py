@@ -5,9 +5,23 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["TFREC_OFFLINE"] = "1"  # a test never reaches for the network unless it serves it itself
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+#: The environment of every subprocess a test starts: TensorFlow quiet, no network.
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
+
+
+def run_tfrec(*args, env=None, timeout=300):
+    """``python -m tfrec ARGS`` in a fresh process; the completed process, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "tfrec", *args], capture_output=True, text=True, env={**ENV, **(env or {})},
+        timeout=timeout,
+    )  # fmt: skip
+
 
 # Prepended to a `python -c` script: from then on `import tfrec` (or parity) fails, so only TensorFlow
 # can read what the script loads (how the tests show a SavedModel needs no tfrec).

@@ -1,24 +1,16 @@
 """The `tfrec` command, the import order of tensorflow and tfrec, placement, and the default run."""
 
 import json
-import os
 import re
 import subprocess
 import sys
 import textwrap
 
 import pytest
-from conftest import ml100k_dir
+from conftest import ENV, ml100k_dir
+from conftest import run_tfrec as tfrec
 
 from tfrec import data
-
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
-
-
-def tfrec(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "tfrec", *args], capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=300
-    )
 
 
 def python(code):

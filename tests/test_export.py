@@ -1,7 +1,6 @@
 """SavedModel export, top-k recommendation, reload without tfrec, and Keras-native save and resume."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -9,7 +8,8 @@ import numpy as np
 import pytest
 
 import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
-from conftest import BLOCK_TFREC
+from conftest import BLOCK_TFREC, ENV
+from conftest import run_tfrec as tfrec_cli
 import tensorflow as tf
 import toy_family
 from tfrec import data, export, families
@@ -17,7 +17,6 @@ from tfrec.config import TrainConfig
 from tfrec.errors import TfrecError
 from tfrec.train import build, training_dataset
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
 # Every registered family (the contract: a family gets this by registering; the test's own toy family
 # too), plus implicit feedback and an MLP tower in mixed precision.
 FAMILIES = {
@@ -200,10 +199,6 @@ def test_keras_save_load_and_one_more_epoch_ends_where_an_uninterrupted_run_ends
         again = export.load_keras(tmp_path / "run.keras")
         again.fit(training_dataset(config, train, first_epoch=1), epochs=1, verbose=0)
         assert max(np.abs(a.numpy() - b.numpy()).max() for a, b in zip(again.weights, straight.weights)) > 1e-3
-
-
-def tfrec_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tfrec", *args], capture_output=True, text=True, env=ENV, timeout=300)
 
 
 @pytest.fixture(scope="module")

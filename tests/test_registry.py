@@ -4,7 +4,6 @@ import ast
 import dataclasses
 import importlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +12,10 @@ import numpy as np
 import pytest
 
 import toy_family
+from conftest import ENV
 from tfrec import families
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
 
 
 def _python_files(*packages):
@@ -221,3 +220,15 @@ def test_a_family_registered_outside_tfrec_is_on_the_command_line(tmp_path, caps
     assert f"model       {toy_family.NAME}" in out
     assert json.loads((tmp_path / "run.json").read_text())["config"]["model"] == toy_family.NAME
     assert toy_family.NAME not in families.names()  # unregistered again
+
+
+def test_every_public_subpackage_is_an_attribute_after_import_tfrec():
+    import pkgutil
+
+    import tfrec
+
+    # All but the command's module, which sets TensorFlow's log level for the process when imported.
+    public = {m.name for m in pkgutil.iter_modules(tfrec.__path__) if not m.name.startswith("_")} - {"cli"}
+    assert public == set(tfrec._SUBMODULES), public ^ set(tfrec._SUBMODULES)
+    for name in sorted(public):
+        assert getattr(tfrec, name).__name__ == f"tfrec.{name}"

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
+from conftest import ENV
 from tfrec import export
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
 # 2700 steps an epoch at batch 32 (about 0.35 s here): the kill lands a third of an epoch into one.
 DATA = "synthetic:users=600,items=400,ratings=120000,sigma=0.5,seed=2"
 

@@ -251,7 +251,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
     eval_size = max(config.batch_size, 8192) if n_workers == 1 else config.batch_size
     # Two test examples, drawn only when a resumed phase has nothing left to fit: calling the model on
     # them creates its variables, which take the checkpoint's values.
-    probe = lambda: next(iter(tfdata.dataset(parts.test, 2)))  # noqa: E731
+    phases = _Phases(n_workers, run_dir, lambda: next(iter(tfdata.dataset(parts.test, 2))), verbose)
     start = time.perf_counter()
     refitting = run_dir is not None and run_dir.state is not None and run_dir.state["phase"] == "refit"
     monitored = None
@@ -275,8 +275,10 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
             config, train, drop_remainder=several, first_epoch=done + 1, workers=n_workers, model=net
         )
         watch += [stopper] if stopper else []
-        _fit(net, train_ds, n_workers, run_dir, "fit", done, config.epochs, fit_logs, probe, verbose,
-             [*watch, *callbacks], val_ds, stopper, {"monitored": monitored})  # fmt: skip
+        phases.fit(
+            net, train_ds, "fit", done, config.epochs, fit_logs, [*watch, *callbacks], val_ds, stopper,
+            {"monitored": monitored},
+        )  # fmt: skip
     scores = [logs[monitored] for logs in fit_logs if monitored in logs] if monitored else None
     best = (np.argmax(scores) if config.implicit else np.argmin(scores)) if scores else None
     refit_epochs = None
@@ -289,8 +291,10 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
         full_ds = training_dataset(
             config, parts.train, drop_remainder=several, first_epoch=done + 1, workers=n_workers, model=net
         )
-        _fit(net, full_ds, n_workers, run_dir, "refit", done, refit_epochs, refit_logs, probe, verbose,
-             list(callbacks), extra={"fit_logs": fit_logs, "monitored": monitored})  # fmt: skip
+        phases.fit(
+            net, full_ds, "refit", done, refit_epochs, refit_logs, list(callbacks),
+            extra={"fit_logs": fit_logs, "monitored": monitored},
+        )  # fmt: skip
     elif validation is not None:
         net.set_ratings(parts.train)  # the validation cut's ratings are known ratings: inputs again (AutoRec)
     fit_seconds = time.perf_counter() - start
@@ -368,31 +372,43 @@ def _stopper(monitor: str, mode: str, patience: int, state=None, best_weights=No
     )  # fmt: skip
 
 
-def _fit(net, ds, n_workers, run_dir, phase, done, epochs, logs, probe, verbose, callbacks, val_ds=None,
-         stopper=None, extra=None) -> None:  # fmt: skip
-    """Fits epochs ``done + 1 .. epochs`` of a phase, appending each epoch's logs to ``logs``.
+@dataclasses.dataclass(frozen=True)
+class _Phases:
+    """What every phase of one run (the fit, then the refit) fits with.
 
-    With a checkpoint directory the model and optimizer are first restored from the phase's last
-    checkpoint, and every epoch end is saved. A phase whose early stopping had already stopped is
-    not fitted again: the checkpoint holds its best weights.
+    ``workers``: processes training together; ``run_dir``: the checkpoint directory or None;
+    ``probe``: draws two test examples (see :meth:`fit`); ``verbose``: Keras' progress setting.
     """
-    saver = []
-    if run_dir is not None:
-        run_dir.restore(net, phase)
-        saver = [run_dir.callback(phase, logs, stopper, extra)]
-    stopped = stopper is not None and (stopper.resume_state or {}).get("stopped", False)
-    if done >= epochs or stopped:
-        net(probe())  # creates the variables, which take the checkpoint's values
-        return
-    ds, steps = endless(ds, n_workers)
-    val_ds, val_steps = endless(val_ds, n_workers) if val_ds is not None else (None, None)
-    history = net.fit(
-        ds, validation_data=val_ds, validation_steps=val_steps, initial_epoch=done, epochs=epochs,
-        steps_per_epoch=steps, verbose=verbose, callbacks=[*callbacks, *saver],
-    )  # fmt: skip
-    if run_dir is None:
-        keys = list(history.history)
-        logs.extend({k: float(history.history[k][e]) for k in keys} for e in range(len(history.history["loss"])))
+
+    workers: int
+    run_dir: RunDirectory | None
+    probe: object
+    verbose: int
+
+    def fit(self, net, ds, phase, done, epochs, logs, callbacks, val_ds=None, stopper=None, extra=None) -> None:
+        """Fits epochs ``done + 1 .. epochs`` of a phase, appending each epoch's logs to ``logs``.
+
+        With a checkpoint directory the model and optimizer are first restored from the phase's last
+        checkpoint, and every epoch end is saved. A phase whose early stopping had already stopped is
+        not fitted again: the checkpoint holds its best weights.
+        """
+        saver = []
+        if self.run_dir is not None:
+            self.run_dir.restore(net, phase)
+            saver = [self.run_dir.callback(phase, logs, stopper, extra)]
+        stopped = stopper is not None and (stopper.resume_state or {}).get("stopped", False)
+        if done >= epochs or stopped:
+            net(self.probe())  # creates the variables, which take the checkpoint's values
+            return
+        ds, steps = endless(ds, self.workers)
+        val_ds, val_steps = endless(val_ds, self.workers) if val_ds is not None else (None, None)
+        history = net.fit(
+            ds, validation_data=val_ds, validation_steps=val_steps, initial_epoch=done, epochs=epochs,
+            steps_per_epoch=steps, verbose=self.verbose, callbacks=[*callbacks, *saver],
+        )  # fmt: skip
+        if self.run_dir is None:
+            h = history.history
+            logs.extend({k: float(h[k][e]) for k in h} for e in range(len(h["loss"])))
 
 
 def _resumable(config: TrainConfig) -> dict:

@@ -85,7 +85,10 @@ def test_metric_case_matches_the_reference(name):
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the README install command adds the parity extra)")
 @pytest.mark.parametrize(
-    "name", ["mf-adagrad", "autorec-u-sgd", pytest.param("biased-mf-ml100k-ratio", marks=needs_ml100k)]
+    # The metric fixture trains the reference three times on ML-100K (about 20 s); the loop and models it runs
+    # are the ones the trajectory fixtures prove fresh, so it runs with the slow marker.
+    "name",
+    ["mf-adagrad", "autorec-u-sgd", pytest.param("biased-mf-ml100k-ratio", marks=[needs_ml100k, pytest.mark.slow])],
 )
 def test_regenerated_fixture_matches_the_stored_one(name, tmp_path):
     """The stored fixture is what the current reference code generates: configs, fingerprints, batches and

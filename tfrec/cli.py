@@ -64,7 +64,9 @@ _OPTION_FLAGS = {
     "dropout": lambda g, d: g.add_argument(
         "--dropout", type=float, default=d.dropout, help="before each MLP layer (default %(default)s)"
     ),
-    "feedback": lambda g, d: g.add_argument("--feedback", choices=FEEDBACK_NAMES, default=d.feedback),
+    "feedback": lambda g, d: g.add_argument(
+        "--feedback", choices=FEEDBACK_NAMES, help="default: implicit for a file without ratings, else explicit"
+    ),
     "negatives": lambda g, d: g.add_argument(
         "--negatives", type=int, default=d.negatives, help="implicit: per rated pair (default %(default)s)"
     ),
@@ -96,7 +98,13 @@ def _train_parser(sub) -> None:
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model and report its test metrics")
     p.add_argument("--model", choices=families.names(), default=d.model)
-    p.add_argument("--data", default=d.data, help="dataset name, directory or spec (default %(default)s)")
+    p.add_argument("--data", default=d.data, help="dataset name, file, directory or spec (default %(default)s)")
+    p.add_argument(
+        "--columns", metavar="ROLE=COL,...",
+        help="your file's columns: user=COL,item=COL[,rating=COL][,timestamp=COL] (default: found by name; "
+        "without a header, COL is a column number from 1)",
+    )  # fmt: skip
+    p.add_argument("--delimiter", help="of a delimited file (default: sniffed; tab: \\t)")
     p.add_argument(
         "--split", help="ratio[:F] | u1..u5 | leave-last-out (default ratio; leave-last-out for implicit feedback)"
     )
@@ -291,6 +299,8 @@ def _train(args) -> None:
         ("model", config.model + (" (implicit)" if config.implicit else "")),
         ("data", f"{config.data}, split {config.split} (fingerprint {summary['split_fingerprint']})"),
     ]
+    if summary["source"].startswith(f"{config.data} ("):  # a file of the user's own: the columns it took
+        rows.append(("read", summary["source"]))
     if config.family.side_features:
         rows.append(("features", ", ".join(config.features)))
     if config.implicit:
@@ -348,7 +358,8 @@ def _load_run(source: str):
             spec, split, seed, recorded = config["data"], config["split"], config["seed"], run["split_fingerprint"]
         except (ValueError, KeyError, TypeError) as e:
             raise TfrecError(f"{path / RUN_JSON}: not a tfrec run summary ({e})") from None
-        parts = data.split(data.load(spec), split, seed=seed)  # their own errors name the data
+        table = data.load(spec, columns=config.get("columns"), delimiter=config.get("delimiter"))
+        parts = data.split(table, split, seed=seed)  # their own errors name the data
         if parts.fingerprint != recorded:
             raise TfrecError(
                 f"{path / RUN_JSON}: the data {spec!r} no longer splits as it did in training "

@@ -76,7 +76,11 @@ class TrainConfig:
         a comma-separated string is split.
       layers: NCF hidden layer widths.
       dropout: NCF dropout before each hidden layer.
-      feedback: NCF ``explicit`` (ratings) or ``implicit`` (interactions).
+      feedback: ``explicit`` (ratings) or ``implicit`` (interactions: NCF); None: the data's
+        (``implicit`` for a file without a rating column, else ``explicit``), set when the data loads.
+      columns: For a file of the user's own: ``user=COL,item=COL[,rating=COL][,timestamp=COL]``
+        (``tfrec.data.files``); None: found by their names.
+      delimiter: For a delimited file; None: sniffed.
       negatives: Implicit NCF: sampled unrated items per rated pair, per epoch.
       implicit_loss: Implicit NCF: ``bce`` or ``mse`` (on the sigmoid output).
       hidden: AutoRec hidden units.
@@ -117,7 +121,7 @@ class TrainConfig:
     features: tuple[str, ...] | str = ID_FEATURES
     layers: tuple[int, ...] | str = (64, 32, 16)
     dropout: float = 0.0
-    feedback: str = "explicit"
+    feedback: str | None = None
     negatives: int = 4
     implicit_loss: str = "bce"
     hidden: int = 300
@@ -130,6 +134,8 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     deterministic: bool = False
     mixed_precision: str | None = None
+    columns: str | None = None
+    delimiter: str | None = None
 
     @property
     def family(self) -> families.Family:
@@ -139,17 +145,36 @@ class TrainConfig:
     def implicit(self) -> bool:
         return self.feedback == "implicit" and self.family.implicit
 
+    def for_data(self, feedback: str) -> None:
+        """Takes the loaded data's feedback where none was asked for, then checks again.
+
+        Raises:
+          TfrecError: interactions without ratings asked to train an explicit-only model, or the other way round.
+        """
+        if self.feedback is None:
+            self.feedback = feedback
+        if feedback == "implicit" and self.feedback == "explicit":
+            raise TfrecError(f"{self.data}: has no ratings (interactions only), so it trains with --feedback implicit")
+        if feedback == "implicit" and not self.family.implicit:
+            able = [n for f in families.families() if f.implicit for n in f.variants]
+            raise TfrecError(
+                f"{self.data}: has no rating column (interactions only); {self.model} learns ratings: "
+                f"train an implicit-feedback model (--model {' / '.join(able)})"
+            )
+        self.check()
+
     def check(self) -> None:
         """Fills model defaults; raises TfrecError naming the first field with a bad value."""
         family = self.family  # raises for an unknown model, listing the known ones
         for key, allowed in (
             ("optimizer", OPTIMIZER_NAMES), ("strategy", STRATEGY_NAMES),
-            ("feedback", FEEDBACK_NAMES), ("implicit_loss", IMPLICIT_LOSS_NAMES),
+            ("feedback", (*FEEDBACK_NAMES, None)), ("implicit_loss", IMPLICIT_LOSS_NAMES),
             ("loss_normalization", NORMALIZATION_NAMES), ("encoder_activation", ACTIVATION_NAMES),
             ("decoder_activation", ACTIVATION_NAMES), ("init", INIT_NAMES),
         ):  # fmt: skip
             if getattr(self, key) not in allowed:
-                raise TfrecError(f"unknown {key} {getattr(self, key)!r}: use one of {', '.join(allowed)}")
+                named = ", ".join(a for a in allowed if a is not None)
+                raise TfrecError(f"unknown {key} {getattr(self, key)!r}: use one of {named}")
         if self.mixed_precision is not None:
             if self.mixed_precision not in PRECISION_NAMES:
                 raise TfrecError(
@@ -170,7 +195,7 @@ class TrainConfig:
         missing = [key for key in PER_MODEL if getattr(self, key) is None]
         if missing:
             raise TfrecError(f"model {self.model!r}: its family sets no default for {', '.join(missing)}")
-        if self.split is None:
+        if self.split is None and self.feedback is not None:  # else when the data's feedback is known
             self.split = "leave-last-out" if self.implicit else "ratio"
         self.layers = _parse_layers(self.layers)
         self.features = _parse_features(self.features)

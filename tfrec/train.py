@@ -234,13 +234,14 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
         tf.config.experimental.enable_op_determinism()
     tf.keras.utils.set_random_seed(config.seed)
     run_dir = None
+    table = tfdata.load(config.data, columns=config.columns, delimiter=config.delimiter)
+    config.for_data(table.feedback)  # a file without ratings trains on implicit feedback
     if config.checkpoint_dir:
         if n_workers > 1:
             raise TfrecError(
                 "--checkpoint-dir is for one process; a multi-worker cluster resumes with its own checkpoints"
             )
         run_dir = RunDirectory(config.checkpoint_dir, _resumable(config))
-    table = tfdata.load(config.data)
     parts = tfdata.split(table, config.split, seed=config.seed)
     train, validation = parts.train, None
     if config.validation_fraction > 0:
@@ -317,6 +318,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
         "validation": {monitored: float(scores[best])} if best is not None else None,
         "fit_seconds": round(fit_seconds, 3),
         "split_fingerprint": parts.fingerprint,
+        "source": table.source,
         "devices": _devices(strategy_, net),
         "workers": n_workers,
         "chief": is_chief(strategy_),

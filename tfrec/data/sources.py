@@ -15,15 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from tfrec.data import cache as _cache
-from tfrec.data import movielens, synthetic
+from tfrec.data import files, movielens, synthetic
 from tfrec.data.table import RaggedColumn, Ratings
 from tfrec.errors import DataError, DataNotFoundError
 
 MOVIELENS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest", "ml-latest-small")
 NAMES_HELP = (
     "ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-latest, ml-latest-small, a directory of "
-    "MovieLens files, tfds:movielens/<config>-ratings, or synthetic[:users=N,items=N,"
-    "ratings=N,rank=N,sigma=S,round=0|1,seed=N], or synthetic-fm[:users=N,items=N,rank=N,sigma=S,seed=N] "
+    "MovieLens files, a CSV/TSV/Parquet/JSON Lines file of your own (.gz too; columns found by name or "
+    "--columns user=COL,item=COL[,rating=COL][,timestamp=COL]), tfds:movielens/<config>-ratings, or "
+    "synthetic[:users=N,items=N,ratings=N,rank=N,sigma=S,round=0|1,seed=N], or "
+    "synthetic-fm[:users=N,items=N,rank=N,sigma=S,seed=N] "
     "(every pair rated by a planted factorization machine; side features user_occupation_label, movie_genres)"
 )
 _SYNTHETIC_KEYS = {
@@ -37,7 +39,7 @@ _SYNTHETIC_FM_KEYS = {
 }  # fmt: skip
 
 
-def load(name: str, *, download: bool | None = None) -> Ratings:
+def load(name: str, *, download: bool | None = None, columns=None, delimiter: str | None = None) -> Ratings:
     """Loads a dataset by name, path or spec (see :data:`NAMES_HELP`).
 
     Args:
@@ -46,6 +48,7 @@ def load(name: str, *, download: bool | None = None) -> Ratings:
       download: Whether a MovieLens name may be downloaded when it is neither
         in the cache nor (ML-100K) in the recbole copy. Default: yes unless
         ``TFREC_OFFLINE=1``.
+      columns, delimiter: For a file of the user's own (``tfrec.data.files.load_file``).
 
     Raises:
       DataNotFoundError: a MovieLens name found nowhere; the message lists
@@ -54,6 +57,12 @@ def load(name: str, *, download: bool | None = None) -> Ratings:
     """
     if download is None:
         download = os.environ.get("TFREC_OFFLINE", "") not in ("1", "true", "yes")
+    if Path(name).is_file():
+        return files.load_file(name, columns, delimiter=delimiter)
+    if files.looks_like_file(name):
+        raise DataError(f"{name}: no such file")
+    if columns or delimiter:
+        raise DataError(f"{name}: columns and delimiter are for a file of your own, not a named dataset")
     if name == "synthetic-fm" or name.startswith("synthetic-fm:"):
         return synthetic.generate_fm(**_synthetic_args(name, _SYNTHETIC_FM_KEYS, "synthetic-fm")).ratings
     if name.startswith("synthetic"):

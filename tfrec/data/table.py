@@ -74,6 +74,8 @@ class Ratings:
         ``movie_genres`` is a :class:`RaggedColumn` of indices into :data:`GENRES`.
       name: Short dataset name, e.g. ``"ml-100k"``.
       source: Where the data came from (a path, a package, a generator and its seed).
+      feedback: ``explicit`` (ratings) or ``implicit`` (interactions without a rating: each
+        ``rating`` is 1.0, and ``tfrec train`` trains the implicit-feedback models on it).
     """
 
     user_ids: np.ndarray
@@ -86,6 +88,7 @@ class Ratings:
     item_features: Mapping[str, object] = dataclasses.field(default_factory=dict)
     name: str = "ratings"
     source: str = ""
+    feedback: str = "explicit"
 
     @classmethod
     def from_arrays(
@@ -122,7 +125,27 @@ class Ratings:
             name=name, source=source,
         )  # fmt: skip
 
+    @classmethod
+    def from_pandas(cls, df, user=None, item=None, rating=None, timestamp=None, *, name="dataframe") -> "Ratings":
+        """A table from a DataFrame's columns; ids of any type (integers, strings, UUIDs) become strings.
+
+        Without ``rating`` the rows are interactions (``feedback == "implicit"``). See
+        ``tfrec.data.files.from_pandas``.
+        """
+        from tfrec.data.files import from_pandas
+
+        return from_pandas(df, user, item, rating, timestamp, name=name)
+
+    @classmethod
+    def from_arrow(cls, table, user=None, item=None, rating=None, timestamp=None, *, name="table") -> "Ratings":
+        """A table from a ``pyarrow.Table``'s columns (see :meth:`from_pandas`)."""
+        from tfrec.data.files import from_arrow
+
+        return from_arrow(table, user, item, rating, timestamp, name=name, source=name)
+
     def __post_init__(self):
+        if self.feedback not in ("explicit", "implicit"):
+            raise DataError(f"{self.source or self.name}: feedback must be explicit or implicit, got {self.feedback!r}")
         if len(self.rating) == 0:
             raise DataError(f"{self.source or self.name}: no ratings")
 

@@ -1,0 +1,168 @@
+"""A user's own data: CSV, TSV, Parquet and JSON Lines files (gzip, header or not), DataFrames and Arrow tables."""
+
+import gzip
+import json
+import uuid
+
+import numpy as np
+import pytest
+
+from conftest import run_tfrec
+from tfrec import data
+from tfrec.errors import DataError
+
+pd = pytest.importorskip("pandas", reason="pandas reads the DataFrame fixtures")
+
+
+def _planted(n=3000, seed=0):
+    """Ratings on 1-5 with user and item effects, ids as a user would have them."""
+    rng = np.random.default_rng(seed)
+    users, items = rng.integers(1, 80, n), rng.integers(1, 60, n)
+    bias_u, bias_i = rng.normal(0, 0.7, 80), rng.normal(0, 0.7, 60)
+    rating = np.clip(np.round(3.5 + bias_u[users] + bias_i[items] + rng.normal(0, 0.5, n)), 1, 5)
+    return users, items, rating
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("files")
+    users, items, rating = _planted()
+    frame = pd.DataFrame({"user": users, "item": items, "rating": rating, "timestamp": np.arange(len(users))})
+    frame.to_csv(root / "plain.csv", index=False)
+    frame.rename(columns={"user": "buyer", "item": "sku", "rating": "stars"}).to_csv(
+        root / "custom.tsv", sep="\t", index=False
+    )
+    with gzip.open(root / "nohead.csv.gz", "wt") as f:
+        f.writelines(f"{u},{i},{r}\n" for u, i, r in zip(users, items, rating))
+    uids = {u: str(uuid.UUID(int=int(u) * 7919)) for u in set(users.tolist())}
+    pd.DataFrame(
+        {"user_id": [uids[u] for u in users.tolist()], "product_id": [f"P{i:04d}" for i in items], "score": rating}
+    ).to_parquet(root / "uuid.parquet", row_group_size=1000)
+    with open(root / "clicks.jsonl", "w") as f:
+        f.writelines(json.dumps({"userId": int(u), "itemId": f"0{i}"}) + "\n" for u, i in zip(users, items))
+    return root, users, items, rating, uids
+
+
+@pytest.mark.parametrize(
+    "name, columns, took",
+    [
+        ("plain.csv", None, "user=user, item=item, rating=rating, timestamp=timestamp"),
+        ("custom.tsv", "user=buyer,item=sku,rating=stars", "user=buyer, item=sku, rating=stars, timestamp=timestamp"),
+        ("nohead.csv.gz", None, "user=1, item=2, rating=3"),
+        ("uuid.parquet", None, "user=user_id, item=product_id, rating=score"),
+    ],
+)
+def test_each_format_loads_the_same_ratings_with_the_file_s_own_ids(files, name, columns, took):
+    root, users, items, rating, uids = files
+    table = data.load(str(root / name), columns=columns)
+    assert table.source == f"{root / name} ({took})" and table.feedback == "explicit"
+    assert len(table) == len(users)
+    np.testing.assert_array_equal(table.rating, rating.astype(np.float32))
+    if name == "uuid.parquet":
+        assert table.user_id.tolist() == [uids[u] for u in users.tolist()]
+        assert table.movie_id.tolist() == [f"P{i:04d}" for i in items]
+    else:
+        assert table.user_id.tolist() == [str(u) for u in users] and table.movie_id.tolist() == [str(i) for i in items]
+
+
+def test_a_file_without_ratings_is_interactions(files):
+    root, users, items, _, _ = files
+    table = data.load(str(root / "clicks.jsonl"))
+    assert table.feedback == "implicit" and (table.rating == 1.0).all()
+    assert table.movie_id.tolist() == [f"0{i}" for i in items]  # "07" stays "07"
+    assert "no rating column" in table.source
+
+
+def test_dataframe_and_arrow_tables_keep_ids_of_any_type():
+    import pyarrow as pa
+
+    keys = [uuid.UUID(int=k) for k in (5, 6, 5)]
+    frame = pd.DataFrame({"who": keys, "what": [10, 20, 10], "stars": [4.0, 2.5, 3.0]})
+    table = data.Ratings.from_pandas(frame, user="who", item="what", rating="stars")
+    assert table.user_id.tolist() == [str(k) for k in keys] and table.movie_id.tolist() == ["10", "20", "10"]
+    arrow = data.Ratings.from_arrow(pa.table({"u": ["a", "b"], "i": [1, 2]}), user="u", item="i")
+    assert arrow.feedback == "implicit" and arrow.user_id.tolist() == ["a", "b"]
+    with pytest.raises(DataError, match="no column 'rating'; columns: who, what, stars"):
+        data.Ratings.from_pandas(frame, user="who", item="what", rating="rating")
+
+
+@pytest.mark.parametrize(
+    "text, columns, message",
+    [
+        ("user,item,rating\n1,2,3\n1,3,x\n", None, "line 3: column 'rating' is 'x', not a number"),
+        ("user,item,rating\n1,2,3\n1,3,\n", None, "line 3: column 'rating' is empty"),
+        ("user,item,rating\n1,2,3\n1,3,nan\n", None, "line 3: column 'rating' is nan, not a finite number"),
+        ("user,item,rating\n1,2,3\n1,,4\n", None, "line 3: column 'item' is empty"),
+        ("user,item,rating\n1,2,3\n1,3\n2,2,4\n", None, "line 3: expected 3 fields, got 2"),
+        ("user,item,rating\n", None, "only a header line, no rows"),
+        ("", None, "the file is empty"),
+        ("user,product_id,item,rating\n1,2,3,4\n", None, "columns product_id, item could each be the item"),
+        ("customer,item,rating\n1,2,3\n", None, "no user column (looked for user_id, userid, user); columns: customer"),
+        ("user,item,rating\n1,2,3\n", "user=who", "no column 'who' for user; columns: user, item, rating"),
+        ("user,item,rating\n1,2,3\n", "person=user", "unknown role 'person'"),
+    ],
+)
+def test_bad_input_is_one_error_naming_the_file_line_and_column(tmp_path, text, columns, message):
+    path = tmp_path / "ratings.csv"
+    path.write_text(text)
+    with pytest.raises(DataError) as error:
+        data.load(str(path), columns=columns)
+    assert str(error.value).startswith(str(path)) and message in str(error.value), str(error.value)
+
+
+def test_bad_values_in_parquet_name_the_row_group(tmp_path):
+    frame = pd.DataFrame({"user": ["a"] * 6, "item": list("bcdefg"), "rating": [1, 2, 3, 4, float("inf"), 5]})
+    frame.to_parquet(tmp_path / "r.parquet", row_group_size=2)
+    with pytest.raises(DataError, match=r"r.parquet: row 4 \(row group 2\): column 'rating' is inf"):
+        data.load(str(tmp_path / "r.parquet"))
+
+
+def test_a_missing_file_is_one_short_error(tmp_path):
+    with pytest.raises(DataError, match=r"^\S+/nothing.csv: no such file$"):
+        data.load(str(tmp_path / "nothing.csv"))
+
+
+@pytest.fixture(scope="module")
+def trained_on_custom_tsv(files, tmp_path_factory):
+    """`tfrec train` on the custom-named TSV, exported: the export answers the file's own ids."""
+    root = files[0]
+    out = tmp_path_factory.mktemp("run")
+    result = run_tfrec(
+        "train", "--data", str(root / "custom.tsv"), "--columns", "user=buyer,item=sku,rating=stars",
+        "--epochs", "8", "--quiet", "--export", str(out / "saved"), "--json", str(out / "run.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_train_on_a_user_file_says_which_columns_it_read(trained_on_custom_tsv, files):
+    out, result = trained_on_custom_tsv
+    assert (
+        "read        " in result.stdout and "(user=buyer, item=sku, rating=stars, timestamp=timestamp)" in result.stdout
+    )
+    users, items, rating = files[1:4]
+    summary = json.loads((out / "run.json").read_text())
+    spread = float(np.std(rating))
+    assert summary["test_rmse"] < spread - 0.15, (summary["test_rmse"], spread)  # learned the planted effects
+
+
+def test_the_export_of_a_user_file_answers_its_raw_ids(trained_on_custom_tsv, files):
+    out, _ = trained_on_custom_tsv
+    users, items = files[1], files[2]
+    predicted = run_tfrec("predict", str(out / "saved"), "--user", str(users[0]), "--movie", str(items[0]))
+    assert predicted.returncode == 0 and 1.0 <= float(predicted.stdout) <= 5.0, predicted.stderr
+    top = run_tfrec("recommend", str(out / "saved"), "--user", str(users[0]), "-k", "3")
+    ranked = [line.split()[1] for line in top.stdout.splitlines()[1:]]
+    assert len(ranked) == 3 and set(ranked) <= {str(i) for i in items}, top.stdout
+
+
+def test_interactions_train_the_implicit_models_and_refuse_the_explicit_ones(files, capsys):
+    from tfrec import cli
+
+    root = files[0]
+    spec = str(root / "clicks.jsonl")
+    assert cli.main(["train", "--data", spec, "--model", "gmf", "--epochs", "2", "--dim", "8", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "gmf (implicit)" in out and "split leave-last-out" in out and "no rating column: interactions" in out
+    assert cli.main(["train", "--data", spec, "--epochs", "2", "--quiet"]) == 1
+    assert "has no rating column (interactions only); biased-mf learns ratings" in capsys.readouterr().err

@@ -1,0 +1,395 @@
+"""A user's own ratings or interactions: CSV, TSV, Parquet and JSON Lines files, DataFrames and Arrow tables.
+
+``load_file("purchases.csv.gz")`` reads the file with pyarrow (its CSV, JSON and Parquet readers,
+gzip included), finds the user, item, rating and timestamp columns by name (or by ``columns``),
+and builds a :class:`~tfrec.data.Ratings` whose ids are the file's own, as strings exactly as
+written ("007" stays "007"; an integer column gives its decimal digits). Ids are dictionary-encoded
+in Arrow, so no per-row Python string is ever made: a 20M-row CSV loads in a few GB
+(benchmarks/RESULTS.md).
+
+A file without a rating column holds interactions (clicks, purchases): every row becomes a rating
+of 1.0 and the table says ``feedback == "implicit"``; ``tfrec train`` then trains the implicit
+models. Bad input is one :class:`~tfrec.errors.DataError` naming the file, the line (Parquet: the
+row and its row group) and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tfrec.data.table import Ratings
+from tfrec.errors import DataError
+
+ROLES = ("user", "item", "rating", "timestamp")
+#: Column names recognised for each role when none is given, compared without case.
+KNOWN_NAMES = {
+    "user": ("user_id", "userid", "user"),
+    "item": ("item_id", "itemid", "movie_id", "movieid", "item", "product_id", "productid"),
+    "rating": ("rating", "user_rating", "stars", "score"),
+    "timestamp": ("timestamp", "time", "ts"),
+}
+DELIMITED = (".csv", ".tsv", ".txt", ".dat")
+PARQUET = (".parquet", ".pq")
+JSON_LINES = (".jsonl", ".ndjson", ".json")
+SUFFIXES = DELIMITED + PARQUET + JSON_LINES
+
+
+def looks_like_file(name: str) -> bool:
+    """Whether ``name`` ends like a file :func:`load_file` reads (it may not exist)."""
+    return _suffix(Path(name)) in SUFFIXES
+
+
+def parse_columns(spec) -> dict[str, str]:
+    """``"user=buyer,item=sku"`` (or a dict) -> ``{"user": "buyer", "item": "sku"}``; roles checked."""
+    if spec is None or isinstance(spec, dict):
+        chosen = dict(spec or {})
+    else:
+        chosen = {}
+        for part in filter(None, str(spec).split(",")):
+            role, sep, column = part.partition("=")
+            if not sep or not column:
+                raise DataError(f"columns: {part!r} is not ROLE=COLUMN (roles: {', '.join(ROLES)})")
+            chosen[role.strip()] = column.strip()
+    unknown = sorted(set(chosen) - set(ROLES))
+    if unknown:
+        raise DataError(f"columns: unknown role {unknown[0]!r}; roles: {', '.join(ROLES)}")
+    return chosen
+
+
+def load_file(
+    path: str | os.PathLike, columns=None, *, delimiter: str | None = None, header: bool | None = None
+) -> Ratings:
+    """Reads a ratings or interactions file into a table.
+
+    Args:
+      path: A ``.csv``, ``.tsv``, ``.txt``, ``.dat``, ``.parquet``, ``.jsonl``/``.ndjson`` file; the
+        text formats may end in ``.gz``.
+      columns: ``{"user": COL, "item": COL, "rating": COL, "timestamp": COL}`` or the same as
+        ``"user=COL,item=COL,..."``; roles left out are found by name (:data:`KNOWN_NAMES`). In a
+        file without a header, COL is a column number counted from 1.
+      delimiter: Of a delimited file; default sniffed from its first lines (tab for ``.tsv``).
+      header: Whether a delimited file's first line names its columns; default: guessed (it holds a
+        known column name, or text above numbers).
+
+    Raises:
+      DataError: the file cannot be read, a column is missing or ambiguous, or a value is bad.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        chosen = parse_columns(columns)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+    suffix = _suffix(path)
+    first_line = 1  # the line of the first data row (Parquet: none)
+    if suffix in PARQUET:
+        table, numbered, first_line = _read_parquet(path), False, None
+    elif suffix in JSON_LINES:
+        table, numbered = _read_json(path), False
+    elif suffix in DELIMITED:
+        table, numbered = _read_delimited(path, chosen, delimiter, header)
+        first_line = 1 if numbered else 2
+    else:
+        raise DataError(
+            f"{path}: unknown format {suffix!r}; use one of {', '.join(SUFFIXES)} (text formats may be .gz)"
+        )
+    roles = _roles(path, table.column_names, chosen, numbered)
+    took = ", ".join(f"{role}={column}" for role, column in roles.items() if column is not None)
+    source = f"{path} ({took}{'' if roles['rating'] else '; no rating column: interactions'})"
+    return from_arrow(table, **roles, source=source, _path=path, _first_line=first_line)
+
+
+def from_arrow(
+    table, user=None, item=None, rating=None, timestamp=None, *, name=None, source="", _path=None, _first_line=None
+):
+    """A table from a ``pyarrow.Table`` with a user, an item and (optionally) a rating and a timestamp column.
+
+    Without ``rating`` the rows are interactions: each is a rating of 1.0 and the table's
+    ``feedback`` is ``implicit``. Ids of any type become strings (integers by their digits).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    label = str(_path or source or "table")
+    for role, column in (("user", user), ("item", item)):
+        if column is None:
+            raise DataError(f"{label}: no {role} column given")
+    for role, column in (("user", user), ("item", item), ("rating", rating), ("timestamp", timestamp)):
+        if column is not None and column not in table.column_names:
+            raise DataError(f"{label}: no column {column!r} for {role}; columns: {', '.join(table.column_names)}")
+    n = table.num_rows
+    if n == 0:
+        raise DataError(f"{label}: no rows")
+    ids = {}
+    for role, column in (("user", user), ("item", item)):
+        values = table.column(column)
+        _no_nulls(values, label, column, _path, _first_line)
+        if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
+            if pa.types.is_floating(values.type):
+                raise DataError(f"{label}: column {column!r} ({role} ids) holds floating-point numbers, not ids")
+            values = pc.cast(values, pa.string())
+        empty = pc.equal(pc.utf8_trim_whitespace(values), "").to_numpy(zero_copy_only=False)
+        if empty.any():
+            row = int(np.flatnonzero(empty)[0])
+            raise DataError(f"{label}: {_where(_path, row, _first_line)}: column {column!r} is empty")
+        ids[role] = _encode(values)
+    if rating is None:
+        values = np.ones(n, np.float32)
+    else:
+        column = table.column(rating)
+        _no_nulls(column, label, rating, _path, _first_line)
+        try:
+            values = pc.cast(column, pa.float64()).to_numpy().astype(np.float32)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(f"{label}: {_not_a_number(column, rating, _path, _first_line)}") from None
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            where = _where(_path, bad[0], _first_line)
+            raise DataError(f"{label}: {where}: column {rating!r} is {values[bad[0]]}, not a finite number")
+    if timestamp is None:
+        ts = np.zeros(n, np.int64)
+    else:
+        column = table.column(timestamp)
+        _no_nulls(column, label, timestamp, _path, _first_line)
+        ts = _seconds(column, label, timestamp)
+    (user_ids, user), (item_ids, item) = ids["user"], ids["item"]
+    return Ratings(
+        user_ids, item_ids, user, item, values, ts, name=name or Path(label).name.split(".")[0], source=source,
+        feedback="explicit" if rating is not None else "implicit",
+    )  # fmt: skip
+
+
+def from_pandas(df, user=None, item=None, rating=None, timestamp=None, *, name="dataframe") -> Ratings:
+    """A table from a pandas DataFrame's columns (see :func:`from_arrow`); object columns (UUIDs...) by ``str``."""
+    import pyarrow as pa
+
+    picked = [c for c in (user, item, rating, timestamp) if c is not None]
+    missing = [c for c in picked if c not in df.columns]
+    if missing:
+        raise DataError(f"{name}: no column {missing[0]!r}; columns: {', '.join(map(str, df.columns))}")
+    frame = df[picked].copy()
+    for column in (user, item):
+        if column is not None and frame[column].dtype == object:
+            nulls = frame[column].isna().to_numpy()
+            if nulls.any():
+                raise DataError(f"{name}: row {int(np.flatnonzero(nulls)[0])}: column {column!r} is empty")
+            frame[column] = frame[column].map(str)
+    return from_arrow(
+        pa.Table.from_pandas(frame, preserve_index=False), user, item, rating, timestamp, name=name, source=name
+    )
+
+
+def _suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _opener(path: Path):
+    return gzip.open if path.suffix.lower() == ".gz" else open
+
+
+def _sample(path: Path, size: int = 65536) -> str:
+    try:
+        with _opener(path)(path, "rb") as f:
+            raw = f.read(size)
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read: {e}") from None
+    text = raw.decode("utf-8-sig", "replace")
+    if len(raw) == size:  # a partial last line would mislead the sniffer
+        text = text[: text.rfind("\n") + 1] or text
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    return text
+
+
+def _sniff(path: Path, sample: str, delimiter: str | None) -> str:
+    if delimiter is not None:
+        return "\t" if delimiter in ("\\t", "tab") else delimiter
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",\t;| ").delimiter
+    except csv.Error:
+        return "\t" if _suffix(path) == ".tsv" else ","
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _has_header(rows: list[list[str]]) -> bool:
+    """A known column name in the first line, or a column with text above numbers."""
+    first, rest = rows[0], rows[1:]
+    known = {n for names in KNOWN_NAMES.values() for n in names}
+    if any(field.strip().lower() in known for field in first):
+        return True
+    for k, field in enumerate(first):
+        below = [row[k] for row in rest if len(row) > k]
+        if below and not _is_number(field) and all(_is_number(v) for v in below):
+            return True
+    return False
+
+
+def _read_delimited(path: Path, chosen: dict, delimiter: str | None, header: bool | None):
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    sample = _sample(path)
+    delimiter = _sniff(path, sample, delimiter)
+    rows = [r for r in csv.reader(io.StringIO(sample), delimiter=delimiter) if r][:50]
+    if header is None:
+        header = _has_header(rows) if len(rows) > 1 else not _is_number(rows[0][-1])
+    if header and len(rows) == 1 and sample.count("\n") <= 1:
+        raise DataError(f"{path}: only a header line, no rows")
+    names = [f.strip() for f in rows[0]] if header else [str(k + 1) for k in range(len(rows[0]))]
+    roles = _roles(path, names, chosen, numbered=not header)
+    text_columns = {roles[r]: pa.string() for r in ("user", "item") if roles.get(r) is not None}
+    read = pcsv.ReadOptions(column_names=None if header else names, block_size=1 << 24)
+    # Only an empty field is missing: "nan" in a rating column is a NaN (and refused as one), "NA" an id.
+    convert = pcsv.ConvertOptions(
+        column_types=text_columns, null_values=[""], strings_can_be_null=False,
+        include_columns=[c for c in roles.values() if c],
+    )  # fmt: skip
+    try:
+        table = pcsv.read_csv(
+            path, read_options=read, parse_options=pcsv.ParseOptions(delimiter=delimiter), convert_options=convert
+        )
+    except (pa.ArrowInvalid, OSError, EOFError) as e:
+        raise DataError(f"{path}: {_first_bad_line(path, delimiter, len(names), header) or e}") from None
+    if header:
+        table = table.rename_columns([c.strip() for c in table.column_names])
+    return table, not header
+
+
+def _first_bad_line(path: Path, delimiter: str, width: int, header: bool) -> str | None:
+    """The first line with another number of fields than the first (what the CSV reader refused), or None."""
+    try:
+        with _opener(path)(path, "rt", encoding="utf-8-sig", newline="") as f:
+            for number, row in enumerate(csv.reader(f, delimiter=delimiter), 1):
+                if row and len(row) != width:
+                    return f"line {number}: expected {width} fields, got {len(row)}"
+    except (OSError, EOFError, csv.Error, UnicodeDecodeError) as e:
+        return f"cannot read: {e}"
+    return None
+
+
+def _read_parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file; one message names it
+        raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+
+
+def _read_json(path: Path):
+    import pyarrow as pa
+    import pyarrow.json as pjson
+
+    try:
+        return pjson.read_json(path)
+    except (pa.ArrowInvalid, OSError, EOFError) as e:
+        raise DataError(f"{path}: not JSON Lines ({e})") from None
+
+
+def _roles(path: Path, names: list[str], chosen: dict, numbered: bool) -> dict:
+    """``{"user": column, "item": column, "rating": column or None, "timestamp": column or None}``."""
+    listed = ", ".join(names)
+    roles = {}
+    for role in ROLES:
+        if role in chosen:
+            column = chosen[role]
+            if column not in names:
+                what = f"column number (1..{len(names)})" if numbered else "column"
+                raise DataError(f"{path}: no {what} {column!r} for {role}; columns: {listed}")
+            roles[role] = column
+            continue
+        if numbered:  # positions: user, item, then rating and timestamp if there are columns for them
+            position = ROLES.index(role)
+            roles[role] = names[position] if position < len(names) and not chosen else None
+            continue
+        found = [n for n in names if n.lower() in KNOWN_NAMES[role]]
+        if len(found) > 1:
+            raise DataError(
+                f"{path}: columns {', '.join(found)} could each be the {role}; choose with --columns {role}=COL"
+            )
+        roles[role] = found[0] if found else None
+    for role in ("user", "item"):
+        if roles[role] is None:
+            raise DataError(
+                f"{path}: no {role} column (looked for {', '.join(KNOWN_NAMES[role])}); columns: {listed}; "
+                f"name it with --columns {role}=COL"
+            )
+    taken = [c for c in roles.values() if c is not None]
+    if len(set(taken)) != len(taken):
+        raise DataError(f"{path}: one column serves two roles: {roles}")
+    return roles
+
+
+def _encode(values) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique ids (numpy strings) and each row's position among them (int32), via Arrow's dictionary."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(values).combine_chunks()
+    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
+    order = np.argsort(dictionary, kind="stable")
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return dictionary[order], rank[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _not_a_number(column, name: str, path: Path | None, first_line: int | None) -> str:
+    """Where the first value that is not a number is (a slow pass, made only to word the error)."""
+    for row, value in enumerate(column.to_pylist()):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            shown = "empty" if str(value).strip() == "" else f"{value!r}, not a number"
+            return f"{_where(path, row, first_line)}: column {name!r} is {shown}"
+    return f"column {name!r} is {column.type}, not numbers"
+
+
+def _no_nulls(column, label: str, name: str, path: Path | None, first_line: int | None) -> None:
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(f"{label}: {_where(path, row, first_line)}: column {name!r} is empty")
+
+
+def _where(path: Path | None, row: int, first_line: int | None) -> str:
+    """Where data row ``row`` (0-based) is: its line in a text file, its row group in Parquet, else its row."""
+    if first_line is not None:
+        return f"line {row + first_line}"
+    if path is not None and _suffix(path) in PARQUET:
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path).metadata
+        start = 0
+        for group in range(meta.num_row_groups):
+            size = meta.row_group(group).num_rows
+            if row < start + size:
+                return f"row {row} (row group {group})"
+            start += size
+    return f"row {row}"
+
+
+def _seconds(column, label: str, name: str) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(column.type):
+        return pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64()).to_numpy(zero_copy_only=False)
+    try:
+        return pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(f"{label}: column {name!r} (timestamps) is {column.type}, not whole seconds") from None

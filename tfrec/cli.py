@@ -108,7 +108,11 @@ def _train_parser(sub) -> None:
     p.add_argument(
         "--split", help="ratio[:F] | u1..u5 | leave-last-out (default ratio; leave-last-out for implicit feedback)"
     )
-    p.add_argument("--epochs", type=int, default=d.epochs, help="at most this many (default %(default)s)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="at most this many (default: 500, early stopping ends a run first; 50 without validation)",
+    )
     p.add_argument("--batch-size", type=int, help=_per_model("batch_size") + " (AutoRec: rating vectors)")
     p.add_argument("--dim", type=int, help="embedding dimension; " + _per_model("dim"))
     p.add_argument("--lr", type=float, help=_per_model("learning_rate"))
@@ -311,6 +315,9 @@ def _train(args) -> None:
     else:
         rows += [("test RMSE", f"{summary['test_rmse']:.4f}"), ("test MAE", f"{summary['test_mae']:.4f}")]
     rows.append(("epochs", f"{summary['epochs']}{best}"))
+    if summary["stopped"] == "epoch cap":
+        cap = f"at the epoch cap ({config.epochs}) while validation was still improving: raise --epochs"
+        rows.append(("stopped", cap))
     if summary["refit_epochs"]:
         rows.append(("refit", f"{summary['refit_epochs']} epochs on the whole training part"))
     rows.append(("fit seconds", f"{summary['fit_seconds']:.2f}"))

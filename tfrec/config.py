@@ -18,6 +18,8 @@ ID_FEATURES = ("user_id", "movie_id")
 PRECISION_NAMES = ("float16", "bfloat16")
 #: The fields every family's ``defaults`` sets (``tfrec.families.Family``), measured per family on
 #: ML-100K 80/20 seed 42 by the validation cut of the training part (benchmarks/RESULTS.md).
+#: The epoch cap: early stopping, not the cap, should end a run; without a validation cut nothing else does.
+DEFAULT_EPOCHS, DEFAULT_EPOCHS_WITHOUT_VALIDATION = 500, 50
 PER_MODEL = ("dim", "learning_rate", "l2", "batch_size", "patience", "refit")
 
 
@@ -53,7 +55,9 @@ class TrainConfig:
       data: A dataset name, directory or spec (``tfrec.data.load``).
       split: ``ratio[:F]``, ``u1``..``u5`` or ``leave-last-out``; None: ``ratio``
         for explicit feedback, ``leave-last-out`` (the NCF protocol) for implicit.
-      epochs: Upper bound; early stopping on validation usually ends sooner.
+      epochs: At most this many. None: 500 when a validation cut ends the run by early stopping
+        (the ML-100K defaults stop after 7-41), 50 without one. A run that reaches the cap while
+        validation still improves says so (``stopped: "epoch cap"`` in ``tfrec.train.run``'s report).
       batch_size: Examples per step (AutoRec: rating vectors per step).
       dim: Embedding dimension (MF factors, NCF embeddings, FM factors; FFM: per field).
       learning_rate: Optimizer learning rate.
@@ -107,7 +111,7 @@ class TrainConfig:
     model: str = dataclasses.field(default_factory=families.default_model)
     data: str = "ml-100k"
     split: str | None = None
-    epochs: int = 50
+    epochs: int | None = None
     batch_size: int | None = None
     dim: int | None = None
     learning_rate: float | None = None
@@ -195,6 +199,8 @@ class TrainConfig:
         missing = [key for key in PER_MODEL if getattr(self, key) is None]
         if missing:
             raise TfrecError(f"model {self.model!r}: its family sets no default for {', '.join(missing)}")
+        if self.epochs is None:
+            self.epochs = DEFAULT_EPOCHS if self.validation_fraction > 0 else DEFAULT_EPOCHS_WITHOUT_VALIDATION
         if self.split is None and self.feedback is not None:  # else when the data's feedback is known
             self.split = "leave-last-out" if self.implicit else "ratio"
         self.layers = _parse_layers(self.layers)

@@ -203,8 +203,9 @@ class RunResult:
     Attributes:
       report: ``{"test_rmse", "test_mae", "epochs", "best_epoch", "refit_epochs", "validation",
         "fit_seconds", "split_fingerprint", "devices", "workers", "chief", "config"}``
-        (``validation``: the monitored score at the best epoch); implicit runs have
-        ``test_rmse``/``test_mae`` None and add ``test_hit_rate@10``, ``test_ndcg@10``,
+        (``validation``: the monitored score at the best epoch; ``stopped``: ``early stopping``,
+        ``epoch cap`` (validation still improving when ``epochs`` ran out) or ``epochs``);
+        implicit runs have ``test_rmse``/``test_mae`` None and add ``test_hit_rate@10``, ``test_ndcg@10``,
         ``popular_hit_rate@10``, ``popular_ndcg@10``.
       model: The trained Keras model.
       train: The training part, whose ratings ``tfrec.export.save`` leaves out of recommendations.
@@ -282,6 +283,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
         )  # fmt: skip
     scores = [logs[monitored] for logs in fit_logs if monitored in logs] if monitored else None
     best = (np.argmax(scores) if config.implicit else np.argmin(scores)) if scores else None
+    stopped = _why_stopped(config, len(fit_logs), best)
     refit_epochs = None
     if config.refit and best is not None:
         # Early stopping chose the epoch count; train a fresh model on the whole training part for it.
@@ -315,6 +317,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
         "epochs": len(fit_logs),
         "best_epoch": int(best) + 1 if best is not None else None,
         "refit_epochs": refit_epochs,
+        "stopped": stopped,
         "validation": {monitored: float(scores[best])} if best is not None else None,
         "fit_seconds": round(fit_seconds, 3),
         "split_fingerprint": parts.fingerprint,
@@ -327,6 +330,16 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
     if run_dir is not None:
         run_dir.finish(report)
     return RunResult(report, net, parts.train)
+
+
+def _why_stopped(config: TrainConfig, epochs: int, best) -> str:
+    """``early stopping``, ``epoch cap`` (all ``config.epochs`` ran and validation was still improving
+    within the patience window) or ``epochs`` (no validation: the count asked for)."""
+    if best is None:
+        return "epochs"
+    if epochs >= config.epochs and epochs - 1 - int(best) < max(1, config.patience):
+        return "epoch cap"
+    return "early stopping"
 
 
 def endless(ds, n_workers: int = 1):

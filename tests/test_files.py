@@ -210,3 +210,20 @@ def test_a_run_that_ends_at_its_epoch_cap_while_improving_says_so(tmp_path, caps
     out = capsys.readouterr().out
     assert "stopped     at the epoch cap (2) while validation was still improving: raise --epochs" in out, out
     assert json.loads((tmp_path / "r.json").read_text())["stopped"] == "epoch cap"
+
+
+def test_any_tfds_ratings_set_reads_by_columns(capsys):
+    """A TFDS set whose features are not MovieLens's (mock data, no download): nested names by `/`."""
+    import tensorflow_datasets as tfds
+
+    spec = "tfds:amazon_us_reviews/Wireless_v1_00"
+    roles = "user=data/customer_id,item=data/product_id,rating=data/star_rating"
+    with tfds.testing.mock_data(num_examples=40):
+        table = data.load(spec, columns=roles)
+        with pytest.raises(DataError, match="no user column .*data/customer_id"):
+            data.load(spec)  # customer_id is not a name tfrec guesses
+    assert len(table) == 40 and table.feedback == "explicit"
+    assert table.source.endswith("(user=data/customer_id, item=data/product_id, rating=data/star_rating)")
+    with tfds.testing.mock_data(num_examples=40):
+        movielens = data.load("tfds:movielens/100k-ratings")  # MovieLens keeps its side features
+    assert "user_occupation_label" in movielens.features and movielens.feedback == "explicit"

@@ -303,6 +303,12 @@ def _read_json(path: Path):
         raise DataError(f"{path}: not JSON Lines ({e})") from None
 
 
+def roles_by_name(label, names: list[str], chosen: dict) -> dict:
+    """The columns (or features) for each role: ``chosen`` first, then :data:`KNOWN_NAMES`, also as the
+    last part of a nested name (``data/user_id``); one error for a missing or ambiguous one."""
+    return _roles(label, names, chosen, numbered=False)
+
+
 def _roles(path: Path, names: list[str], chosen: dict, numbered: bool) -> dict:
     """``{"user": column, "item": column, "rating": column or None, "timestamp": column or None}``."""
     listed = ", ".join(names)
@@ -319,7 +325,7 @@ def _roles(path: Path, names: list[str], chosen: dict, numbered: bool) -> dict:
             position = ROLES.index(role)
             roles[role] = names[position] if position < len(names) and not chosen else None
             continue
-        found = [n for n in names if n.lower() in KNOWN_NAMES[role]]
+        found = [n for n in names if n.lower().rsplit("/", 1)[-1] in KNOWN_NAMES[role]]
         if len(found) > 1:
             raise DataError(
                 f"{path}: columns {', '.join(found)} could each be the {role}; choose with --columns {role}=COL"

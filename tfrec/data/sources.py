@@ -61,14 +61,14 @@ def load(name: str, *, download: bool | None = None, columns=None, delimiter: st
         return files.load_file(name, columns, delimiter=delimiter)
     if files.looks_like_file(name):
         raise DataError(f"{name}: no such file")
-    if columns or delimiter:
-        raise DataError(f"{name}: columns and delimiter are for a file of your own, not a named dataset")
+    if delimiter or (columns and not name.startswith("tfds:")):
+        raise DataError(f"{name}: --columns and --delimiter are for a file of your own (and --columns for tfds:)")
     if name == "synthetic-fm" or name.startswith("synthetic-fm:"):
         return synthetic.generate_fm(**_synthetic_args(name, _SYNTHETIC_FM_KEYS, "synthetic-fm")).ratings
     if name.startswith("synthetic"):
         return synthetic.generate(**_synthetic_args(name)).ratings
     if name.startswith("tfds:"):
-        return load_tfds(name[len("tfds:") :])
+        return load_tfds(name[len("tfds:") :], columns=columns)
     if name in MOVIELENS:
         return _load_movielens(name, download)
     if Path(name).is_dir():
@@ -114,11 +114,14 @@ def _load_movielens(name: str, download: bool) -> Ratings:
     raise DataNotFoundError(f"{name}: {tried}. To get it: " + "; ".join(ways))
 
 
-def load_tfds(name: str = "movielens/100k-ratings", split: str = "train", data_dir=None) -> Ratings:
-    """Loads a ``movielens/*-ratings`` config from TensorFlow Datasets into a table.
+def load_tfds(name: str = "movielens/100k-ratings", split: str = "train", data_dir=None, columns=None) -> Ratings:
+    """Loads a TensorFlow Datasets ratings set into a table.
 
-    TFDS repeats the user and movie side features on every rating; the table
-    keeps each id's first occurrence.
+    A ``movielens/*-ratings`` config keeps its side features: TFDS repeats them on every rating,
+    and the table keeps each id's first occurrence. Any other set (or ``columns``) is read like a
+    file of the user's own (``tfrec.data.files``): ``columns`` maps ``user``, ``item``, ``rating``
+    and ``timestamp`` to feature names, nested ones joined by ``/`` (``data/customer_id``); roles
+    left out are found by name, and without a rating the examples are interactions.
     """
     import tensorflow_datasets as tfds
 
@@ -126,12 +129,15 @@ def load_tfds(name: str = "movielens/100k-ratings", split: str = "train", data_d
         ds = tfds.load(name, split=split, data_dir=data_dir)
     except Exception as e:  # TFDS raises many types; name the dataset in one message
         raise DataNotFoundError(f"tfds:{name}: {type(e).__name__}: {e}") from None
+    chosen = files.parse_columns(columns)
     columns: dict[str, list] = {}
     for batch in tfds.as_numpy(ds.ragged_batch(65536)):
-        for key, value in batch.items():
+        for key, value in _flat(batch).items():
             columns.setdefault(key, []).append(value)
     if not columns:
         raise DataError(f"tfds:{name}: split {split!r} has no ratings")
+    if chosen or not {"user_id", "movie_id", "user_rating"} <= set(columns):
+        return _tfds_by_roles(name, split, columns, chosen)
     flat = {k: np.concatenate(vs) for k, vs in columns.items() if k != "movie_genres"}
     table = Ratings.from_arrays(
         _decode(flat["user_id"]),
@@ -155,6 +161,29 @@ def load_tfds(name: str = "movielens/100k-ratings", split: str = "train", data_d
         genres = [row for batch in columns["movie_genres"] for row in _rows(batch)]
         item_features["movie_genres"] = RaggedColumn.from_lists([genres[r] for r in first_item])
     return dataclasses.replace(table, user_features=user_features, item_features=item_features)
+
+
+def _flat(features: dict, prefix: str = "") -> dict:
+    """Nested feature dicts flattened to ``outer/inner`` names."""
+    flat = {}
+    for key, value in features.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _tfds_by_roles(name: str, split: str, columns: dict, chosen: dict) -> Ratings:
+    """A TFDS set read by roles, as a user's file is (only scalar features can be roles)."""
+    import pyarrow as pa
+
+    scalar = {k: np.concatenate(v) for k, v in columns.items() if all(getattr(b, "ndim", 0) == 1 for b in v)}
+    label = f"tfds:{name}"
+    roles = files.roles_by_name(label, list(scalar), chosen)
+    table = pa.table({c: _decode(scalar[c]) for c in roles.values() if c is not None})
+    took = ", ".join(f"{role}={column}" for role, column in roles.items() if column is not None)
+    return files.from_arrow(table, **roles, name=name.split("/")[0], source=f"{label}[{split}] ({took})")
 
 
 def _rows(batch) -> list:

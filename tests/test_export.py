@@ -161,16 +161,27 @@ def test_recommend_works_in_blocks_of_users(exported, tmp_path):
     np.testing.assert_allclose(got["scores"].numpy(), want["scores"].numpy(), rtol=1e-6)
 
 
-def test_save_refuses_an_existing_directory_and_leaves_nothing_behind(exported, tmp_path):
+def test_save_refuses_a_directory_with_something_in_it_and_leaves_nothing_behind(exported, tmp_path):
     _, models, _ = exported
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
     with pytest.raises(TfrecError, match="already exists"):
         export.save(models["mf"], tmp_path / "taken")
-    with pytest.raises(TfrecError, match="does not exist"):
-        export.save(models["mf"], tmp_path / "no" / "such")
     with pytest.raises(TfrecError, match="not a SavedModel"):
         export.load(tmp_path / "taken")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
+
+
+def test_save_makes_missing_parents_and_fills_an_empty_directory(exported, tmp_path):
+    """TensorFlow Serving's NAME/VERSION layout in one call; an empty directory (made by a deploy script) is filled."""
+    _, models, _ = exported
+    export.save(models["mf"], tmp_path / "models" / "mf" / "1")
+    (tmp_path / "empty").mkdir()
+    export.save(models["mf"], tmp_path / "empty")
+    for target in (tmp_path / "models" / "mf" / "1", tmp_path / "empty"):
+        assert "serving_default" in export.load(target).signatures
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "models"]  # no staging left
 
 
 @pytest.mark.parametrize("name", ["biased-mf", "neumf", "autorec-i"])

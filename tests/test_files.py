@@ -124,12 +124,13 @@ def test_a_missing_file_is_one_short_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_on_custom_tsv(files, tmp_path_factory):
-    """`tfrec train` on the custom-named TSV, exported: the export answers the file's own ids."""
+    """`tfrec train` on the custom-named TSV, saved and exported: the export answers the file's own ids."""
     root = files[0]
     out = tmp_path_factory.mktemp("run")
     result = run_tfrec(
         "train", "--data", str(root / "custom.tsv"), "--columns", "user=buyer,item=sku,rating=stars",
-        "--epochs", "8", "--quiet", "--export", str(out / "saved"), "--json", str(out / "run.json"),
+        "--epochs", "8", "--quiet", "--export", str(out / "models" / "shop" / "1"), "--json", str(out / "run.json"),
+        "--save", str(out / "runs" / "shop"),  # neither parent exists yet: both are made
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
@@ -149,11 +150,13 @@ def test_train_on_a_user_file_says_which_columns_it_read(trained_on_custom_tsv, 
 def test_the_export_of_a_user_file_answers_its_raw_ids(trained_on_custom_tsv, files):
     out, _ = trained_on_custom_tsv
     users, items = files[1], files[2]
-    predicted = run_tfrec("predict", str(out / "saved"), "--user", str(users[0]), "--movie", str(items[0]))
+    saved = out / "models" / "shop" / "1"
+    predicted = run_tfrec("predict", str(saved), "--user", str(users[0]), "--movie", str(items[0]))
     assert predicted.returncode == 0 and 1.0 <= float(predicted.stdout) <= 5.0, predicted.stderr
-    top = run_tfrec("recommend", str(out / "saved"), "--user", str(users[0]), "-k", "3")
+    top = run_tfrec("recommend", str(saved), "--user", str(users[0]), "-k", "3")
     ranked = [line.split()[1] for line in top.stdout.splitlines()[1:]]
     assert len(ranked) == 3 and set(ranked) <= {str(i) for i in items}, top.stdout
+    assert (out / "runs" / "shop" / "model.keras").is_file()
 
 
 def test_interactions_train_the_implicit_models_and_refuse_the_explicit_ones(files, capsys):

@@ -261,10 +261,9 @@ def _train(args) -> None:
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise TfrecError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
     for flag, target in (("--save", args.save), ("--export", args.export)):  # before training, not after
-        if target and Path(target).exists():
+        path = Path(target) if target else None
+        if path is not None and path.exists() and not (path.is_dir() and not any(path.iterdir())):
             raise TfrecError(f"{flag} {target}: already exists")
-        if target and not Path(target).resolve().parent.is_dir():
-            raise TfrecError(f"{flag} {target}: directory {Path(target).parent} does not exist")
     _import_tensorflow_quietly(list_devices=config.strategy != "multi-worker")
     from tfrec.checkpoints import RunFinished
     from tfrec.train import configure_threads, run

@@ -150,13 +150,16 @@ class TrainConfig:
         return self.feedback == "implicit" and self.family.implicit
 
     def for_data(self, feedback: str) -> None:
-        """Takes the loaded data's feedback where none was asked for, then checks again.
+        """Takes the loaded data's feedback where none was asked for (with its split), then checks again.
 
         Raises:
           TfrecError: interactions without ratings asked to train an explicit-only model, or the other way round.
         """
-        if self.feedback is None:
-            self.feedback = feedback
+        self.check()
+        if feedback == "implicit" and self._defaulted.get("feedback"):
+            self.feedback = "implicit"
+            if self._defaulted.get("split"):
+                self.split = "leave-last-out"
         if feedback == "implicit" and self.feedback == "explicit":
             raise TfrecError(f"{self.data}: has no ratings (interactions only), so it trains with --feedback implicit")
         if feedback == "implicit" and not self.family.implicit:
@@ -166,6 +169,13 @@ class TrainConfig:
                 f"train an implicit-feedback model (--model {' / '.join(able)})"
             )
         self.check()
+
+    @property
+    def _defaulted(self) -> dict:
+        """Which of ``feedback`` and ``split`` :meth:`check` filled in (the data may still change them)."""
+        if "_filled" not in self.__dict__:
+            self.__dict__["_filled"] = {}
+        return self.__dict__["_filled"]
 
     def check(self) -> None:
         """Fills model defaults; raises TfrecError naming the first field with a bad value."""
@@ -201,8 +211,12 @@ class TrainConfig:
             raise TfrecError(f"model {self.model!r}: its family sets no default for {', '.join(missing)}")
         if self.epochs is None:
             self.epochs = DEFAULT_EPOCHS if self.validation_fraction > 0 else DEFAULT_EPOCHS_WITHOUT_VALIDATION
-        if self.split is None and self.feedback is not None:  # else when the data's feedback is known
+        if self.feedback is None:  # explicit until the data says otherwise (for_data)
+            self.feedback = "explicit"
+            self._defaulted["feedback"] = True
+        if self.split is None:
             self.split = "leave-last-out" if self.implicit else "ratio"
+            self._defaulted["split"] = True
         self.layers = _parse_layers(self.layers)
         self.features = _parse_features(self.features)
         if self.features != ID_FEATURES and not family.side_features:

@@ -176,8 +176,8 @@ def save(
 
     Args:
       model: A trained tfrec model (any family; trained under any strategy).
-      path: A directory that must not exist yet. The SavedModel is written
-        beside it and renamed into place, so a failure leaves nothing there.
+      path: A directory that does not exist yet (missing parents are made) or is empty. The
+        SavedModel is written beside it and renamed into place, so a failure leaves nothing there.
       rated: The training table, whose (user, item) pairs ``recommend`` leaves
         out. Default: an AutoRec model's stored ratings; nothing for others.
       clip: Clip ``serving_default``'s predictions to the training rating range.
@@ -188,13 +188,10 @@ def save(
       The path written.
 
     Raises:
-      TfrecError: ``path`` exists, or its parent directory does not.
+      TfrecError: ``path`` exists and is not an empty directory.
     """
     path = Path(path)
-    if path.exists():
-        raise TfrecError(f"{path}: already exists; export to a new directory")
-    if not path.parent.is_dir():
-        raise TfrecError(f"{path}: directory {path.parent} does not exist")
+    refuse_existing(path)
     budget = pairs_per_step if model.scores_item_grid else matrix_entries_per_step
     module = _Serving(model, rated_rows(model, rated), clip, max(1, budget // len(model.item_vocabulary)))
     signatures = {
@@ -212,16 +209,29 @@ def _takes_side_features(model) -> bool:
     return set(model.serving_inputs()) != {"user_id", "movie_id"}
 
 
+def refuse_existing(path: str | os.PathLike) -> None:
+    """Raises TfrecError if ``path`` exists and is not an empty directory (a target is never overwritten)."""
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())):
+        raise TfrecError(f"{path}: already exists; write to a new directory")
+
+
 @contextlib.contextmanager
 def staged_directory(path: str | os.PathLike):
     """Yields a fresh directory beside ``path``, renamed to ``path`` when the block ends without error.
 
-    On any error (or an interrupt) the directory is removed, so ``path`` is either complete or absent.
+    Missing parent directories are made (TensorFlow Serving's layout is ``NAME/VERSION``); an empty
+    directory at ``path`` is replaced. On any error (or an interrupt) the staged directory is
+    removed, so ``path`` is either complete or as it was.
     """
     path = Path(path)
+    refuse_existing(path)
+    path.resolve().parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.resolve().parent))
     try:
         yield staging
+        if path.is_dir():
+            path.rmdir()  # empty (refuse_existing): replaced by the staged directory
         os.replace(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -133,7 +133,7 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
       traces its step once: ``RatingModel.create_variables``) live under the strategy.
     """
     config = config or TrainConfig(model=model)
-    config.check()
+    config.for_data(train.feedback)  # interactions without ratings: implicit feedback
     strategy_ = strategy_ or strategy(config.strategy)
     with strategy_.scope():
         net = families.model_class(model).from_table(train, **{**model_kwargs(config), **kwargs})

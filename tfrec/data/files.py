@@ -21,9 +21,8 @@ import io
 import os
 from pathlib import Path
 
-import numpy as np
 
-from tfrec.data.table import Ratings
+from tfrec.data.table import Ratings, _from_arrow
 from tfrec.errors import DataError
 
 ROLES = ("user", "item", "rating", "timestamp")
@@ -103,87 +102,10 @@ def load_file(
     roles = _roles(path, table.column_names, chosen, numbered)
     took = ", ".join(f"{role}={column}" for role, column in roles.items() if column is not None)
     source = f"{path} ({took}{'' if roles['rating'] else '; no rating column: interactions'})"
-    return from_arrow(table, **roles, source=source, _path=path, _first_line=first_line)
-
-
-def from_arrow(
-    table, user=None, item=None, rating=None, timestamp=None, *, name=None, source="", _path=None, _first_line=None
-):
-    """A table from a ``pyarrow.Table`` with a user, an item and (optionally) a rating and a timestamp column.
-
-    Without ``rating`` the rows are interactions: each is a rating of 1.0 and the table's
-    ``feedback`` is ``implicit``. Ids of any type become strings (integers by their digits).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    label = str(_path or source or "table")
-    for role, column in (("user", user), ("item", item)):
-        if column is None:
-            raise DataError(f"{label}: no {role} column given")
-    for role, column in (("user", user), ("item", item), ("rating", rating), ("timestamp", timestamp)):
-        if column is not None and column not in table.column_names:
-            raise DataError(f"{label}: no column {column!r} for {role}; columns: {', '.join(table.column_names)}")
-    n = table.num_rows
-    if n == 0:
-        raise DataError(f"{label}: no rows")
-    ids = {}
-    for role, column in (("user", user), ("item", item)):
-        values = table.column(column)
-        _no_nulls(values, label, column, _path, _first_line)
-        if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
-            if pa.types.is_floating(values.type):
-                raise DataError(f"{label}: column {column!r} ({role} ids) holds floating-point numbers, not ids")
-            values = pc.cast(values, pa.string())
-        empty = pc.equal(pc.utf8_trim_whitespace(values), "").to_numpy(zero_copy_only=False)
-        if empty.any():
-            row = int(np.flatnonzero(empty)[0])
-            raise DataError(f"{label}: {_where(_path, row, _first_line)}: column {column!r} is empty")
-        ids[role] = _encode(values)
-    if rating is None:
-        values = np.ones(n, np.float32)
-    else:
-        column = table.column(rating)
-        _no_nulls(column, label, rating, _path, _first_line)
-        try:
-            values = pc.cast(column, pa.float64()).to_numpy().astype(np.float32)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise DataError(f"{label}: {_not_a_number(column, rating, _path, _first_line)}") from None
-        bad = np.flatnonzero(~np.isfinite(values))
-        if len(bad):
-            where = _where(_path, bad[0], _first_line)
-            raise DataError(f"{label}: {where}: column {rating!r} is {values[bad[0]]}, not a finite number")
-    if timestamp is None:
-        ts = np.zeros(n, np.int64)
-    else:
-        column = table.column(timestamp)
-        _no_nulls(column, label, timestamp, _path, _first_line)
-        ts = _seconds(column, label, timestamp)
-    (user_ids, user), (item_ids, item) = ids["user"], ids["item"]
-    return Ratings(
-        user_ids, item_ids, user, item, values, ts, name=name or Path(label).name.split(".")[0], source=source,
-        feedback="explicit" if rating is not None else "implicit",
+    return _from_arrow(
+        table, **roles, name=path.name.split(".")[0], source=source, label=str(path),
+        where=lambda row: _where(path, row, first_line),
     )  # fmt: skip
-
-
-def from_pandas(df, user=None, item=None, rating=None, timestamp=None, *, name="dataframe") -> Ratings:
-    """A table from a pandas DataFrame's columns (see :func:`from_arrow`); object columns (UUIDs...) by ``str``."""
-    import pyarrow as pa
-
-    picked = [c for c in (user, item, rating, timestamp) if c is not None]
-    missing = [c for c in picked if c not in df.columns]
-    if missing:
-        raise DataError(f"{name}: no column {missing[0]!r}; columns: {', '.join(map(str, df.columns))}")
-    frame = df[picked].copy()
-    for column in (user, item):
-        if column is not None and frame[column].dtype == object:
-            nulls = frame[column].isna().to_numpy()
-            if nulls.any():
-                raise DataError(f"{name}: row {int(np.flatnonzero(nulls)[0])}: column {column!r} is empty")
-            frame[column] = frame[column].map(str)
-    return from_arrow(
-        pa.Table.from_pandas(frame, preserve_index=False), user, item, rating, timestamp, name=name, source=name
-    )
 
 
 def _suffix(path: Path) -> str:
@@ -343,35 +265,6 @@ def _roles(path: Path, names: list[str], chosen: dict, numbered: bool) -> dict:
     return roles
 
 
-def _encode(values) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique ids (numpy strings) and each row's position among them (int32), via Arrow's dictionary."""
-    import pyarrow.compute as pc
-
-    encoded = pc.dictionary_encode(values).combine_chunks()
-    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
-    order = np.argsort(dictionary, kind="stable")
-    rank = np.empty(len(order), np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    return dictionary[order], rank[encoded.indices.to_numpy(zero_copy_only=False)]
-
-
-def _not_a_number(column, name: str, path: Path | None, first_line: int | None) -> str:
-    """Where the first value that is not a number is (a slow pass, made only to word the error)."""
-    for row, value in enumerate(column.to_pylist()):
-        try:
-            float(value)
-        except (TypeError, ValueError):
-            shown = "empty" if str(value).strip() == "" else f"{value!r}, not a number"
-            return f"{_where(path, row, first_line)}: column {name!r} is {shown}"
-    return f"column {name!r} is {column.type}, not numbers"
-
-
-def _no_nulls(column, label: str, name: str, path: Path | None, first_line: int | None) -> None:
-    if column.null_count:
-        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-        raise DataError(f"{label}: {_where(path, row, first_line)}: column {name!r} is empty")
-
-
 def _where(path: Path | None, row: int, first_line: int | None) -> str:
     """Where data row ``row`` (0-based) is: its line in a text file, its row group in Parquet, else its row."""
     if first_line is not None:
@@ -387,15 +280,3 @@ def _where(path: Path | None, row: int, first_line: int | None) -> str:
                 return f"row {row} (row group {group})"
             start += size
     return f"row {row}"
-
-
-def _seconds(column, label: str, name: str) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_timestamp(column.type):
-        return pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64()).to_numpy(zero_copy_only=False)
-    try:
-        return pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise DataError(f"{label}: column {name!r} (timestamps) is {column.type}, not whole seconds") from None

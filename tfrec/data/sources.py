@@ -16,7 +16,7 @@ import numpy as np
 
 from tfrec.data import cache as _cache
 from tfrec.data import files, movielens, synthetic
-from tfrec.data.table import RaggedColumn, Ratings
+from tfrec.data.table import RaggedColumn, Ratings, _from_arrow
 from tfrec.errors import DataError, DataNotFoundError
 
 MOVIELENS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest", "ml-latest-small")
@@ -183,7 +183,10 @@ def _tfds_by_roles(name: str, split: str, columns: dict, chosen: dict) -> Rating
     roles = files.roles_by_name(label, list(scalar), chosen)
     table = pa.table({c: _decode(scalar[c]) for c in roles.values() if c is not None})
     took = ", ".join(f"{role}={column}" for role, column in roles.items() if column is not None)
-    return files.from_arrow(table, **roles, name=name.split("/")[0], source=f"{label}[{split}] ({took})")
+    return _from_arrow(
+        table, **roles, name=name.split("/")[0], source=f"{label}[{split}] ({took})", label=label,
+        where=lambda row: f"example {row}",
+    )  # fmt: skip
 
 
 def _rows(batch) -> list:

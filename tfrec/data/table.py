@@ -129,19 +129,17 @@ class Ratings:
     def from_pandas(cls, df, user=None, item=None, rating=None, timestamp=None, *, name="dataframe") -> "Ratings":
         """A table from a DataFrame's columns; ids of any type (integers, strings, UUIDs) become strings.
 
-        Without ``rating`` the rows are interactions (``feedback == "implicit"``). See
-        ``tfrec.data.files.from_pandas``.
+        Without ``rating`` the rows are interactions: each is a rating of 1.0 and ``feedback`` is
+        ``implicit``. Errors name the column and the row.
         """
-        from tfrec.data.files import from_pandas
-
-        return from_pandas(df, user, item, rating, timestamp, name=name)
+        return _from_pandas(df, user, item, rating, timestamp, name=name)
 
     @classmethod
     def from_arrow(cls, table, user=None, item=None, rating=None, timestamp=None, *, name="table") -> "Ratings":
-        """A table from a ``pyarrow.Table``'s columns (see :meth:`from_pandas`)."""
-        from tfrec.data.files import from_arrow
-
-        return from_arrow(table, user, item, rating, timestamp, name=name, source=name)
+        """A table from a ``pyarrow.Table``'s columns (see :meth:`from_pandas`); ids dictionary-encoded in Arrow."""
+        return _from_arrow(
+            table, user, item, rating, timestamp, name=name, source=name, label=name, where=lambda row: f"row {row}"
+        )
 
     def __post_init__(self):
         if self.feedback not in ("explicit", "implicit"):
@@ -226,3 +224,121 @@ def check_finite(rating: np.ndarray, label: str) -> None:
     bad = np.flatnonzero(~np.isfinite(rating))
     if len(bad):
         raise DataError(f"{label}: row {bad[0]}: rating is {rating[bad[0]]}, not a finite number")
+
+
+def _from_arrow(table, user, item, rating, timestamp, *, name, source, label, where) -> "Ratings":
+    """A table from a ``pyarrow.Table``'s columns (see :meth:`Ratings.from_arrow`).
+
+    ``label`` starts every error message (a path, a dataset name); ``where(row)`` says where a
+    0-based row is in the source ("line 5", "row 4 (row group 2)").
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for role, column in (("user", user), ("item", item)):
+        if column is None:
+            raise DataError(f"{label}: no {role} column given")
+    for role, column in (("user", user), ("item", item), ("rating", rating), ("timestamp", timestamp)):
+        if column is not None and column not in table.column_names:
+            raise DataError(f"{label}: no column {column!r} for {role}; columns: {', '.join(table.column_names)}")
+    n = table.num_rows
+    if n == 0:
+        raise DataError(f"{label}: no rows")
+    ids = {}
+    for role, column in (("user", user), ("item", item)):
+        values = table.column(column)
+        _no_nulls(values, label, column, where)
+        if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
+            if pa.types.is_floating(values.type):
+                raise DataError(f"{label}: column {column!r} ({role} ids) holds floating-point numbers, not ids")
+            values = pc.cast(values, pa.string())
+        empty = pc.equal(pc.utf8_trim_whitespace(values), "").to_numpy(zero_copy_only=False)
+        if empty.any():
+            row = int(np.flatnonzero(empty)[0])
+            raise DataError(f"{label}: {where(row)}: column {column!r} is empty")
+        ids[role] = _encode(values)
+    if rating is None:
+        values = np.ones(n, np.float32)
+    else:
+        column = table.column(rating)
+        _no_nulls(column, label, rating, where)
+        try:
+            values = pc.cast(column, pa.float64()).to_numpy().astype(np.float32)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(f"{label}: {_not_a_number(column, rating, where)}") from None
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise DataError(f"{label}: {where(bad[0])}: column {rating!r} is {values[bad[0]]}, not a finite number")
+    if timestamp is None:
+        ts = np.zeros(n, np.int64)
+    else:
+        column = table.column(timestamp)
+        _no_nulls(column, label, timestamp, where)
+        ts = _seconds(column, label, timestamp)
+    (user_ids, user), (item_ids, item) = ids["user"], ids["item"]
+    return Ratings(
+        user_ids, item_ids, user, item, values, ts, name=name, source=source,
+        feedback="explicit" if rating is not None else "implicit",
+    )  # fmt: skip
+
+
+def _from_pandas(df, user, item, rating, timestamp, *, name) -> "Ratings":
+    """A table from a DataFrame's columns (see :meth:`Ratings.from_pandas`); object columns (UUIDs...) by ``str``."""
+    import pyarrow as pa
+
+    picked = [c for c in (user, item, rating, timestamp) if c is not None]
+    missing = [c for c in picked if c not in df.columns]
+    if missing:
+        raise DataError(f"{name}: no column {missing[0]!r}; columns: {', '.join(map(str, df.columns))}")
+    frame = df[picked].copy()
+    for column in (user, item):
+        if column is not None and frame[column].dtype == object:
+            nulls = frame[column].isna().to_numpy()
+            if nulls.any():
+                raise DataError(f"{name}: row {int(np.flatnonzero(nulls)[0])}: column {column!r} is empty")
+            frame[column] = frame[column].map(str)
+    return _from_arrow(
+        pa.Table.from_pandas(frame, preserve_index=False), user, item, rating, timestamp, name=name, source=name,
+        label=name, where=lambda row: f"row {row}",
+    )  # fmt: skip
+
+
+def _encode(values) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique ids (numpy strings) and each row's position among them (int32), via Arrow's dictionary."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(values).combine_chunks()
+    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
+    order = np.argsort(dictionary, kind="stable")
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return dictionary[order], rank[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _not_a_number(column, name: str, where) -> str:
+    """Where the first value that is not a number is (a slow pass, made only to word the error)."""
+    for row, value in enumerate(column.to_pylist()):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            shown = "empty" if str(value).strip() == "" else f"{value!r}, not a number"
+            return f"{where(row)}: column {name!r} is {shown}"
+    return f"column {name!r} is {column.type}, not numbers"
+
+
+def _no_nulls(column, label: str, name: str, where) -> None:
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(f"{label}: {where(row)}: column {name!r} is empty")
+
+
+def _seconds(column, label: str, name: str) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(column.type):
+        return pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64()).to_numpy(zero_copy_only=False)
+    try:
+        return pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(f"{label}: column {name!r} (timestamps) is {column.type}, not whole seconds") from None

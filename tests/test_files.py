@@ -230,3 +230,36 @@ def test_any_tfds_ratings_set_reads_by_columns(capsys):
     with tfds.testing.mock_data(num_examples=40):
         movielens = data.load("tfds:movielens/100k-ratings")  # MovieLens keeps its side features
     assert "user_occupation_label" in movielens.features and movielens.feedback == "explicit"
+
+
+def test_ids_that_would_not_fit_in_memory_as_strings_are_refused_first(tmp_path, monkeypatch):
+    """The check runs before any string array is made; here the machine is made to look full."""
+    from tfrec.data import table
+
+    (tmp_path / "r.csv").write_text("user,item,rating\n" + "".join(f"u{k},i{k % 7},3\n" for k in range(500)))
+    monkeypatch.setattr(table, "free_memory", lambda: 1000)
+    with pytest.raises(DataError, match=r"r.csv: column 'user': 500 distinct ids of up to 4 characters need .* GB"):
+        data.load(str(tmp_path / "r.csv"))
+    monkeypatch.setattr(table, "free_memory", lambda: None)  # unknown: no check
+    assert len(data.load(str(tmp_path / "r.csv"))) == 500
+
+
+@pytest.mark.parametrize("name", ["uuid.parquet", "nohead.csv.gz"])
+def test_training_on_a_file_exports_a_model_that_answers_its_ids(files, name, tmp_path):
+    import tensorflow as tf
+
+    from tfrec import export
+    from tfrec.config import TrainConfig
+    from tfrec.train import run
+
+    root, users, items, _, uids = files
+    result = run(TrainConfig(data=str(root / name), epochs=3), verbose=0)
+    export.save(result.model, tmp_path / "saved", rated=result.train)
+    loaded = export.load(tmp_path / "saved")
+    user = uids[int(users[0])] if name == "uuid.parquet" else str(users[0])
+    top = loaded.signatures["recommend"](user_id=tf.constant([user]), k=tf.constant(5))["movie_id"].numpy()[0]
+    known = set(result.train.item_ids.tolist())
+    assert len(top) == 5 and {m.decode() for m in top} <= known
+    assert all(m.decode().startswith("P") for m in top) == (name == "uuid.parquet")
+    served = loaded.signatures["serving_default"](user_id=tf.constant([user]), movie_id=tf.constant([top[0]]))
+    assert 1.0 <= float(served["predictions"].numpy()[0]) <= 5.0

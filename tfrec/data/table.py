@@ -256,7 +256,7 @@ def _from_arrow(table, user, item, rating, timestamp, *, name, source, label, wh
         if empty.any():
             row = int(np.flatnonzero(empty)[0])
             raise DataError(f"{label}: {where(row)}: column {column!r} is empty")
-        ids[role] = _encode(values)
+        ids[role] = _encode(values, label, column)
     if rating is None:
         values = np.ones(n, np.float32)
     else:
@@ -303,16 +303,40 @@ def _from_pandas(df, user, item, rating, timestamp, *, name) -> "Ratings":
     )  # fmt: skip
 
 
-def _encode(values) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique ids (numpy strings) and each row's position among them (int32), via Arrow's dictionary."""
+def _encode(values, label: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique ids (numpy strings) and each row's position among them (int32), via Arrow's dictionary.
+
+    The vocabulary becomes a fixed-width numpy string array (4 bytes a character, every id as long as
+    the longest): one that would not fit in the memory this machine has free is refused first.
+    """
     import pyarrow.compute as pc
 
     encoded = pc.dictionary_encode(values).combine_chunks()
+    longest = pc.max(pc.utf8_length(encoded.dictionary)).as_py() or 0
+    need = len(encoded.dictionary) * longest * 4
+    free = free_memory()
+    if free is not None and need > free:
+        raise DataError(
+            f"{label}: column {name!r}: {len(encoded.dictionary):,} distinct ids of up to {longest} characters need "
+            f"{need / 2**30:.1f} GB as strings, more than the {free / 2**30:.1f} GB free here"
+        )
     dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
     order = np.argsort(dictionary, kind="stable")
     rank = np.empty(len(order), np.int32)
     rank[order] = np.arange(len(order), dtype=np.int32)
     return dictionary[order], rank[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def free_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _not_a_number(column, name: str, where) -> str:

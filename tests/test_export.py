@@ -111,6 +111,20 @@ def test_loaded_without_tfrec_predicts_like_the_model(exported, name):
     assert loaded[name]["serving_default/empty"].tolist() == [0]
 
 
+@pytest.mark.parametrize("name", ["biased-mf", "fm"])
+def test_the_saved_model_refuses_unequal_lengths_and_a_negative_k_by_name(exported, name, tmp_path):
+    """Through tf.saved_model.load: a dropped element is an error naming the input, never a broadcast."""
+    _, models, _ = exported
+    export.save(models[name], tmp_path / "saved")
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="movie_id must have as many entries as user_id"):
+        loaded.signatures["serving_default"](user_id=tf.constant(["1", "2"]), movie_id=tf.constant(["1"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k must be >= 0"):
+        loaded.signatures["recommend"](user_id=tf.constant(["1"]), k=tf.constant(-1))
+    ok = loaded.signatures["serving_default"](user_id=tf.constant(["1", "2"]), movie_id=tf.constant(["1", "2"]))
+    assert ok["predictions"].shape == (2,)
+
+
 def test_the_saved_model_holds_no_optimizer_state(exported, tmp_path):
     """Serving needs the weights, not Adam's two slots per weight (which would triple the size)."""
     train, models, _ = exported

@@ -130,6 +130,18 @@ def test_weights_save_and_load_round_trip(fitted, planted_split, tmp_path):
     np.testing.assert_allclose(clone(features).numpy(), model(features).numpy(), rtol=1e-6)
 
 
+def test_keras_file_round_trip_keeps_predictions_and_optimizer_state(fitted, planted_split, tmp_path):
+    from tfrec import export
+
+    _, model, _, _ = fitted
+    export.save_keras(model, tmp_path / "model.keras")
+    loaded = export.load_keras(tmp_path / "model.keras")
+    features = _features(planted_split.test.user_id[:20], planted_split.test.movie_id[:20])
+    assert type(loaded) is type(model)
+    np.testing.assert_allclose(loaded(features).numpy(), model(features).numpy(), rtol=1e-6)
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) > 0
+
+
 def test_unseen_ids_get_defined_answers(fitted, planted_split):
     name, model, _, _ = fitted
     known_user, known_item = planted_split.train.user_id[0], planted_split.train.movie_id[0]

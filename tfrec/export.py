@@ -96,7 +96,18 @@ class _Serving(tf.Module):
         return self._predict({"user_id": user_id, "movie_id": movie_id})
 
     def _predict(self, features):
-        predictions = self._held.model(features) if self.clip else self._held.model.score(features)
+        # One prediction per row: an input shorter or longer than user_id (a client that dropped an
+        # element) is refused, not broadcast into answers for the wrong pairs.
+        rows = tf.shape(features["user_id"])[0]
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(value)[0], rows, message=f"{name} must have as many entries as user_id (one per pair)"
+            )
+            for name, value in features.items()
+            if name != "user_id"
+        ]
+        with tf.control_dependencies(checks):
+            predictions = self._held.model(features) if self.clip else self._held.model.score(features)
         return {"predictions": tf.cast(predictions, tf.float32)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)])

@@ -13,9 +13,10 @@ split = tfrec.data.split(ratings, "ratio:0.2", seed=42)  # 80/20, fingerprinted
 print(f"{len(split.train)} train / {len(split.test)} test ratings, split {split.fingerprint}")
 
 model = BiasedMatrixFactorization.from_table(split.train, dim=32, l2=0.1)
-model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=0.01), steps_per_execution=16)
-model.fit(tfrec.data.dataset(split.train, batch_size=1024, shuffle=True, seed=42), epochs=6, verbose=2)
+# tfrec's Adam: Keras' steps, each in one native op; model.dataset feeds row numbers, not id strings.
+model.compile(optimizer=tfrec.optimizers.Adam(learning_rate=0.01), steps_per_execution=16)
+model.fit(model.dataset(split.train, batch_size=1024, shuffle=True, seed=42), epochs=6, verbose=2)
 
-metrics = model.evaluate(tfrec.data.dataset(split.test, batch_size=8192), return_dict=True, verbose=0)
+metrics = model.evaluate(model.dataset(split.test, batch_size=8192), return_dict=True, verbose=0)
 print(f"test RMSE {metrics['rmse']:.4f}  MAE {metrics['mae']:.4f}")
 print(model({"user_id": tf.constant(["196", "no-such-user"]), "movie_id": tf.constant(["242", "242"])}))

@@ -65,6 +65,15 @@ def test_each_format_loads_the_same_ratings_with_the_file_s_own_ids(files, name,
         assert table.user_id.tolist() == [str(u) for u in users] and table.movie_id.tolist() == [str(i) for i in items]
 
 
+def test_spaces_after_delimiters_a_byte_order_mark_and_crlf_are_read(tmp_path):
+    (tmp_path / "spaces.csv").write_text("user, item, rating\n1, 2, 3\n2, 3, 4\n")
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbfuser,item,rating\r\n1,2,3\r\n2,3,4\r\n")
+    for name in ("spaces.csv", "excel.csv"):
+        table = data.load(str(tmp_path / name))
+        assert table.source.endswith("(user=user, item=item, rating=rating)"), table.source
+        assert table.rating.tolist() == [3.0, 4.0] and table.movie_id.tolist() == ["2", "3"]
+
+
 def test_a_file_without_ratings_is_interactions(files):
     root, users, items, _, _ = files
     table = data.load(str(root / "clicks.jsonl"))

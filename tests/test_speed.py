@@ -321,3 +321,32 @@ def test_models_built_one_after_another_do_not_warn_of_retracing(caplog):
             ds, steps = endless(training_dataset(config, parts.train, model=net))
             net.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+@pytest.mark.parametrize("name", ["biased-mf", "neumf"])
+def test_the_keras_users_path_is_the_fast_path_with_the_same_numbers(name):
+    """from_table + compile(optimizer="adam") + fit(model.dataset(...)): tfrec's Adam, variables made before
+    the first trace (the step is traced once), row-number batches; the weights equal those of Keras' Adam fed
+    the id strings, the path a Keras user would otherwise write."""
+    from tfrec import data, families
+    from tfrec.optimizers import Adam
+
+    train = data.split(data.load("synthetic:users=40,items=30,ratings=800,seed=2"), "ratio", seed=1).train
+    cls = families.model_class(name)
+    runs = {}
+    for path in ("keras", "fast"):
+        tf.keras.utils.set_random_seed(7)
+        model = cls.from_table(train)
+        if path == "fast":
+            model.compile(optimizer="adam", steps_per_execution=8)
+            assert type(model.optimizer) is Adam
+            traced, step = [], model.train_step
+            model.train_step = lambda batch, traced=traced, step=step: traced.append(1) or step(batch)  # per trace
+            model.fit(model.dataset(train, 64, shuffle=True, seed=3), epochs=2, verbose=0)
+            assert len(traced) == 1  # a step that creates variables on its first call is traced twice
+        else:
+            model.compile(optimizer=tf.keras.optimizers.Adam(), steps_per_execution=8)
+            model.fit(data.dataset(train, 64, shuffle=True, seed=3), epochs=2, verbose=0)
+        runs[path] = [w.numpy() for w in model.weights]
+    for fast, keras in zip(runs["fast"], runs["keras"]):
+        np.testing.assert_allclose(fast, keras, rtol=1e-5, atol=1e-6)

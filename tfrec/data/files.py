@@ -175,19 +175,20 @@ def _read_delimited(path: Path, chosen: dict, delimiter: str | None, header: boo
     if header and len(rows) == 1 and sample.count("\n") <= 1:
         raise DataError(f"{path}: only a header line, no rows")
     names = [f.strip() for f in rows[0]] if header else [str(k + 1) for k in range(len(rows[0]))]
+    raw = dict(zip(names, rows[0] if header else names))  # the reader sees "user, item" with its spaces
     roles = _roles(path, names, chosen, numbered=not header)
-    text_columns = {roles[r]: pa.string() for r in ("user", "item") if roles.get(r) is not None}
+    text_columns = {raw[roles[r]]: pa.string() for r in ("user", "item") if roles.get(r) is not None}
     read = pcsv.ReadOptions(column_names=None if header else names, block_size=1 << 24)
     # Only an empty field is missing: "nan" in a rating column is a NaN (and refused as one), "NA" an id.
     convert = pcsv.ConvertOptions(
         column_types=text_columns, null_values=[""], strings_can_be_null=False,
-        include_columns=[c for c in roles.values() if c],
+        include_columns=[raw[c] for c in roles.values() if c],
     )  # fmt: skip
     try:
         table = pcsv.read_csv(
             path, read_options=read, parse_options=pcsv.ParseOptions(delimiter=delimiter), convert_options=convert
         )
-    except (pa.ArrowInvalid, OSError, EOFError) as e:
+    except (pa.ArrowInvalid, pa.ArrowKeyError, OSError, EOFError) as e:
         raise DataError(f"{path}: {_first_bad_line(path, delimiter, len(names), header) or e}") from None
     if header:
         table = table.rename_columns([c.strip() for c in table.column_names])

@@ -252,7 +252,8 @@ def _from_arrow(table, user, item, rating, timestamp, *, name, source, label, wh
             if pa.types.is_floating(values.type):
                 raise DataError(f"{label}: column {column!r} ({role} ids) holds floating-point numbers, not ids")
             values = pc.cast(values, pa.string())
-        empty = pc.equal(pc.utf8_trim_whitespace(values), "").to_numpy(zero_copy_only=False)
+        values = pc.utf8_trim_whitespace(values)  # " 7" after a ", " delimiter is the id "7"
+        empty = pc.equal(values, "").to_numpy(zero_copy_only=False)
         if empty.any():
             row = int(np.flatnonzero(empty)[0])
             raise DataError(f"{label}: {where(row)}: column {column!r} is empty")

@@ -248,6 +248,36 @@ class RatingModel(tfrs.Model):
         # train_on_batch/test_on_batch(x) hand the step (x,); fit on a dataset of dicts hands x.
         return inputs[0] if isinstance(inputs, tuple) and len(inputs) == 1 else inputs
 
+    def compile(self, optimizer="rmsprop", *args, **kwargs):
+        """Keras' ``compile``; the string ``"adam"`` (any case) means :class:`tfrec.optimizers.Adam`.
+
+        That is Keras' Adam, the same steps, each variable's step in one native op (faster, the
+        same numbers). An optimizer instance is used as given: ``tf.keras.optimizers.Adam(0.01)``
+        works and is slower than ``tfrec.optimizers.Adam(0.01)`` (benchmarks/RESULTS.md).
+        """
+        if isinstance(optimizer, str) and optimizer.lower() == "adam":
+            from tfrec.optimizers import Adam
+
+            optimizer = Adam()
+        super().compile(optimizer, *args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        """Keras' ``fit``, with every weight and optimizer slot created first (:meth:`create_variables`)."""
+        if not getattr(self, "_variables_created", False) and self.optimizer is not None:
+            with self.distribute_strategy.scope():
+                self.create_variables()
+        return super().fit(*args, **kwargs)
+
+    def dataset(self, table: Ratings, batch_size: int = 1024, **kwargs):
+        """``tfrec.data.dataset`` of ``table``'s rating pairs with the ids as this model's row numbers.
+
+        The same batches as the id strings would give, without a string lookup in any step; the
+        fast input for ``fit`` (rating-pair families), ``evaluate`` and ``predict``. ``kwargs``:
+        ``shuffle``, ``seed``, ``drop_remainder``, ``first_epoch``.
+        """
+        vocabularies = (self.user_vocabulary, self.item_vocabulary)
+        return pair_dataset(table, batch_size, features=PAIR_FEATURES, vocabularies=vocabularies, **kwargs)
+
     def create_variables(self) -> None:
         """Creates every weight and optimizer slot now, from one pair of known ids, instead of in ``fit``.
 
@@ -260,6 +290,7 @@ class RatingModel(tfrs.Model):
         self({"user_row": one, "movie_row": one})
         if self.optimizer is not None:
             self.optimizer.build(self.trainable_variables)
+            self._variables_created = True
 
     def make_train_function(self, force=False):
         return self._multi_step_function("train", force)

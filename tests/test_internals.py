@@ -100,3 +100,19 @@ def test_untracked_attributes_stay_out_of_keras_tracking():
     holder = Holder()
     holder.keep([tf.Variable(1.0)])
     assert type(holder.kept) is list and not holder.variables, "no_automatic_dependency_tracking stopped working"
+
+
+def test_compile_resolves_its_optimizer_through_the_hook_tfrec_overrides():
+    seen = []
+
+    class Recording(tf.keras.Sequential):
+        pass
+
+    def hook(self, optimizer):
+        seen.append(optimizer)
+        return getattr(tf.keras.Sequential, _internals.GET_OPTIMIZER)(self, optimizer)
+
+    assert hasattr(tf.keras.Model, _internals.GET_OPTIMIZER), "Model._get_optimizer is gone"
+    setattr(Recording, _internals.GET_OPTIMIZER, hook)
+    Recording([tf.keras.layers.Dense(1)]).compile(optimizer="sgd", loss="mse")
+    assert seen == ["sgd"], "Model.compile no longer resolves its optimizer through _get_optimizer"

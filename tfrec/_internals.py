@@ -11,6 +11,9 @@ inside a training step. The public API did not offer what each one does:
   ``_accumulators``: a variable's optimizer slots, for tfrec's fused update steps.
 - ``Optimizer._deduplicate_sparse_grad``: the hook ``apply_gradients`` calls to sum duplicate rows
   of sparse gradients; tfrec's optimizers override it (:data:`DEDUPLICATE_SPARSE_GRAD`).
+- ``Model._get_optimizer``: the hook ``compile`` resolves its ``optimizer`` argument with; tfrec's
+  models override it to read ``"adam"`` as tfrec's Adam (:data:`GET_OPTIMIZER`). Overriding
+  ``compile`` itself would stop Keras from restoring a loaded model's optimizer.
 - ``Function._omit_frequent_tracing_warning``: TensorFlow's own switch that keeps a function out of
   the "triggered tf.function retracing" warning.
 - ``tf.__internal__.get_enclosing_xla_context``: whether a graph is being compiled by XLA (Keras'
@@ -25,6 +28,9 @@ from tfrec._keras import tf
 
 #: The name of the Keras optimizer method that sums duplicate rows of sparse gradients.
 DEDUPLICATE_SPARSE_GRAD = "_deduplicate_sparse_grad"
+
+#: The name of the Keras model method ``compile`` resolves its optimizer argument with.
+GET_OPTIMIZER = "_get_optimizer"
 
 #: Decorator: attributes set inside the decorated method are not tracked by Keras.
 untracked = tf.__internal__.tracking.no_automatic_dependency_tracking

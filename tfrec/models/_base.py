@@ -248,8 +248,10 @@ class RatingModel(tfrs.Model):
         # train_on_batch/test_on_batch(x) hand the step (x,); fit on a dataset of dicts hands x.
         return inputs[0] if isinstance(inputs, tuple) and len(inputs) == 1 else inputs
 
-    def compile(self, optimizer="rmsprop", *args, **kwargs):
-        """Keras' ``compile``; the string ``"adam"`` (any case) means :class:`tfrec.optimizers.Adam`.
+    # Keras skips restoring the compile state of a loaded model whose class overrides ``compile``, so the
+    # string is resolved in the hook ``compile`` calls instead (_internals.GET_OPTIMIZER).
+    def _get_optimizer(self, optimizer):
+        """``compile(optimizer="adam")`` (any case) means :class:`tfrec.optimizers.Adam`.
 
         That is Keras' Adam, the same steps, each variable's step in one native op (faster, the
         same numbers). An optimizer instance is used as given: ``tf.keras.optimizers.Adam(0.01)``
@@ -259,7 +261,7 @@ class RatingModel(tfrs.Model):
             from tfrec.optimizers import Adam
 
             optimizer = Adam()
-        super().compile(optimizer, *args, **kwargs)
+        return super()._get_optimizer(optimizer)
 
     def fit(self, *args, **kwargs):
         """Keras' ``fit``, with every weight and optimizer slot created first (:meth:`create_variables`)."""

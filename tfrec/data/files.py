@@ -2,10 +2,10 @@
 
 ``load_file("purchases.csv.gz")`` reads the file with pyarrow (its CSV, JSON and Parquet readers,
 gzip included), finds the user, item, rating and timestamp columns by name (or by ``columns``),
-and builds a :class:`~tfrec.data.Ratings` whose ids are the file's own, as strings exactly as
-written ("007" stays "007"; an integer column gives its decimal digits). Ids are dictionary-encoded
-in Arrow, so no per-row Python string is ever made: a 20M-row CSV loads in a few GB
-(benchmarks/RESULTS.md).
+and builds a :class:`~tfrec.data.Ratings` whose ids are the file's own, as strings as written
+("007" stays "007"; an integer column gives its decimal digits; spaces around an id are dropped).
+Ids are dictionary-encoded in Arrow, so no per-row Python string is ever made: a 20M-row CSV loads
+in a few GB (benchmarks/RESULTS.md).
 
 A file without a rating column holds interactions (clicks, purchases): every row becomes a rating
 of 1.0 and the table says ``feedback == "implicit"``; ``tfrec train`` then trains the implicit

@@ -50,7 +50,7 @@ def main() -> None:
         config = TrainConfig(model=name, data="synthetic")
         config.check()
         model = build(name, table, config)
-        model.fit(training_dataset(config, table).take(1), epochs=1, verbose=0)
+        model.fit(training_dataset(config, table, model).take(1), epochs=1, verbose=0)
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             path = export.save(model, Path(tmp) / name, rated=table)

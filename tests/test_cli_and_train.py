@@ -211,7 +211,7 @@ def test_strategy_auto_on_cpu_and_mirrored_over_two_logical_devices():
                 tf.keras.utils.set_random_seed(0)
                 model = build(model_name, split.train, config, s)
                 # Both drop each epoch's partial batch (mirrored must), so both see the same batches.
-                model.fit(training_dataset(config, split.train, drop_remainder=True), epochs=epochs, verbose=0)
+                model.fit(training_dataset(config, split.train, model, drop_remainder=True), epochs=epochs, verbose=0)
                 results[name] = model.evaluate(data.dataset(split.test, 4096), return_dict=True, verbose=0)["rmse"]
                 if name == "mirrored":
                     assert type(model.trainable_variables[0]).__name__ == "MirroredVariable"
@@ -226,7 +226,7 @@ def test_strategy_auto_on_cpu_and_mirrored_over_two_logical_devices():
         for name, s in (("single", strategy("default")), ("mirrored", mirrored)):
             tf.keras.utils.set_random_seed(0)
             model = build("ffm", fm_split.train, config, s)
-            model.fit(training_dataset(config, fm_split.train, drop_remainder=True), epochs=10, verbose=0)
+            model.fit(training_dataset(config, fm_split.train, model, drop_remainder=True), epochs=10, verbose=0)
             results[name] = model.evaluate(data.dataset(fm_split.test, 4096), return_dict=True, verbose=0)["rmse"]
         print("ffm", results, flush=True)
         assert abs(results["single"] - results["mirrored"]) < 0.002 and results["single"] < 0.3, results

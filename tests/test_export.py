@@ -69,7 +69,7 @@ def _trained(name, train):
     config.check()
     tf.keras.utils.set_random_seed(config.seed)
     model = build(config.model, train, config)
-    model.fit(training_dataset(config, train), epochs=config.epochs, verbose=0)
+    model.fit(training_dataset(config, train, model), epochs=config.epochs, verbose=0)
     return model
 
 
@@ -210,19 +210,19 @@ def test_keras_save_load_and_one_more_epoch_ends_where_an_uninterrupted_run_ends
         return build(config.model, train, config)
 
     straight = fresh()
-    straight.fit(training_dataset(config, train), epochs=3, verbose=0)
+    straight.fit(training_dataset(config, train, straight), epochs=3, verbose=0)
     interrupted = fresh()
-    interrupted.fit(training_dataset(config, train), epochs=2, verbose=0)
+    interrupted.fit(training_dataset(config, train, interrupted), epochs=2, verbose=0)
     export.save_keras(interrupted, tmp_path / "run.keras")
     resumed = export.load_keras(tmp_path / "run.keras")
     assert int(resumed.optimizer.iterations) == int(interrupted.optimizer.iterations) > 0
-    resumed.fit(training_dataset(config, train, first_epoch=3), epochs=1, verbose=0)
+    resumed.fit(training_dataset(config, train, resumed, first_epoch=3), epochs=1, verbose=0)
     assert len(resumed.weights) == len(straight.weights)
     for a, b in zip(resumed.weights, straight.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-5, err_msg=a.name)
     if name == "biased-mf":  # the comparison can fail: resuming with epoch 1's order again ends elsewhere
         again = export.load_keras(tmp_path / "run.keras")
-        again.fit(training_dataset(config, train, first_epoch=1), epochs=1, verbose=0)
+        again.fit(training_dataset(config, train, again, first_epoch=1), epochs=1, verbose=0)
         assert max(np.abs(a.numpy() - b.numpy()).max() for a, b in zip(again.weights, straight.weights)) > 1e-3
 
 

@@ -127,7 +127,7 @@ def test_implicit_ncf_learns_the_blocks(blocks, model, loss):
         batch_size=256, steps_per_execution=8, seed=0,
     )  # fmt: skip
     net = build(model, parts.train, config)
-    net.fit(training_dataset(config, parts.train), epochs=10, verbose=0)
+    net.fit(training_dataset(config, parts.train, net), epochs=10, verbose=0)
     candidates = ranking_candidates(parts.test, table, 99, seed=0)
     learned = ranking_metrics(net, candidates, 10)
     popular = ranking_metrics(most_popular(parts.train), candidates, 10)

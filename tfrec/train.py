@@ -151,28 +151,29 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
 def training_dataset(
     config: TrainConfig,
     train: tfdata.Ratings,
+    model,
     drop_remainder: bool = False,
     first_epoch: int = 1,
     workers: int = 1,
-    model=None,
 ):
-    """The shuffled training pipeline the model family eats (its class's ``training_data``): rating pairs,
-    implicit pairs with sampled negatives, or rating vectors.
+    """The shuffled training pipeline of ``model`` (its ``training_dataset``) with ``config``'s batch and seed.
 
+    Rating pairs as the model's row numbers, implicit pairs with sampled negatives, or rating vectors.
     ``first_epoch``: the epoch its first pass is (a run resumed after epoch ``e`` passes ``e + 1``).
     ``workers``: under MultiWorkerMirroredStrategy, the number of processes. Every worker builds the
     same sequence of batches of ``batch_size / workers`` (same seed) and Keras shards it by batch
     (``AutoShardPolicy.DATA``), so a step's global batch is ``batch_size`` rows, as on one device.
-    ``model``: rating pairs then carry the model's row numbers instead of id strings (see
-    ``tfrec.data.dataset``'s ``vocabularies``); the batches are the same.
     """
     batch_size = config.batch_size
     if workers > 1:
         if batch_size % workers:
             raise TfrecError(f"batch_size {batch_size} does not split evenly over {workers} workers")
         batch_size, drop_remainder = batch_size // workers, True
-    common = {"shuffle": True, "seed": config.seed, "drop_remainder": drop_remainder, "first_epoch": first_epoch}
-    ds = families.model_class(config.model).training_data(train, config, batch_size, _vocabularies(model), **common)
+    options = {"negatives": config.negatives} if config.implicit else {}
+    ds = model.training_dataset(
+        train, batch_size, shuffle=True, seed=config.seed, drop_remainder=drop_remainder, first_epoch=first_epoch,
+        **options,
+    )  # fmt: skip
     return _by_batch(ds) if workers > 1 else ds
 
 
@@ -273,9 +274,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
         if monitored:
             best_weights = run_dir.best_weights("fit") if run_dir else None
             stopper = _stopper(monitored, mode, config.patience, saved, best_weights)
-        train_ds = training_dataset(
-            config, train, drop_remainder=several, first_epoch=done + 1, workers=n_workers, model=net
-        )
+        train_ds = training_dataset(config, train, net, drop_remainder=several, first_epoch=done + 1, workers=n_workers)
         watch += [stopper] if stopper else []
         phases.fit(
             net, train_ds, "fit", done, config.epochs, fit_logs, [*watch, *callbacks], val_ds, stopper,
@@ -292,7 +291,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
         refit_epochs = int(best) + 1
         done, refit_logs, _ = run_dir.resume("refit") if run_dir else (0, [], None)
         full_ds = training_dataset(
-            config, parts.train, drop_remainder=several, first_epoch=done + 1, workers=n_workers, model=net
+            config, parts.train, net, drop_remainder=several, first_epoch=done + 1, workers=n_workers
         )
         phases.fit(
             net, full_ds, "refit", done, refit_epochs, refit_logs, list(callbacks),

@@ -88,16 +88,15 @@ class RatingModel(tfrs.Model):
         """Builds the model with the vocabularies, mean and rating range of a training table."""
         return cls(**{**cls.table_args(train), **kwargs})
 
-    @classmethod
-    def training_data(cls, table: Ratings, config, batch_size: int, vocabularies=None, **common):
-        """The training pipeline the family eats, from a training table and a checked ``TrainConfig``.
+    def training_dataset(self, table: Ratings, batch_size: int = 1024, *, shuffle=True, seed: int = 42, **kwargs):
+        """The shuffled pipeline ``fit`` eats, from a training table: ``model.fit(model.training_dataset(train))``.
 
-        This default is rating pairs (``tfrec.data.dataset``), with ``vocabularies`` (a built model's
-        ``(user_vocabulary, item_vocabulary)``) as row numbers instead of id strings; families that
-        eat something else (implicit pairs with negatives, rating vectors) override it. ``common``
-        is ``shuffle``, ``seed``, ``drop_remainder`` and ``first_epoch``.
+        Rating pairs with the ids as the model's row numbers (:meth:`dataset`) here; families that eat
+        something else override it (AutoRec: rating vectors; NCF with implicit feedback: interactions
+        with ``negatives`` sampled items each). ``tfrec train`` fits on the same pipeline. ``kwargs``:
+        ``drop_remainder``, ``first_epoch`` (the epoch of the first pass: a resumed run's shuffles).
         """
-        return pair_dataset(table, batch_size, features=PAIR_FEATURES, vocabularies=vocabularies, **common)
+        return self.dataset(table, batch_size, shuffle=shuffle, seed=seed, **kwargs)
 
     @classmethod
     def vector_kind(cls, name: str) -> str | None:

@@ -215,11 +215,9 @@ class AutoRec(RatingModel):
         stored = (rows.row_splits, rows.columns, rows.values)
         return cls(**{**cls.table_args(train), "kind": kind, "ratings": stored, **kwargs})
 
-    @classmethod
-    def training_data(cls, table, config, batch_size, vocabularies=None, **common):
-        """Rating vectors of the variant's kind, the observed entries only (ragged ``{columns, ratings}``)."""
-        del vocabularies
-        return vector_dataset(table, cls.vector_kind(config.model), batch_size, ragged=True, **common)
+    def training_dataset(self, table, batch_size=64, *, shuffle=True, seed=42, **kwargs):
+        """Rating vectors of the model's kind, the observed entries only (ragged ``{columns, ratings}``)."""
+        return vector_dataset(table, self.kind, batch_size, ragged=True, shuffle=shuffle, seed=seed, **kwargs)
 
     @classmethod
     def vector_kind(cls, name: str) -> str:

@@ -201,12 +201,11 @@ class NeuralCollaborativeFiltering(RatingModel):
                 assign_torch_linear(layer, state, f"tower.{2 * k}")
         assign_torch_linear(self.output_layer, state, "output")
 
-    @classmethod
-    def training_data(cls, table, config, batch_size, vocabularies=None, **common):
-        """Rating pairs, or with implicit feedback interactions with ``config.negatives`` sampled items each."""
-        if config.implicit:
-            return implicit_dataset(table, config.negatives, batch_size, **common)
-        return super().training_data(table, config, batch_size, vocabularies, **common)
+    def training_dataset(self, table, batch_size=1024, *, shuffle=True, seed=42, negatives: int = 4, **kwargs):
+        """Rating pairs, or with implicit feedback each interaction with ``negatives`` sampled items (label 0)."""
+        if self.feedback == "implicit":
+            return implicit_dataset(table, negatives, batch_size, shuffle=shuffle, seed=seed, **kwargs)
+        return super().training_dataset(table, batch_size, shuffle=shuffle, seed=seed, **kwargs)
 
     def get_config(self):
         return {

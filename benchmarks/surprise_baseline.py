@@ -1,4 +1,4 @@
-"""Surprise's SVD (per-sample SGD biased MF) on tfrec's split: the time-to-RMSE yardstick of issue 6.
+"""Surprise's SVD (per-sample SGD biased MF) on tfrec's split: the time-to-RMSE yardstick on small data.
 
 Run: python benchmarks/surprise_baseline.py [--data ml-100k] [--seed 42] [--repeats 3]
 Needs `pip install scikit-surprise` (not a tfrec dependency: it is a source build). Trains

@@ -5,9 +5,13 @@ It lives in the harness (``parity``), outside tfrec's import graph: ``tfrec benc
 For each model, each side runs in its own subprocess of the same Python (so
 each has its own peak resident memory and neither warms the other's caches):
 
-- **tfrec**: ``tfrec.train.build`` + ``training_dataset`` + ``model.fit`` with
+- **tfrec, CLI path** (``cli``): ``tfrec.train.build`` + ``training_dataset`` + ``model.fit`` with
   the model's ``tfrec train`` defaults (optimizer, learning rate, L2, batch
-  size, steps per execution), epochs timed by a Keras callback.
+  size, steps per execution), one iterator over all epochs, as ``tfrec train`` fits.
+- **tfrec, Python path** (``python``): the README's Python quickstart, the same settings:
+  ``tfrec.train.configure_threads``, ``Model.from_table``, ``compile(optimizer=tfrec.optimizers...,
+  steps_per_execution=...)``, ``model.fit(model.training_dataset(train, ...), epochs=...)``
+  (Keras makes an iterator per epoch; ``fit`` creates the variables).
 - **torch**: the parity package's reference model and its one PyTorch loop
   (``parity/reference``, the loop the fixtures come from, here without recording
   steps): ``torch.randperm`` per epoch, the same loss with the same
@@ -17,7 +21,8 @@ each has its own peak resident memory and neither warms the other's caches):
   tfrec's Dense layers in ``mixed_bfloat16``, the torch forward pass under
   ``torch.autocast("cpu", torch.bfloat16)``.
 
-Reported: the first epoch (tfrec: tracing included) apart from the median of
+Epochs are timed by a Keras callback (tfrec) or around the loop (torch). Reported: the first epoch
+(tfrec: tracing included) apart from the median of
 the others, samples per second at the median, peak resident memory of the side's
 process, and (``--target``) the wall time from the start (data on hand, model
 not built) until the test RMSE after an epoch is at most the target.
@@ -38,6 +43,7 @@ import time
 from tfrec.errors import TfrecError
 
 ML20M_SHAPE = "synthetic:users=138493,items=26744,ratings=20000263"
+PATHS = ("cli", "python")
 
 
 def _peak_gb() -> float:
@@ -62,26 +68,53 @@ def _config(args):
     return config
 
 
-def tf_side(args) -> dict:
-    """Times ``model.fit`` epochs of tfrec (in this process)."""
+def cli_side(args) -> dict:
+    """Times ``model.fit`` epochs of tfrec on ``tfrec train``'s path (in this process)."""
     import tfrec  # noqa: F401
     import tensorflow as tf
 
     from tfrec.train import build, configure_threads, endless, training_dataset, evaluation_dataset
 
     configure_threads(args.model, args.intra_op_threads, args.threads)
-
     parts = _parts(args.data, args.seed)
     config = _config(args)
     tf.keras.utils.set_random_seed(config.seed)
     start = time.perf_counter()
     model = build(config.model, parts.train, config)
-    train_ds, steps = endless(training_dataset(config, parts.train, model=model))  # as `tfrec train` fits
-    times, reached, rmse = [], None, None
+    train_ds, steps = endless(training_dataset(config, parts.train, model))  # as `tfrec train` fits
     # --target: the test part is Keras' validation data, scored after every epoch inside the one fit.
     test_ds, test_steps = (
         endless(evaluation_dataset(parts.test, 8192, model, cache=True)) if args.target else (None, None)
     )
+    fit = {"steps_per_epoch": steps, "validation_data": test_ds, "validation_steps": test_steps}
+    return _timed_fit("cli", args, model, train_ds, fit, start, parts)
+
+
+def python_side(args) -> dict:
+    """Times ``model.fit`` epochs of tfrec as the README's Python quickstart writes them (in this process)."""
+    import tfrec
+    import tensorflow as tf
+
+    tfrec.train.configure_threads(args.model, args.intra_op_threads, args.threads)
+    parts = _parts(args.data, args.seed)
+    config = _config(args)
+    tf.keras.utils.set_random_seed(config.seed)
+    start = time.perf_counter()
+    model = tfrec.families.model_class(config.model).from_table(parts.train, **tfrec.train.model_kwargs(config))
+    optimizer = tfrec.train.OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
+    if model.mixed_precision == "float16":
+        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, steps_per_execution=config.steps_per_execution)
+    train_ds = model.training_dataset(parts.train, config.batch_size, seed=config.seed)
+    fit = {"validation_data": model.dataset(parts.test, 8192) if args.target else None}
+    return _timed_fit("python", args, model, train_ds, fit, start, parts)
+
+
+def _timed_fit(side, args, model, train_ds, fit_kwargs, start, parts) -> dict:
+    """``model.fit`` for ``args.epochs``, each epoch's training timed; with ``--target``, stops when reached."""
+    import tensorflow as tf
+
+    times, reached, rmse = [], None, None
 
     class Timer(tf.keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -99,11 +132,8 @@ def tf_side(args) -> dict:
                     reached = time.perf_counter() - start
                     self.model.stop_training = True
 
-    model.fit(
-        train_ds, epochs=args.epochs, steps_per_epoch=steps, verbose=0, callbacks=[Timer()], validation_data=test_ds,
-        validation_steps=test_steps,
-    )  # fmt: skip
-    return _summary("tfrec", args, times, reached, rmse, parts)
+    model.fit(train_ds, epochs=args.epochs, verbose=0, callbacks=[Timer()], **fit_kwargs)
+    return _summary(side, args, times, reached, rmse, parts)
 
 
 def torch_side(args) -> dict:
@@ -213,7 +243,7 @@ def _models() -> tuple[str, ...]:
 
 def _side_main(argv) -> None:
     args = _parser().parse_args(argv)
-    result = (tf_side if args.side == "tfrec" else torch_side)(args)
+    result = {"cli": cli_side, "python": python_side, "torch": torch_side}[args.side](args)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -241,7 +271,11 @@ def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--target", type=_positive_float, help="also time reaching this test RMSE (pair models)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--sides", nargs="+", default=["tfrec", "torch"], choices=["tfrec", "torch"])
-    p.add_argument("--side", choices=["tfrec", "torch"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--path", nargs="+", default=list(PATHS), choices=PATHS,
+        help="tfrec's code: cli (tfrec train's) and/or python (the README's quickstart); default both",
+    )  # fmt: skip
+    p.add_argument("--side", choices=[*PATHS, "torch"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     return p
 
@@ -249,8 +283,9 @@ def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args) -> list[dict]:
     """Runs every (model, side) in a subprocess and returns their results."""
     results = []
+    sides = [*(args.path if "tfrec" in args.sides else []), *(["torch"] if "torch" in args.sides else [])]
     for model in args.models:
-        for side in args.sides:
+        for side in sides:
             argv = [
                 sys.executable, "-m", "parity.bench", "--side", side, "--model", model, "--data", args.data,
                 "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed),
@@ -279,35 +314,36 @@ def _intra_op_label(args) -> str:
 
 
 def markdown(results: list[dict], args) -> str:
-    """The RESULTS.md table: one row per model, tfrec beside torch."""
+    """The RESULTS.md table: one row per model and side (tfrec's CLI path, its Python path, torch)."""
     by = {(r["model"], r["side"]): r for r in results}
+    target = f" time to RMSE {args.target} s |" if args.target else ""
     lines = [
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"data {args.data}, {args.epochs} epochs per side, {args.threads} threads "
         f"(TF: {args.threads} inter-op, {_intra_op_label(args)}), "
         f"precision {args.mixed_precision or 'float32'}",
         "",
-        "| model | tfrec first epoch s | tfrec median epoch s | torch first epoch s | torch median epoch s | "
-        "tfrec / torch | tfrec ratings/s | torch ratings/s | tfrec peak GB | torch peak GB |"
-        + (f" time to RMSE {args.target} s (tfrec / torch) |" if args.target else ""),
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.target else ""),
+        "| model | side | first epoch s | median epoch s | / torch | / CLI | ratings/s | peak GB |" + target,
+        "|---|---|---|---|---|---|---|---|" + ("---|" if args.target else ""),
     ]
+
+    def ratio(r, other):
+        return f"{r['median_epoch_s'] / other['median_epoch_s']:.2f}" if other else "not measured"
+
     for model in args.models:
-        t, p = by.get((model, "tfrec")), by.get((model, "torch"))
-
-        def cell(r, key, fmt="{}"):
-            return fmt.format(r[key]) if r and r[key] is not None else "not measured"
-
-        ratio = f"{t['median_epoch_s'] / p['median_epoch_s']:.2f}" if t and p else "not measured"
-        row = (
-            f"| {model} | {cell(t, 'first_epoch_s')} | {cell(t, 'median_epoch_s')} | {cell(p, 'first_epoch_s')} | "
-            f"{cell(p, 'median_epoch_s')} | {ratio} | {cell(t, 'ratings_per_s')} | {cell(p, 'ratings_per_s')} | "
-            f"{cell(t, 'peak_gb')} | {cell(p, 'peak_gb')} |"
-        )
-        if args.target:
-            reach = [cell(r, "target_s") if r and r["target_s"] else "not reached" for r in (t, p)]
-            row += f" {reach[0]} / {reach[1]} |"
-        lines.append(row)
+        torch, cli = by.get((model, "torch")), by.get((model, "cli"))
+        for side in (*PATHS, "torch"):
+            r = by.get((model, side))
+            if r is None:
+                continue
+            row = (
+                f"| {model} | {side} | {r['first_epoch_s']} | {r['median_epoch_s']} | "
+                f"{ratio(r, torch) if side != 'torch' else '-'} | {ratio(r, cli) if side == 'python' else '-'} | "
+                f"{r['ratings_per_s']} | {r['peak_gb']} |"
+            )
+            if args.target:
+                row += f" {r['target_s'] if r['target_s'] else 'not reached'} |"
+            lines.append(row)
     return "\n".join(lines)
 
 

@@ -135,8 +135,8 @@ def test_lazy_adam_leaves_rows_outside_the_batch_alone_where_adam_moves_them():
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the README install command adds the parity extra)")
-def test_tfrec_bench_runs_both_sides_on_a_tiny_dataset():
-    """Only that the command runs and reports numbers: the figures themselves are benchmarks/RESULTS.md's."""
+def test_tfrec_bench_runs_every_side_on_a_tiny_dataset():
+    """Only that the command runs both tfrec paths and torch and reports numbers (figures: benchmarks/RESULTS.md)."""
     spec = "synthetic:users=40,items=30,ratings=900,seed=1"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
     result = subprocess.run(
@@ -145,13 +145,14 @@ def test_tfrec_bench_runs_both_sides_on_a_tiny_dataset():
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [
-        line for line in result.stdout.splitlines() if line.startswith("| biased-mf") or line.startswith("| autorec")
-    ]
-    assert len(rows) == 2, result.stdout
-    cells = rows[0].strip("|").split("|")
-    assert all(float(c) > 0 for c in cells[1:10]), rows[0]
-    assert "not reached" not in cells[10], rows[0]  # an RMSE of 5 is reached after one epoch
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| ")][1:]
+    sides = [(cells[0].strip(), cells[1].strip()) for cells in rows]
+    assert sides == [(m, s) for m in ("biased-mf", "autorec-i") for s in ("cli", "python", "torch")], result.stdout
+    for cells in rows:
+        assert all(float(c) > 0 for c in (cells[2], cells[3], cells[6], cells[7])), cells  # times, ratings/s, GB
+        assert "not reached" not in cells[8], cells  # an RMSE of 5 is reached after one epoch
+        if cells[1].strip() == "python":  # its ratios to torch and to the CLI path are numbers
+            assert float(cells[4]) > 0 and float(cells[5]) > 0, cells
 
 
 @pytest.mark.parametrize("name", ["biased-mf", "neumf", "autorec-i", "fm"])

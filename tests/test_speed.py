@@ -10,7 +10,7 @@ import pytest
 
 import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
 import tensorflow as tf
-from tfrec.optimizers import LazyAdam, TorchAdagrad
+from tfrec.optimizers import Adam, LazyAdam, TorchAdagrad
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -351,3 +351,32 @@ def test_the_keras_users_path_is_the_fast_path_with_the_same_numbers(name):
         runs[path] = [w.numpy() for w in model.weights]
     for fast, keras in zip(runs["fast"], runs["keras"]):
         np.testing.assert_allclose(fast, keras, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["biased-mf", "autorec-i"])
+def test_fit_reads_tfrec_pipelines_through_one_iterator_with_the_batches_keras_would_read(name):
+    """`model.fit(model.training_dataset(...))` repeats the pipeline with `steps_per_epoch` (one iterator, as
+    `tfrec train`); the weights and per-epoch metrics must be those of Keras' new iterator every epoch."""
+    from tfrec import data, families
+    from tfrec.data.pipeline import is_epoch_pipeline
+
+    parts = data.split(data.load("synthetic:users=40,items=30,ratings=900,seed=3"), "ratio", seed=1)
+    runs = []
+    for own_iterator_per_epoch in (False, True):
+        tf.keras.utils.set_random_seed(5)
+        size = {"hidden": 8} if name.startswith("autorec") else {"dim": 8}
+        net = families.model_class(name).from_table(parts.train, **size)
+        net.compile(optimizer=Adam(0.05), steps_per_execution=4)
+        train, test = net.training_dataset(parts.train, 64, seed=2), net.dataset(parts.test, 64)
+        assert is_epoch_pipeline(train) and is_epoch_pipeline(test)
+        if own_iterator_per_epoch:  # any change to a pipeline makes it an ordinary dataset for Keras
+            train, test = train.map(lambda batch: batch), test.map(lambda batch: batch)
+            assert not is_epoch_pipeline(train)
+        history = net.fit(train, epochs=3, validation_data=test, verbose=0).history
+        runs.append((history, [w.numpy() for w in net.weights]))
+    (ours, ours_weights), (keras, keras_weights) = runs
+    assert ours["val_rmse"][0] > ours["val_rmse"][-1]  # it learned across the epochs
+    np.testing.assert_allclose(ours["val_rmse"], keras["val_rmse"], rtol=1e-6)
+    np.testing.assert_allclose(ours["loss"], keras["loss"], rtol=1e-6)
+    for a, b in zip(ours_weights, keras_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 from tfrec._keras import tf
 
-from tfrec.data.pipeline import epoch_batches
+from tfrec.data.pipeline import epoch_batches, epoch_pipeline
 from tfrec.data.table import Ratings
 from tfrec.errors import DataError
 
@@ -133,7 +133,7 @@ def implicit_dataset(
 
     batches = rows.cardinality()
     out = tf.data.Dataset.range(1).flat_map(epoch_examples)
-    return out.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
+    return epoch_pipeline(out.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

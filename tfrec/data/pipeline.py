@@ -13,6 +13,7 @@ converting them took 0.08 s of a biased-MF run's start on ML-100K.
 
 from __future__ import annotations
 
+import weakref
 from typing import Iterable
 
 import numpy as np
@@ -74,9 +75,33 @@ def dataset(
         # batch of the data threads' time) was 12% of an MF epoch on ML-100K (benchmarks/RESULTS.md).
         examples = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, table.name,
                                  first_epoch, gather=gather)  # fmt: skip
-        return examples.prefetch(tf.data.AUTOTUNE)
+        return epoch_pipeline(examples.prefetch(tf.data.AUTOTUNE))
     rows = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
-    return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return epoch_pipeline(
+        rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    )
+
+
+_EPOCH_PIPELINES = weakref.WeakSet()
+
+
+def epoch_pipeline(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Marks ``ds`` as one of tfrec's epoch pipelines (see :func:`is_epoch_pipeline`) and returns it."""
+    _EPOCH_PIPELINES.add(ds)
+    return ds
+
+
+def is_epoch_pipeline(ds) -> bool:
+    """Whether ``ds`` came from ``dataset``, ``vector_dataset`` or ``implicit_dataset`` unchanged.
+
+    One pass over such a pipeline is one epoch, and the next pass draws the next epoch's order from
+    the pipeline's own counter, so ``ds.repeat()`` with ``steps_per_epoch`` gives the batches Keras
+    gets by making a new iterator each epoch (``RatingModel.fit`` relies on it).
+    """
+    try:
+        return ds in _EPOCH_PIPELINES
+    except TypeError:  # not hashable: not a dataset
+        return False
 
 
 #: Training pipelines of up to this many ratings (of a model's row numbers and ratings only) gather a whole

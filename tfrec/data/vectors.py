@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 from tfrec._keras import tf
 
-from tfrec.data.pipeline import epoch_batches
+from tfrec.data.pipeline import epoch_batches, epoch_pipeline
 from tfrec.data.table import Ratings
 from tfrec.errors import DataError
 
@@ -173,4 +173,6 @@ def vector_dataset(
             return {"ratings": ratings, "mask": mask}
 
     rows = epoch_batches(n, int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
-    return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return epoch_pipeline(
+        rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    )

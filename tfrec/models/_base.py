@@ -10,7 +10,7 @@ from tfrec._keras import tf
 import tensorflow_recommenders as tfrs
 
 from tfrec.config import PRECISION_NAMES
-from tfrec.data.pipeline import dataset as pair_dataset
+from tfrec.data.pipeline import dataset as pair_dataset, is_epoch_pipeline
 from tfrec.data.table import Ratings
 from tfrec.errors import TfrecError
 from tfrec.models._layers import id_lookup
@@ -30,6 +30,10 @@ def rating_task() -> tfrs.tasks.Ranking:
             tf.keras.metrics.MeanAbsoluteError(name="mae"),
         ],
     )
+
+
+def _finite_epochs(ds) -> bool:
+    return is_epoch_pipeline(ds) and int(ds.cardinality()) > 0
 
 
 class RatingModel(tfrs.Model):
@@ -262,12 +266,29 @@ class RatingModel(tfrs.Model):
             optimizer = Adam()
         return super()._get_optimizer(optimizer)
 
-    def fit(self, *args, **kwargs):
-        """Keras' ``fit``, with every weight and optimizer slot created first (:meth:`create_variables`)."""
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, *args, **kwargs):
+        """Keras' ``fit``, with every weight and optimizer slot created first (:meth:`create_variables`).
+
+        A pipeline from :meth:`training_dataset` or :meth:`dataset` (``tfrec.data``'s, unchanged) is
+        read through one iterator for all epochs, as ``tfrec train`` reads it: ``x.repeat()`` with
+        ``steps_per_epoch`` set to its length (the same for ``validation_data``). The batches are the
+        ones Keras gets by making a new iterator every epoch, which costs about 10 ms an epoch and the
+        prefetch across the epoch's end (``tfrec bench --path python`` measures it). Under
+        MultiWorkerMirroredStrategy, or given ``steps_per_epoch``, Keras reads the pipeline as usual.
+        """
         if not getattr(self, "_variables_created", False) and self.optimizer is not None:
             with self.distribute_strategy.scope():
                 self.create_variables()
-        return super().fit(*args, **kwargs)
+        one_worker = not isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        if one_worker and not args and kwargs.get("steps_per_epoch") is None and _finite_epochs(x):
+            x, kwargs["steps_per_epoch"] = x.repeat(), int(x.cardinality())
+            validation = kwargs.get("validation_data")
+            if kwargs.get("validation_steps") is None and _finite_epochs(validation):
+                kwargs["validation_data"], kwargs["validation_steps"] = (
+                    validation.repeat(),
+                    int(validation.cardinality()),
+                )
+        return super().fit(x, y, batch_size, epochs, *args, **kwargs)
 
     def dataset(self, table: Ratings, batch_size: int = 1024, **kwargs):
         """``tfrec.data.dataset`` of ``table``'s rating pairs with the ids as this model's row numbers.

@@ -3,7 +3,13 @@
 The data are planted biased-MF ratings (``tfrec.data.synthetic``: ``mu + b_u + b_i + p_u . q_i`` plus
 N(0, sigma^2) noise, not rounded), so the test RMSE no model can beat is sigma, and the target is
 ``(1 + --within) * sigma``. Every side starts its clock with the split on hand (no model built) and
-stops it when a test RMSE scored after an epoch is at or under the target. One run, one side at a time:
+stops it when a test RMSE scored after an epoch is at or under the target. One run, one side at a time.
+
+The default target is 1.4 sigma, not a few percent above it: at ML-20M's density (about 115 training
+ratings a user) even an estimator that knew the planted rank (8) would sit near 1.045 sigma (its excess
+error is about sigma^2 (rank + 1) (1/n_user + 1/n_item)), and biased MF with ``tfrec train``'s defaults
+(32 factors, L2 0.1) levels off near 1.26 sigma (0.631 after 30 epochs at ML-1M's shape, measured).
+1.4 sigma is what that model reaches within its first few epochs there.
 
 - ``tfrec bench --models biased-mf --target T`` (``parity/bench.py``): tfrec's CLI path and the README's
   Python path with ``tfrec train``'s defaults (Adam 0.01, dim 32, L2 0.1, batch 1024), and the parity
@@ -15,7 +21,8 @@ stops it when a test RMSE scored after an epoch is at or under the target. One r
   ``fit`` has no per-epoch hook, so it fits with each of ``--surprise-epochs`` in turn until one reaches
   the target; the time to target is building its trainset from the training arrays plus that fit.
 
-Run: python benchmarks/scale_quality.py [--shape SPEC] [--within 0.02] [--epochs 30]
+Run: python benchmarks/scale_quality.py [--shape SPEC] [--within 0.4] [--epochs 30] [--torch-optimizer lazy-adam]
+     [--sides tfrec torch surprise train]   (``train``: the early-stopping ``tfrec train`` run, not by default)
 Needs torch (the parity extra) and ``pip install scikit-surprise``. Prints Markdown (benchmarks/RESULTS.md).
 """
 
@@ -144,11 +151,11 @@ def bench(args) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", default=ML20M_PLANTED, help="a synthetic spec with round=0 (default: ML-20M's shape)")
-    p.add_argument("--within", type=float, default=0.02, help="target: (1 + within) x the noise floor sigma")
+    p.add_argument("--within", type=float, default=0.4, help="target: (1 + within) x the noise floor sigma")
     p.add_argument("--epochs", type=int, default=30, help="cap per tfrec/torch side")
-    p.add_argument("--surprise-epochs", type=lambda s: [int(x) for x in s.split(",")], default=[5, 10, 20, 40])
+    p.add_argument("--surprise-epochs", type=lambda s: [int(x) for x in s.split(",")], default=[20, 40])
     p.add_argument("--torch-optimizer", default="adam", choices=["adam", "lazy-adam"])
-    p.add_argument("--sides", nargs="+", default=["tfrec", "torch", "train", "surprise"],
+    p.add_argument("--sides", nargs="+", default=["tfrec", "torch", "surprise"],
                    choices=["tfrec", "torch", "train", "surprise"])  # fmt: skip
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--side", choices=["surprise"], help=argparse.SUPPRESS)

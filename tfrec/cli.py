@@ -220,6 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fetch = data_sub.add_parser("download", help="download a MovieLens archive into the cache")
     fetch.add_argument("name")
+    from tfrec.convert import command as import_torch
+
+    import_torch.add_parser(sub, _positive, families.names())
     sub.add_parser("bench", help="epoch time of model.fit beside the PyTorch reference (see tfrec bench --help)")
     parity = sub.add_parser("parity", help="check the models against the PyTorch reference fixtures")
     parity.add_argument("cases", nargs="*", help="case names (default: all)")
@@ -457,6 +460,13 @@ def _parity(args) -> int:
     return check(args.cases)
 
 
+def _import_torch(args) -> int:
+    _import_tensorflow_quietly()
+    from tfrec.convert import command
+
+    return command.run(args)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # the harness's own parser (it also runs as `python -m parity.bench`)
@@ -471,7 +481,7 @@ def main(argv=None) -> int:
     command = args.command if args.command != "data" else f"data {args.data_command}"
     handler = {
         "train": _train, "export": _export, "predict": _predict, "recommend": _recommend,
-        "data info": _info, "data download": _download, "parity": _parity,
+        "data info": _info, "data download": _download, "parity": _parity, "import-torch": _import_torch,
     }[command]  # fmt: skip
     try:
         status = handler(args)

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 from tfrec._keras import tf
+from tfrec.errors import DataError
 
 
 def id_lookup(vocabulary) -> tf.keras.layers.StringLookup:
@@ -154,13 +155,54 @@ def mlp_tower(sizes, dropout: float = 0.0, activation="relu", name: str = "mlp",
     return tf.keras.Sequential(layers, name=name)
 
 
-def assign_torch_table(layer: IdEmbedding, weight) -> None:
+#: The activations the numpy oracles (``RatingModel.torch_scores``) evaluate.
+NUMPY_ACTIVATIONS = {
+    "relu": lambda x: np.maximum(x, 0.0), "linear": lambda x: x, None: lambda x: x, "tanh": np.tanh,
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+}  # fmt: skip
+
+
+def torch_tensor(state, name: str, shape: tuple) -> np.ndarray:
+    """``state[name]`` as float32 of ``shape`` (``None``: any size there); a wrong shape names both.
+
+    Raises:
+      DataError: the tensor's shape is not ``shape``. A missing name raises ``KeyError(name)``.
+    """
+    value = np.asarray(state[name], np.float32)
+    if value.ndim != len(shape) or any(want is not None and got != want for got, want in zip(value.shape, shape)):
+        want = "[" + ", ".join("any" if w is None else str(w) for w in shape) + "]"
+        raise DataError(f"tensor {name!r} has shape {list(value.shape)}, the model needs {want}")
+    return value
+
+
+def assign_torch_table(layer: IdEmbedding, state, name: str) -> None:
     """Sets an :class:`IdEmbedding`'s rows 1..V to an ``nn.Embedding`` weight ``[V, dim]``; row 0 (unseen ids) stays."""
     table = layer.embedding.embeddings
-    table.assign(np.concatenate([table.numpy()[:1], np.asarray(weight, np.float32)], axis=0))
+    weight = torch_tensor(state, name, (table.shape[0] - 1, table.shape[1]))
+    table.assign(np.concatenate([table.numpy()[:1], weight], axis=0))
 
 
-def assign_torch_linear(layer: tf.keras.layers.Dense, state: dict, name: str) -> None:
+def assign_torch_linear(layer: tf.keras.layers.Dense, state, name: str) -> None:
     """Sets a Dense layer to ``nn.Linear`` ``name``'s weights: ``{name}.weight`` ``[out, in]`` is transposed."""
-    layer.kernel.assign(np.asarray(state[f"{name}.weight"], np.float32).T)
-    layer.bias.assign(np.asarray(state[f"{name}.bias"], np.float32))
+    units, inputs = layer.kernel.shape[1], layer.kernel.shape[0]
+    layer.kernel.assign(torch_tensor(state, f"{name}.weight", (units, inputs)).T)
+    layer.bias.assign(torch_tensor(state, f"{name}.bias", (units,)))
+
+
+def rename_torch(state: dict, names: dict) -> dict:
+    """``state`` with each tensor known under another name (``names``: ``{tfrec name: (alias, ...)}``) renamed.
+
+    Raises:
+      DataError: two of a name's aliases are both present.
+    """
+    out = dict(state)
+    for canonical, aliases in names.items():
+        found = [a for a in aliases if a in out]
+        if canonical in out or not found:
+            continue
+        if len(found) > 1:
+            raise DataError(
+                f"tensors {', '.join(found)} could each be {canonical!r}: map one with --map NAME={canonical}"
+            )
+        out[canonical] = out.pop(found[0])
+    return out

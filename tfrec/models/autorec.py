@@ -10,10 +10,10 @@ from tfrec import ops
 from tfrec.data.pipeline import vocabulary_rows
 from tfrec.data.table import Ratings
 from tfrec.data.vectors import compress, rating_rows, sparse_rows, vector_dataset
-from tfrec.errors import TfrecError
+from tfrec.errors import DataError, TfrecError
 from tfrec.families import Family
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import SeededDropout, assign_torch_linear
+from tfrec.models._layers import NUMPY_ACTIVATIONS, SeededDropout, assign_torch_linear, torch_tensor
 
 KINDS = ("item", "user")
 NORMALIZATIONS = ("observed", "entries")
@@ -226,6 +226,30 @@ class AutoRec(RatingModel):
     def load_torch_state(self, state: dict) -> None:
         assign_torch_linear(self.encoder, state, "encoder")
         assign_torch_linear(self.decoder, state, "decoder")
+
+    @classmethod
+    def torch_sizes(cls, state):
+        return {"hidden": torch_tensor(state, "encoder.weight", (None, None)).shape[0]}
+
+    @classmethod
+    def from_torch_state(cls, state, user_vocabulary, item_vocabulary, ratings=None, **kwargs):
+        """AutoRec predicts from the known ratings of each item (or user): ``ratings`` is that table."""
+        if ratings is None:
+            raise DataError("AutoRec predicts from each row's known ratings: give them (ratings=TABLE, --ratings FILE)")
+        model = super().from_torch_state(state, user_vocabulary, item_vocabulary, **kwargs)
+        model.set_ratings(ratings)
+        return model
+
+    def torch_scores(self, state, users, items):
+        """``g(W f(V r + mu) + b)`` in numpy over the stored rating vectors (zeros where unobserved)."""
+        rows, columns = (items, users) if self.kind == "item" else (users, items)
+        splits = self.row_splits.numpy()
+        vectors = np.zeros((len(splits) - 1, self.width))
+        vectors[np.repeat(np.arange(len(splits) - 1), np.diff(splits)), self.columns.numpy()] = self.values.numpy()
+        w = {k: np.asarray(v, np.float64) for k, v in state.items()}
+        encode, decode = (NUMPY_ACTIVATIONS[a] for a in (self.encoder_activation, self.decoder_activation))
+        hidden = encode(vectors[rows] @ w["encoder.weight"].T + w["encoder.bias"])
+        return decode(np.einsum("nh,nh->n", hidden, w["decoder.weight"][columns]) + w["decoder.bias"][columns])
 
     def stored_ratings(self):
         splits, columns = self.row_splits.numpy(), self.columns.numpy().astype(np.int64)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-
+import numpy as np
 from tfrec._keras import tf
+from tfrec.errors import DataError
 from tfrec.families import Family
 from tfrec.models._layers import IdEmbedding, assign_torch_table
 from tfrec.models.mf import MatrixFactorization
@@ -70,7 +71,34 @@ class BiasedMatrixFactorization(MatrixFactorization):
     def load_torch_state(self, state: dict) -> None:
         super().load_torch_state(state)
         for name in ("user_bias", "item_bias"):
-            assign_torch_table(getattr(self, name), state[f"{name}.weight"])
+            assign_torch_table(getattr(self, name), state, f"{name}.weight")
+
+    TORCH_NAMES = {
+        **MatrixFactorization.TORCH_NAMES,
+        **{
+            f"{who}_bias.weight": tuple(
+                f"{n}{suffix}"
+                for n in (f"{who}_biases", f"{who}_bias", f"bias_{who}", f"{who}_b", letter)
+                for suffix in (".weight", "")
+            )
+            for who, letter in (("user", "bu"), ("item", "bi"))
+        },
+        "global_bias": ("global_bias.weight", "global_mean", "mu", "mean", "bias"),
+    }
+
+    @classmethod
+    def from_torch_state(cls, state, user_vocabulary, item_vocabulary, global_mean: float = 0.0, **kwargs):
+        """A scalar ``global_bias`` tensor (an ``nn.Parameter`` mean), if there is one, is added to ``global_mean``."""
+        if "global_bias" in state:
+            value = np.asarray(state["global_bias"], np.float64)
+            if value.size != 1:
+                raise DataError(f"tensor 'global_bias' has shape {list(value.shape)}, not one number")
+            global_mean += float(value.reshape(()))
+        return super().from_torch_state(state, user_vocabulary, item_vocabulary, global_mean=global_mean, **kwargs)
+
+    def torch_scores(self, state, users, items):
+        bu, bi = (np.asarray(state[f"{w}_bias.weight"], np.float64).reshape(-1) for w in ("user", "item"))
+        return self.global_mean + bu[users] + bi[items] + super().torch_scores(state, users, items)
 
     def get_config(self):
         return {**super().get_config(), "bias_l2": self.bias_l2}

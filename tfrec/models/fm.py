@@ -7,9 +7,10 @@ from tfrec._keras import tf
 
 from tfrec.data import fields as fieldlib
 from tfrec.data.table import Ratings
+from tfrec.errors import DataError
 from tfrec.families import Family
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import factor_initializer, id_lookup
+from tfrec.models._layers import factor_initializer, id_lookup, torch_tensor
 
 
 def pairwise_interaction(xv):
@@ -231,10 +232,74 @@ class FactorizationMachine(RatingModel):
         return pairwise_interaction(factors * values[..., tf.newaxis])
 
     def load_torch_state(self, state: dict) -> None:
-        """``factors.weight`` and ``linear.weight`` over the one global feature-row space, and ``bias``."""
-        self.factors.embeddings.assign(state["factors.weight"])
-        self.linear.embeddings.assign(state["linear.weight"])
-        self.bias.assign(np.reshape(state["bias"], ()))  # numpy's savez stores a scalar as [1]
+        """``factors.weight`` and ``linear.weight`` over the one global feature-row space, and ``bias``.
+
+        A table of ``users + items`` rows (the FM tutorials' one-hot users then items, without tfrec's
+        out-of-vocabulary rows) is placed into that space: its row of user ``u`` (the id map's
+        order) becomes the user field's row of ``u``'s id, the out-of-vocabulary rows stay zero.
+        """
+        for layer, name in ((self.factors, "factors.weight"), (self.linear, "linear.weight")):
+            width = layer.embeddings.shape[1]
+            places = self._torch_rows(np.shape(state[name])[0])
+            value = torch_tensor(state, name, (self.num_features if places is None else len(places), width))
+            if places is not None:
+                value, placed = np.zeros((self.num_features, width), np.float32), value
+                value[places] = placed
+            layer.embeddings.assign(value)
+        bias = np.asarray(state["bias"], np.float32)
+        if bias.size != 1:
+            raise DataError(f"tensor 'bias' has shape {list(bias.shape)}, not one number")
+        self.bias.assign(bias.reshape(()))
+
+    TORCH_NAMES = {
+        "factors.weight": ("embedding.weight", "embeddings.weight", "v.weight", "V.weight", "v", "V"),
+        "linear.weight": ("fc.weight", "w.weight", "w", "first_order.weight", "lin.weight"),
+        "bias": ("global_bias", "w0", "bias.weight", "fc.bias"),
+    }
+
+    @classmethod
+    def torch_sizes(cls, state):
+        width = torch_tensor(state, "factors.weight", (None, None)).shape[1]
+        return {"dim": width // len(fieldlib.ID_FIELDS) if cls.field_aware else width}
+
+    @classmethod
+    def from_torch_state(cls, state, user_vocabulary, item_vocabulary, **kwargs):
+        """An FM over the id fields only (the one-hot users and items of the FM tutorials)."""
+        sides = {
+            "user_side": {"user_id": [[u] for u in user_vocabulary]},
+            "item_side": {"movie_id": [[i] for i in item_vocabulary]},
+        }
+        return super().from_torch_state(
+            state, user_vocabulary, item_vocabulary, fields=fieldlib.ID_FIELDS, **sides, **kwargs
+        )
+
+    def _torch_rows(self, rows: int):
+        """Where each row of a ``users + items`` table goes in tfrec's rows; None for a table of tfrec's own rows."""
+        if rows == self.num_features or rows != len(self.user_vocabulary) + len(self.item_vocabulary):
+            return None
+        places = []
+        for field, ids in (("user_id", self.user_vocabulary), ("movie_id", self.item_vocabulary)):
+            position = {token: k for k, token in enumerate(self.vocabularies[field])}
+            places += [self.offsets[field] + 1 + position[str(i)] for i in ids]
+        return np.array(places, np.int64)
+
+    def torch_scores(self, state, users, items):
+        """Two one-hot fields in numpy: ``w0 + w_u + w_i + <v_u, v_i>`` (FFM: ``<v_{u,item}, v_{i,user}>``)."""
+        v, w = (np.asarray(state[n], np.float64) for n in ("factors.weight", "linear.weight"))
+        if self._torch_rows(len(v)) is None:  # tfrec's rows: ids by each field's (sorted) vocabulary
+            rows = {
+                f: {t: self.offsets[f] + 1 + k for k, t in enumerate(self.vocabularies[f])} for f in fieldlib.ID_FIELDS
+            }
+            u = np.array([rows["user_id"][str(self.user_vocabulary[r])] for r in users])
+            i = np.array([rows["movie_id"][str(self.item_vocabulary[r])] for r in items])
+        else:
+            u, i = users, len(self.user_vocabulary) + items
+        if self.field_aware:
+            shaped = v.reshape(len(v), len(fieldlib.ID_FIELDS), -1)
+            pair = np.einsum("nk,nk->n", shaped[u, 1], shaped[i, 0])
+        else:
+            pair = np.einsum("nk,nk->n", v[u], v[i])
+        return float(np.reshape(state["bias"], ())) + w[u, 0] + w[i, 0] + pair
 
     def serving_inputs(self) -> dict:
         """The ``serving_default`` inputs: the ids and each side field, by TFDS name and dtype.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from tfrec._keras import tf
 
 from tfrec.families import Family
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import assign_torch_table, factor_initializer, IdEmbedding
+from tfrec.models._layers import assign_torch_table, factor_initializer, IdEmbedding, torch_tensor
 
 
 FAMILY = Family(
@@ -95,7 +97,24 @@ class MatrixFactorization(RatingModel):
 
     def load_torch_state(self, state: dict) -> None:
         for name in ("user_factors", "item_factors"):
-            assign_torch_table(getattr(self, name), state[f"{name}.weight"])
+            assign_torch_table(getattr(self, name), state, f"{name}.weight")
+
+    TORCH_NAMES = {
+        f"{who}_factors.weight": tuple(
+            f"{n}{suffix}"
+            for n in (f"{who}_embedding", f"{who}_embeddings", f"{who}_emb", f"embed_{who}", f"{who}_factors", letter)
+            for suffix in (".weight", "")
+        )
+        for who, letter in (("user", "P"), ("item", "Q"))
+    }
+
+    @classmethod
+    def torch_sizes(cls, state: dict) -> dict:
+        return {"dim": torch_tensor(state, "user_factors.weight", (None, None)).shape[1]}
+
+    def torch_scores(self, state, users, items):
+        p, q = (np.asarray(state[f"{w}_factors.weight"], np.float64) for w in ("user", "item"))
+        return np.einsum("nk,nk->n", p[users], q[items])
 
     def get_config(self):
         return {

@@ -150,7 +150,8 @@ def test_tfrec_bench_runs_every_side_on_a_tiny_dataset():
     assert sides == [(m, s) for m in ("biased-mf", "autorec-i") for s in ("cli", "python", "torch")], result.stdout
     for cells in rows:
         assert all(float(c) > 0 for c in (cells[2], cells[3], cells[6], cells[7])), cells  # times, ratings/s, GB
-        assert "not reached" not in cells[8], cells  # an RMSE of 5 is reached after one epoch
+        if not (cells[0].strip() == "autorec-i" and cells[1].strip() == "torch"):  # torch scores pairs models only
+            assert "not reached" not in cells[8], cells  # an RMSE of 5 is reached after one epoch
         if cells[1].strip() == "python":  # its ratios to torch and to the CLI path are numbers
             assert float(cells[4]) > 0 and float(cells[5]) > 0, cells
 

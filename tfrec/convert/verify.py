@@ -71,7 +71,7 @@ def saved_models_scores(jobs, timeout: float = 600) -> list[np.ndarray]:
         if done.returncode:
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise DataError(f"scoring the SavedModel in a separate process failed: {tail}")
-        return [np.load(o) for o in outs]
+        return [np.load(o, allow_pickle=False) for o in outs]
 
 
 def compare(expected: np.ndarray, got: np.ndarray, tolerance: float = TOLERANCE) -> dict:

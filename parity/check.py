@@ -72,8 +72,10 @@ def _takes(cls, argument: str) -> bool:
 
 
 def load_initial(model, arrays: dict) -> None:
-    """Copies the reference's initial ``state_dict`` into the tfrec model (``load_torch_state``)."""
-    model.load_torch_state({k.removeprefix("initial/"): v for k, v in arrays.items() if k.startswith("initial/")})
+    """Copies the reference's initial ``state_dict`` into the tfrec model, through tfrec's PyTorch converter."""
+    from tfrec.convert import load_state
+
+    load_state(model, {k.removeprefix("initial/"): v for k, v in arrays.items() if k.startswith("initial/")})
 
 
 def _features(d, rows):

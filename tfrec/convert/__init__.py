@@ -31,7 +31,7 @@ from tfrec import families
 from tfrec.convert.weights import read_weights
 from tfrec.errors import DataError
 
-__all__ = ["from_torch", "read_ids", "read_weights", "parse_mapping"]
+__all__ = ["from_torch", "load_state", "read_ids", "read_weights", "parse_mapping"]
 
 
 def read_ids(source, label: str = "ids") -> list[str]:
@@ -116,8 +116,11 @@ class _Recorded(dict):
         return super().__getitem__(name)
 
 
-def canonical_state(weights, model: str, mapping=None) -> tuple[dict, str]:
-    """``(state, source)``: the tensors under tfrec's names for ``model``'s family, and where they came from."""
+def canonical_state(weights, model, mapping=None) -> tuple[dict, str]:
+    """``(state, source)``: the tensors under tfrec's names for a family, and where they came from.
+
+    ``model``: a registered model name or a tfrec model class.
+    """
     if isinstance(weights, Mapping):
         source = "the state dict"
         state = {str(k): _array(v) for k, v in weights.items()}
@@ -128,7 +131,8 @@ def canonical_state(weights, model: str, mapping=None) -> tuple[dict, str]:
         if their not in state:
             raise DataError(f"{source}: --map {their}={ours}: no tensor {their!r} (it has {', '.join(sorted(state))})")
         state[ours] = state.pop(their)
-    return families.model_class(model).torch_canonical(state), source
+    cls = families.model_class(model) if isinstance(model, str) else model
+    return cls.torch_canonical(state), source
 
 
 def from_torch(weights, model: str, users, items, *, mapping=None, **kwargs):
@@ -149,29 +153,51 @@ def from_torch(weights, model: str, users, items, *, mapping=None, **kwargs):
     Raises:
       DataError: a missing, unexpected or mis-shaped tensor, or an id map that does not fit a table.
     """
-    state, source = canonical_state(weights, model, mapping)
     cls = families.model_class(model)
-    recorded = _Recorded(state)
     user_ids, item_ids = read_ids(users, "users"), read_ids(items, "items")
     arguments = {**families.family(model).variants.get(model, {}), **kwargs}
+
+    def build(state):
+        return cls.from_torch_state(state, user_ids, item_ids, **arguments)
+
+    return _converted(weights, cls, model, mapping, build, id_maps=(len(user_ids), len(item_ids)))
+
+
+def load_state(model, weights, *, mapping=None) -> None:
+    """Copies a PyTorch state dict into a built tfrec model whose sizes already match it.
+
+    The same conversion as :func:`from_torch` (names, transposes, tfrec's row 0 for unseen ids in
+    front of each table) for a model made elsewhere, e.g. ``parity``'s trajectory tier, which starts
+    a tfrec model from its PyTorch reference's initial weights.
+
+    Raises:
+      DataError: a missing, unexpected or mis-shaped tensor.
+    """
+    _converted(weights, type(model), type(model).__name__, mapping, model.load_torch_state)
+
+
+def _converted(weights, cls, name: str, mapping, load, id_maps=None):
+    """``load(state)`` on the canonical state of ``weights``; every tensor must be read, once each error."""
+    state, source = canonical_state(weights, cls, mapping)
+    recorded = _Recorded(state)
     try:
-        net = cls.from_torch_state(recorded, user_ids, item_ids, **arguments)
+        result = load(recorded)
     except KeyError as e:
-        name = e.args[0]
-        others = cls.TORCH_NAMES.get(name, ())
+        missing = e.args[0]
+        others = cls.TORCH_NAMES.get(missing, ())
         known = f" (or {', '.join(others)})" if others else ""
         raise DataError(
-            f"{source}: no tensor {name!r}{known} for {model}; it has {', '.join(sorted(state))}: "
-            f"map one with --map THEIR_NAME={name}"
+            f"{source}: no tensor {missing!r}{known} for {name}; it has {', '.join(sorted(state))}: "
+            f"map one with --map THEIR_NAME={missing}"
         ) from None
     except DataError as e:
-        raise DataError(f"{source}: {_with_id_maps(str(e), len(user_ids), len(item_ids))}") from None
+        message = _with_id_maps(str(e), *id_maps) if id_maps else str(e)
+        raise DataError(f"{source}: {message}") from None
     left = sorted(set(state) - recorded.read)
     if left:
-        raise DataError(
-            f"{source}: {model} does not use tensor(s) {', '.join(left)}: map them with --map or remove them"
-        )
-    return net
+        unused = ", ".join(left)
+        raise DataError(f"{source}: {name} does not use tensor(s) {unused}: map them with --map or remove them")
+    return result
 
 
 def _with_id_maps(message: str, users: int, items: int) -> str:

@@ -250,6 +250,27 @@ class FactorizationMachine(RatingModel):
         if bias.size != 1:
             raise DataError(f"tensor 'bias' has shape {list(bias.shape)}, not one number")
         self.bias.assign(bias.reshape(()))
+        self._check_torch_slots(state)
+
+    #: The buffers of tfrec's PyTorch FM (``parity/reference``): each user's and movie's feature rows and values.
+    TORCH_SLOTS = ("user_rows", "user_values", "item_rows", "item_values")
+
+    def _check_torch_slots(self, state) -> None:
+        """A state dict that carries its feature layout (the reference's buffers) must carry this model's.
+
+        They are data, not weights: an FM whose users and movies have other features (or other
+        ids, or another order) would put each weight on another feature, so a difference is an error.
+        """
+        mine = dict(zip(self.TORCH_SLOTS, (a.numpy() for a in (*self._slots["user"], *self._slots["item"]))))
+        for name in self.TORCH_SLOTS:
+            if name not in state:
+                continue
+            theirs = np.asarray(state[name])
+            if theirs.shape != mine[name].shape or not np.array_equal(theirs.astype(mine[name].dtype), mine[name]):
+                raise DataError(
+                    f"tensor {name!r} (the feature layout, shape {list(theirs.shape)}) is not this model's "
+                    f"(shape {list(mine[name].shape)}): the PyTorch FM was built over other features, ids or id order"
+                )
 
     TORCH_NAMES = {
         "factors.weight": ("embedding.weight", "embeddings.weight", "v.weight", "V.weight", "v", "V"),

@@ -21,10 +21,12 @@ def python(code):
 
 @pytest.fixture(scope="module")
 def trained_json(tmp_path_factory):
-    """One small `tfrec train` run (synthetic data), shared by the checks on its output."""
-    out = tmp_path_factory.mktemp("cli") / "summary.json"
+    """One small `tfrec train` run (synthetic data) in a fresh kernel cache, with TensorBoard logs."""
+    root = tmp_path_factory.mktemp("cli")
+    out = root / "summary.json"
     spec = "synthetic:users=200,items=100,ratings=8000,sigma=0.5,seed=1"
-    result = tfrec("train", "--data", spec, "--epochs", "3", "--json", str(out))
+    args = ["train", "--data", spec, "--epochs", "3", "--json", str(out), "--tensorboard", str(root / "board")]
+    result = tfrec(*args, env={"TFREC_OPS_CACHE": str(root / "ops")})
     return result, out
 
 
@@ -42,6 +44,33 @@ def test_train_prints_summary_table_and_json(trained_json):
     assert summary["threads"] == {"intra_op": 1, "inter_op": 0}  # one thread per op (train.configure_threads)
     assert "threads     TensorFlow: 1 per op, one per core inter-op" in result.stdout
     assert "cuInit" not in result.stderr and "oneDNN" not in result.stderr, result.stderr  # TF's start-up noise
+
+
+def test_a_first_run_says_it_builds_the_kernels_and_does_not_time_the_build(trained_json):
+    result, out = trained_json
+    summary = json.loads(out.read_text())
+    building = [line for line in result.stderr.splitlines() if "building tfrec's native kernels" in line]
+    assert len(building) == 1, result.stderr[-2000:]
+    assert list((out.parent / "ops").glob("*/tfrec_ops.so"))
+    assert summary["kernel_build_seconds"] > summary["fit_seconds"] > 0  # a build in fit time would be longer
+
+
+def test_tensorboard_logs_hold_every_epochs_training_and_validation_metrics(trained_json):
+    """Read back with TensorBoard's own event reader."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, out = trained_json
+    summary = json.loads(out.read_text())
+    logged = {}
+    for part, names in (("train", ("loss", "regularization_loss", "rmse", "mae")), ("validation", ("rmse", "mae"))):
+        events = EventAccumulator(str(out.parent / "board" / part), size_guidance={"tensors": 0})
+        events.Reload()
+        for name in names:
+            logged[part, name] = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(f"epoch_{name}")]
+            assert len(logged[part, name]) == summary["epochs"], (part, name, logged[part, name])
+    assert logged["train", "rmse"][-1] < logged["train", "rmse"][0]  # it learned, epoch by epoch
+    assert min(logged["validation", "rmse"]) == pytest.approx(summary["validation"]["val_rmse"], rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +120,8 @@ def test_train_implicit_reports_ranking_metrics_beside_most_popular(tmp_path):
         (["train", "--model", "ncf", "--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
         (["train", "--model", "autorec-i", "--hidden", "0"], "hidden must be at least 1, got 0"),
         (["train", "--model", "autorec-u", "--encoder-activation", "soft"], "invalid choice: 'soft'"),
-        (["data", "info", "/no/such/dir/ml-1m"], "unknown dataset '/no/such/dir/ml-1m'"),
+        (["data", "info", "/no/such/dir/ml-1m"], "no such file or directory '/no/such/dir/ml-1m'"),
+        (["train", "--data", "no/ratings.csv"], "no/ratings.csv: no such file"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["bench", "--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
         (["bench", "--threads", "two"], "argument --threads: must be a positive integer, got 'two'"),
@@ -126,6 +156,19 @@ def test_user_mistakes_are_one_line_from_a_fresh_process(args):
     assert result.returncode in (1, 2)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tfrec") and "error:" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("spec", ["no/ratings.csv", "ml-7m", "/no/such/dir", "synthetic:users=x"])
+def test_data_mistakes_answer_before_tensorflow_is_imported(spec):
+    """A wrong --data is known from its name: the answer takes no TensorFlow import and fits one short line."""
+    result = python(f"""
+        import sys
+        from tfrec import cli
+        status = cli.main(["train", "--data", {spec!r}])
+        print(status, "tensorflow" in sys.modules)
+    """)
+    assert result.stdout.split() == ["1", "False"], result.stdout + result.stderr[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1 and len(result.stderr) < 200, result.stderr
 
 
 def test_missing_dataset_is_one_line(tmp_path):

@@ -46,6 +46,12 @@ def _per_model(key: str) -> str:
     return "default per model: " + ", ".join(f"{m} {show(d[key])}" for m, d in every)
 
 
+def _data_names() -> str:
+    from tfrec.data.sources import NAMES_HELP  # no TensorFlow
+
+    return NAMES_HELP
+
+
 def _listed(names) -> str:
     return ", ".join(names) or "none"
 
@@ -98,7 +104,11 @@ def _train_parser(sub) -> None:
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model and report its test metrics")
     p.add_argument("--model", choices=families.names(), default=d.model)
-    p.add_argument("--data", default=d.data, help="dataset name, file, directory or spec (default %(default)s)")
+    p.add_argument(
+        "--data",
+        default=d.data,
+        help="dataset name, file, directory or spec (default %(default)s; the list: tfrec data --help)",
+    )
     p.add_argument(
         "--columns", metavar="ROLE=COL,...",
         help="your file's columns: user=COL,item=COL[,rating=COL][,timestamp=COL] (default: found by name; "
@@ -162,6 +172,9 @@ def _train_parser(sub) -> None:
     )
     p.add_argument("--export", metavar="DIR", help="write a SavedModel (serving_default, recommend) to DIR")
     p.add_argument("--quiet", action="store_true", help="no Keras progress output")
+    p.add_argument(
+        "--tensorboard", metavar="DIR", help="write Keras' TensorBoard logs (per-epoch training and validation metrics)"
+    )
 
 
 def _number(kind, text: str, what: str):
@@ -213,7 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _train_parser(sub)
     _serving_parsers(sub)
-    data = sub.add_parser("data", help="inspect or fetch datasets")
+    data = sub.add_parser(
+        "data", help="inspect or fetch datasets", description="What --data takes: " + _data_names() + "."
+    )
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_sub.add_parser("info", help="counts, density and rating histogram of a dataset")
     info.add_argument("name", help="dataset name, directory or spec")
@@ -226,6 +241,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="epoch time of model.fit beside the PyTorch reference (see tfrec bench --help)")
     parity = sub.add_parser("parity", help="check the models against the PyTorch reference fixtures")
     parity.add_argument("cases", nargs="*", help="case names (default: all)")
+    sub.add_parser(
+        "build-kernels",
+        help="compile tfrec's native kernels now (for an image or CI; training builds them on first use)",
+    )
     return parser
 
 
@@ -261,6 +280,9 @@ def _train(args) -> None:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}, learning_rate=args.lr)
     config.check()
+    from tfrec.data.sources import check_name  # no TensorFlow: a mistake answers at once
+
+    check_name(config.data, config.columns, config.delimiter)
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise TfrecError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
     for flag, target in (("--save", args.save), ("--export", args.export)):  # before training, not after
@@ -280,7 +302,7 @@ def _train(args) -> None:
         print("tfrec: note: TensorFlow is running in this process already; its thread settings stay", file=sys.stderr)
 
     try:
-        result = run(config, verbose=0 if args.quiet else 2)
+        result = run(config, verbose=0 if args.quiet else 2, tensorboard=args.tensorboard)
     except RunFinished as finished:  # not a mistake: a retry loop around a finished run ends here
         print(f"tfrec: {finished}", file=sys.stderr)
         return
@@ -467,6 +489,22 @@ def _import_torch(args) -> int:
     return command.run(args)
 
 
+def _build_kernels(args) -> None:
+    import time
+
+    _import_tensorflow_quietly()
+    from tfrec import ops
+
+    if not ops.enabled():
+        raise TfrecError("TFREC_NATIVE_OPS turns the native kernels off: unset it to build them")
+    start = time.perf_counter()
+    try:
+        path = ops.build()
+    except RuntimeError as e:
+        raise TfrecError(f"the native kernels did not build: {e}") from None
+    print(f"{path} ({time.perf_counter() - start:.1f} s)")
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # the harness's own parser (it also runs as `python -m parity.bench`)
@@ -482,6 +520,7 @@ def main(argv=None) -> int:
     handler = {
         "train": _train, "export": _export, "predict": _predict, "recommend": _recommend,
         "data info": _info, "data download": _download, "parity": _parity, "import-torch": _import_torch,
+        "build-kernels": _build_kernels,
     }[command]  # fmt: skip
     try:
         status = handler(args)

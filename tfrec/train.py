@@ -217,7 +217,7 @@ class RunResult:
     train: tfdata.Ratings
 
 
-def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
+def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -> RunResult:
     """Loads, splits, fits with early stopping and evaluates: ``tfrec train``.
 
     Explicit feedback stops on validation RMSE (a random ``validation_fraction``
@@ -225,6 +225,15 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
     follows the NCF protocol: it stops on validation NDCG@10 (each user's latest
     training interaction against 99 sampled items) and reports test HR@10 and
     NDCG@10 beside the most-popular baseline's on the same candidates.
+
+    Args:
+      config: What to train and how.
+      verbose: Keras' ``fit`` verbosity.
+      callbacks: More Keras callbacks for every ``fit`` (the early-stopping one is tfrec's).
+      tensorboard: A directory for Keras' TensorBoard logs: per epoch, the training loss,
+        regularization loss, RMSE and MAE, and the validation metrics (implicit runs: HR@10 and
+        NDCG@10); a refit's epochs under ``refit/``. A program calling ``fit`` itself passes
+        ``tf.keras.callbacks.TensorBoard(DIR)`` to it.
 
     Returns:
       A :class:`RunResult`: the report, the trained model and the training part.
@@ -255,6 +264,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
     # Two test examples, drawn only when a resumed phase has nothing left to fit: calling the model on
     # them creates its variables, which take the checkpoint's values.
     phases = _Phases(n_workers, run_dir, lambda: next(iter(tfdata.dataset(parts.test, 2))), verbose)
+    kernel_seconds = _prepare_kernels()
     start = time.perf_counter()
     refitting = run_dir is not None and run_dir.state is not None and run_dir.state["phase"] == "refit"
     monitored = None
@@ -277,7 +287,8 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
         train_ds = training_dataset(config, train, net, drop_remainder=several, first_epoch=done + 1, workers=n_workers)
         watch += [stopper] if stopper else []
         phases.fit(
-            net, train_ds, "fit", done, config.epochs, fit_logs, [*watch, *callbacks], val_ds, stopper,
+            net, train_ds, "fit", done, config.epochs, fit_logs, [*watch, *callbacks, *_board(tensorboard)], val_ds,
+            stopper,
             {"monitored": monitored},
         )  # fmt: skip
     scores = [logs[monitored] for logs in fit_logs if monitored in logs] if monitored else None
@@ -294,7 +305,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
             config, parts.train, net, drop_remainder=several, first_epoch=done + 1, workers=n_workers
         )
         phases.fit(
-            net, full_ds, "refit", done, refit_epochs, refit_logs, list(callbacks),
+            net, full_ds, "refit", done, refit_epochs, refit_logs, [*callbacks, *_board(tensorboard, "refit")],
             extra={"fit_logs": fit_logs, "monitored": monitored},
         )  # fmt: skip
     elif validation is not None:
@@ -319,6 +330,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
         "stopped": stopped,
         "validation": {monitored: float(scores[best])} if best is not None else None,
         "fit_seconds": round(fit_seconds, 3),
+        "kernel_build_seconds": kernel_seconds,
         "split_fingerprint": parts.fingerprint,
         "source": table.source,
         "devices": _devices(strategy_, net),
@@ -329,6 +341,29 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=()) -> RunResult:
     if run_dir is not None:
         run_dir.finish(report)
     return RunResult(report, net, parts.train)
+
+
+def _board(log_dir, phase: str | None = None) -> list:
+    """Keras' TensorBoard callback writing each epoch's logs (a refit's under ``refit/``), or nothing."""
+    if log_dir is None:
+        return []
+    path = os.path.join(log_dir, phase) if phase else os.fspath(log_dir)
+    # No graph or profile: the step is a while loop of native ops, and a trace costs the first epoch.
+    return [tf.keras.callbacks.TensorBoard(path, write_graph=False, profile_batch=0, update_freq="epoch")]
+
+
+def _prepare_kernels() -> float:
+    """Builds the native kernels (the first time on this TensorFlow install) before training is timed.
+
+    Returns the seconds a build took (0: none was needed).
+    """
+    from tfrec import ops
+
+    if not ops.enabled() or tf.config.list_logical_devices("GPU") or ops.library_path().is_file():
+        return 0.0
+    start = time.perf_counter()
+    ops.native()
+    return round(time.perf_counter() - start, 3)
 
 
 def _why_stopped(config: TrainConfig, epochs: int, best) -> str:

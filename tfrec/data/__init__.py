@@ -2,21 +2,35 @@
 
 Examples use TensorFlow Datasets' MovieLens feature names, so
 ``tfds.load("movielens/100k-ratings")`` and these loaders are interchangeable.
+
+The names below are imported on first use, so the command line can check a dataset name, a
+file or a table without importing TensorFlow (only the pipelines need it).
 """
 
-from tfrec.data.cache import cache_dir, download, known_archives
-from tfrec.data.implicit import Candidates, implicit_dataset, ranking_candidates
-from tfrec.data.movielens import load_directory, load_recbole, recbole_directory
-from tfrec.data.pipeline import dataset
-from tfrec.data.sources import NAMES_HELP, load, load_tfds
-from tfrec.data.splits import Split, fold_split, leave_last_out, random_split, split
-from tfrec.data.synthetic import Synthetic, SyntheticFM, generate, generate_fm
-from tfrec.data.table import GENRES, OCCUPATIONS, RaggedColumn, Ratings
-from tfrec.data.vectors import RatingRows, rating_rows, vector_dataset
+import importlib
 
-__all__ = [
-    "GENRES", "NAMES_HELP", "OCCUPATIONS", "Candidates", "RaggedColumn", "RatingRows", "Ratings", "Split",
-    "Synthetic", "SyntheticFM", "cache_dir", "dataset", "download", "fold_split", "generate", "generate_fm",
-    "implicit_dataset", "known_archives", "leave_last_out", "load", "load_directory", "load_recbole", "load_tfds",
-    "random_split", "ranking_candidates", "rating_rows", "recbole_directory", "split", "vector_dataset",
-]  # fmt: skip
+_WHERE = {
+    "cache": ("cache_dir", "download", "known_archives"),
+    "implicit": ("Candidates", "implicit_dataset", "ranking_candidates"),
+    "movielens": ("load_directory", "load_recbole", "recbole_directory"),
+    "pipeline": ("dataset",),
+    "sources": ("NAMES_HELP", "check_name", "load", "load_tfds"),
+    "splits": ("Split", "fold_split", "leave_last_out", "random_split", "split"),
+    "synthetic": ("Synthetic", "SyntheticFM", "generate", "generate_fm"),
+    "table": ("GENRES", "OCCUPATIONS", "RaggedColumn", "Ratings"),
+    "vectors": ("RatingRows", "rating_rows", "vector_dataset"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f"tfrec.data.{_MODULE_OF[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfrec.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

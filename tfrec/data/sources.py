@@ -57,12 +57,9 @@ def load(name: str, *, download: bool | None = None, columns=None, delimiter: st
     """
     if download is None:
         download = os.environ.get("TFREC_OFFLINE", "") not in ("1", "true", "yes")
+    check_name(name, columns, delimiter)
     if Path(name).is_file():
         return files.load_file(name, columns, delimiter=delimiter)
-    if files.looks_like_file(name):
-        raise DataError(f"{name}: no such file")
-    if delimiter or (columns and not name.startswith("tfds:")):
-        raise DataError(f"{name}: --columns and --delimiter are for a file of your own (and --columns for tfds:)")
     if name == "synthetic-fm" or name.startswith("synthetic-fm:"):
         return synthetic.generate_fm(**_synthetic_args(name, _SYNTHETIC_FM_KEYS, "synthetic-fm")).ratings
     if name.startswith("synthetic"):
@@ -71,9 +68,33 @@ def load(name: str, *, download: bool | None = None, columns=None, delimiter: st
         return load_tfds(name[len("tfds:") :], columns=columns)
     if name in MOVIELENS:
         return _load_movielens(name, download)
-    if Path(name).is_dir():
-        return movielens.load_directory(name)
-    raise DataError(f"unknown dataset {name!r}: use {NAMES_HELP}")
+    return movielens.load_directory(name)
+
+
+def check_name(name: str, columns=None, delimiter: str | None = None) -> None:
+    """What can be known of a dataset name without reading it (or importing TensorFlow).
+
+    Raises:
+      DataError: a file or directory that is not there, an unknown name, a bad ``synthetic`` spec,
+        or ``columns``/``delimiter`` given for a dataset that is not a file of the user's own.
+    """
+    path = Path(name)
+    if path.is_file():
+        return
+    if files.looks_like_file(name):
+        raise DataError(f"{name}: no such file")
+    if delimiter or (columns and not name.startswith("tfds:")):
+        raise DataError(f"{name}: --columns and --delimiter are for a file of your own (and --columns for tfds:)")
+    if name == "synthetic-fm" or name.startswith("synthetic-fm:"):
+        _synthetic_args(name, _SYNTHETIC_FM_KEYS, "synthetic-fm")
+    elif name == "synthetic" or name.startswith("synthetic:"):
+        _synthetic_args(name)
+    elif not (name.startswith("tfds:") or name in MOVIELENS or path.is_dir()):
+        what = "no such file or directory" if os.sep in name or name.startswith(".") else "unknown dataset"
+        raise DataError(
+            f"{what} {name!r}: use {', '.join(MOVIELENS)}, a directory, a file, tfds:NAME or synthetic[:...] "
+            "(tfrec data --help)"
+        )
 
 
 def _synthetic_args(spec: str, keys=_SYNTHETIC_KEYS, label="synthetic") -> dict:

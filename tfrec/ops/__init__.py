@@ -19,9 +19,12 @@ too slowly for that to pay (benchmarks/RESULTS.md); where these kernels are
 missing AutoRec takes its dense products.
 
 The kernels are compiled against the installed TensorFlow the first time a
-process needs them (a C++17 compiler, ``$CXX`` or ``c++``, about 10 s) into
-``$TFREC_OPS_CACHE`` or ``~/.cache/tfrec/ops``, under a key of the sources,
-the TensorFlow version and the compile command, and loaded from there afterwards.
+process needs them (a C++17 compiler, ``$CXX`` or ``c++``; about half a
+minute on two cores, announced on stderr; ``tfrec build-kernels`` does it ahead)
+into ``$TFREC_OPS_CACHE`` or ``~/.cache/tfrec/ops``, under a key of the sources,
+the TensorFlow version and build and the compile flags without paths (so virtual
+environments with the same TensorFlow share a build), and loaded from there afterwards.
+``tfrec.train.run`` builds them before it starts timing the fit.
 Processes building the same key take turns on a lock file; a build is renamed
 into place only when complete. Where the build fails (no compiler, no
 TensorFlow headers), tfrec warns once and uses TensorFlow's kernels: the same
@@ -30,7 +33,7 @@ exist for float32 on the CPU outside XLA; a variable on a GPU, of another
 dtype, or under ``jit_compile`` takes TensorFlow's kernels.
 """
 
-from tfrec.ops._library import HEADERS, LIBRARY, SOURCES, build, cache_dir, enabled, in_xla, native
+from tfrec.ops._library import HEADERS, LIBRARY, SOURCES, build, cache_dir, enabled, in_xla, library_path, native
 from tfrec.ops.products import observed_matmul, product_kernels, sampled_matmul
 from tfrec.ops.rows import apply_adam, sparse_apply_adagrad, sparse_apply_lazy_adam, sparse_grad_apply_adam
 
@@ -42,6 +45,7 @@ __all__ = [
     "build",
     "cache_dir",
     "enabled",
+    "library_path",
     "in_xla",
     "native",
     "observed_matmul",

@@ -40,16 +40,37 @@ def _command(output: Path) -> list[str]:
             *tf.sysconfig.get_link_flags()]  # fmt: skip
 
 
-def build() -> Path:
+def _key() -> str:
+    """The cache key: the sources, TensorFlow's version and build, the platform and the compile flags.
+
+    Paths (the sources', TensorFlow's headers and library in one environment) are left out, so
+    virtual environments with the same TensorFlow share one build: the library links to
+    ``libtensorflow_framework.so.2`` by name, which the process has loaded before it loads the kernels.
+    """
+    texts = [source.read_text() for source in (*SOURCES, *HEADERS)]
+    tf_flags = [*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+    flags = [arg[:2] if arg.startswith(("-I", "-L")) else arg for arg in tf_flags]
+    compiler = [os.path.basename(arg) for arg in shlex.split(os.environ.get("CXX") or "c++")]
+    version = [tf.__version__, tf.__git_version__, sys.platform, sys.implementation.cache_tag]
+    return hashlib.sha256("\0".join([*texts, *version, *compiler, *_FLAGS, *flags]).encode()).hexdigest()[:16]
+
+
+def library_path() -> Path:
+    """Where the kernels of this TensorFlow and these sources are (or will be) in the cache."""
+    return cache_dir() / _key() / LIBRARY
+
+
+def build(announce: bool = True) -> Path:
     """Compiles ``rows.cc`` and ``products.cc`` into the cache (once per key) and returns the library's path.
+
+    Args:
+      announce: Print one line on stderr when a build starts (it takes tens of seconds).
 
     Raises:
       RuntimeError: the compiler is missing or failed; the message has its last lines of output.
     """
     command = _command(Path(LIBRARY))
-    texts = [source.read_text() for source in (*SOURCES, *HEADERS)]
-    key = hashlib.sha256("\0".join([*texts, tf.__version__, sys.platform, *command]).encode())
-    target = cache_dir() / key.hexdigest()[:16] / LIBRARY
+    target = library_path()
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +78,13 @@ def build() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
         if target.is_file():  # another process built it while this one waited
             return target
+        if announce:
+            print(
+                f"tfrec: building tfrec's native kernels into {target.parent}, once per TensorFlow install "
+                "(about half a minute on two cores; `tfrec build-kernels` does it ahead)",
+                file=sys.stderr,
+                flush=True,
+            )
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build.") as tmp:
             output = Path(tmp) / LIBRARY
             try:

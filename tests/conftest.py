@@ -11,6 +11,21 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+#: Test files by how long they take (seconds on two cores, the longest first). `pytest -n 2 --dist
+#: loadfile --no-loadscope-reorder` hands files to the two workers in collection order, so starting with
+#: the longest lets the short ones fill the gaps and both workers end together; xdist's own order
+#: (most tests first) left the two-process distributed test running alone at the end.
+LONGEST_FIRST = (
+    "test_docs.py", "test_export.py", "test_cli_and_train.py", "test_parity.py", "test_speed.py",
+    "test_distributed.py", "test_convert.py", "test_reliability.py", "test_models.py", "test_files.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order stays
+
+
 #: The environment of every subprocess a test starts: TensorFlow quiet, no network.
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFREC_OFFLINE": "1"}
 

@@ -17,7 +17,8 @@ import pytest  # noqa: E402
 #: (most tests first) left the two-process distributed test running alone at the end.
 LONGEST_FIRST = (
     "test_docs.py", "test_export.py", "test_cli_and_train.py", "test_parity.py", "test_speed.py",
-    "test_distributed.py", "test_convert.py", "test_reliability.py", "test_models.py", "test_files.py",
+    "test_distributed.py", "test_parameter_server.py", "test_convert.py", "test_reliability.py", "test_models.py",
+    "test_files.py",
 )  # fmt: skip
 
 
@@ -36,6 +37,19 @@ def run_tfrec(*args, env=None, timeout=300):
         [sys.executable, "-m", "tfrec", *args], capture_output=True, text=True, env={**ENV, **(env or {})},
         timeout=timeout,
     )  # fmt: skip
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports on 127.0.0.1 that were free a moment ago (for local clusters)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 # Prepended to a `python -c` script: from then on `import tfrec` (or parity) fails, so only TensorFlow

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ENV
+from conftest import ENV, free_ports
 from conftest import run_tfrec as tfrec
 
 
@@ -71,18 +71,6 @@ def test_strategy_auto_on_cpu_and_mirrored_over_two_logical_devices():
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def _free_ports(n):
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_multi_worker_run_of_two_local_processes_matches_one_device(tmp_path):
     """`tfrec train --strategy multi-worker`: two processes on 127.0.0.1 (TF_CONFIG), collectives over gRPC.
 
@@ -92,7 +80,7 @@ def test_multi_worker_run_of_two_local_processes_matches_one_device(tmp_path):
     common = ["train", "--model", "biased-mf", "--data", spec, "--epochs", "40", "--batch-size", "256", "--quiet"]
     single = tfrec(*common, "--json", str(tmp_path / "single.json"))
     assert single.returncode == 0, single.stderr[-3000:]
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     processes = []
     for index in range(2):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})

@@ -70,6 +70,24 @@ def test_training_pipeline_reshuffles_each_epoch_repeatably(table):
     assert ds.cardinality().numpy() == 16
 
 
+def test_an_endless_pipeline_gives_the_repeated_pipelines_batches_and_owns_no_variable(table):
+    """`endless=True` (ParameterServerStrategy's dataset_fn may create no variable): epoch after epoch,
+    the batches of the pipeline passed over again and again, from any first epoch, with or without
+    the model's row numbers."""
+    import tensorflow as tf
+
+    vocabularies = (sorted(set(table.user_id)), sorted(set(table.movie_id)))
+    for first in (1, 3):
+        for vocab in (None, vocabularies):
+            kwargs = dict(shuffle=True, seed=1, first_epoch=first, vocabularies=vocab)
+            repeated = [b["timestamp"].numpy() for b in data.dataset(table, 64, **kwargs).repeat().take(40)]
+            with tf.Graph().as_default():  # built in a graph: a variable in it would show in its collection
+                data.dataset(table, 64, endless=True, **kwargs)
+                assert not tf.compat.v1.global_variables()
+            endless = [b["timestamp"].numpy() for b in data.dataset(table, 64, endless=True, **kwargs).take(40)]
+            assert len(endless) == 40 and all(np.array_equal(a, b) for a, b in zip(repeated, endless))
+
+
 def test_a_resumed_pipeline_continues_with_the_next_epochs_order(table):
     """first_epoch=3 starts where a pipeline that already ran epochs 1 and 2 goes on, for every family."""
     from tfrec.data.implicit import implicit_dataset

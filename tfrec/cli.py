@@ -132,7 +132,16 @@ def _train_parser(sub) -> None:
     p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
     p.add_argument("--patience", type=int, help="early-stopping epochs; " + _per_model("patience"))
     p.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution)
-    p.add_argument("--strategy", choices=STRATEGY_NAMES, default=d.strategy)
+    p.add_argument(
+        "--strategy", choices=STRATEGY_NAMES, default=d.strategy,
+        help="multi-worker and parameter-server read the cluster from TF_CONFIG; under parameter-server "
+        "the chief trains and a worker or ps task serves until the chief ends (docs/distributed.md)",
+    )  # fmt: skip
+    p.add_argument(
+        "--shards", metavar="N|SIZE",
+        help="parameter-server: split every table into N pieces by rows, or into pieces of at most SIZE "
+        "(64MB); default: pieces of at least 256KB, at most one per parameter server",
+    )  # fmt: skip
     p.add_argument(
         "--intra-op-threads", type=_nonnegative, metavar="N",
         help="TensorFlow's threads per op (default 1; "
@@ -276,10 +285,24 @@ def _import_tensorflow_quietly(list_devices: bool = True) -> None:
         os.close(devnull)
 
 
+def _cluster_task() -> str | None:
+    """This process's task type in ``TF_CONFIG`` (without importing TensorFlow), or None."""
+    try:
+        return json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("type")
+    except ValueError:
+        return None  # the strategy reports a malformed TF_CONFIG
+
+
 def _train(args) -> None:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}, learning_rate=args.lr)
     config.check()
+    if config.strategy == "parameter-server" and _cluster_task() in ("worker", "ps"):
+        _import_tensorflow_quietly(list_devices=False)
+        from tfrec import cluster
+
+        cluster.serve(announce=lambda line: print(line, flush=True))
+        return
     from tfrec.data.sources import check_name  # no TensorFlow: a mistake answers at once
 
     check_name(config.data, config.columns, config.delimiter)
@@ -289,7 +312,7 @@ def _train(args) -> None:
         path = Path(target) if target else None
         if path is not None and path.exists() and not (path.is_dir() and not any(path.iterdir())):
             raise TfrecError(f"{flag} {target}: already exists")
-    _import_tensorflow_quietly(list_devices=config.strategy != "multi-worker")
+    _import_tensorflow_quietly(list_devices=config.strategy not in ("multi-worker", "parameter-server"))
     from tfrec.checkpoints import RunFinished
     from tfrec.train import configure_threads, run
 
@@ -345,8 +368,11 @@ def _train(args) -> None:
     if summary["refit_epochs"]:
         rows.append(("refit", f"{summary['refit_epochs']} epochs on the whole training part"))
     rows.append(("fit seconds", f"{summary['fit_seconds']:.2f}"))
-    workers = f" on each of {summary['workers']} workers" if summary["workers"] > 1 else ""
-    rows.append(("devices", ", ".join(summary["devices"]) + workers))
+    if config.strategy == "parameter-server":
+        rows.append(("devices", f"tables on {', '.join(summary['devices'])}, steps on {summary['workers']} workers"))
+    else:
+        workers = f" on each of {summary['workers']} workers" if summary["workers"] > 1 else ""
+        rows.append(("devices", ", ".join(summary["devices"]) + workers))
     per_op, inter_op = (summary["threads"][k] or "one per core" for k in ("intra_op", "inter_op"))
     rows.append(("threads", f"TensorFlow: {per_op} per op, {inter_op} inter-op"))
     if config.mixed_precision:

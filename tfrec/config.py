@@ -8,7 +8,7 @@ from tfrec import families
 from tfrec.errors import TfrecError
 
 OPTIMIZER_NAMES = ("adam", "lazy-adam", "adagrad", "sgd")
-STRATEGY_NAMES = ("auto", "default", "mirrored", "multi-worker")
+STRATEGY_NAMES = ("auto", "default", "mirrored", "multi-worker", "parameter-server")
 FEEDBACK_NAMES = ("explicit", "implicit")
 IMPLICIT_LOSS_NAMES = ("bce", "mse")
 NORMALIZATION_NAMES = ("observed", "entries")
@@ -74,7 +74,13 @@ class TrainConfig:
       patience: Epochs without a better validation score before stopping.
       steps_per_execution: Batches per ``tf.function`` call (hides Python overhead).
       strategy: ``auto`` (all GPUs, else CPU), ``default``, ``mirrored`` or
-        ``multi-worker`` (MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG``).
+        ``multi-worker`` (MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG``) or
+        ``parameter-server`` (ParameterServerStrategy: the tables split by rows over the ``ps``
+        tasks of ``TF_CONFIG``; this process is the ``chief``).
+      shards: Under ``parameter-server``, how tables are split: a number of shards
+        (``"2"``: every variable in two pieces by rows), or a size (``"64MB"``: pieces
+        of at most that many bytes); default: pieces of at least 256 KB, at most one
+        per parameter server (TensorFlow's ``MinSizePartitioner``).
       features: FM/FFM fields, TFDS names (``user_id``, ``movie_id``, ``bucketized_user_age``,
         ``user_gender``, ``user_occupation_label``, ``user_zip_code``, ``movie_genres``, ...);
         a comma-separated string is split.
@@ -122,6 +128,7 @@ class TrainConfig:
     patience: int | None = None
     steps_per_execution: int = 128
     strategy: str = "auto"
+    shards: str | None = None
     features: tuple[str, ...] | str = ID_FEATURES
     layers: tuple[int, ...] | str = (64, 32, 16)
     dropout: float = 0.0
@@ -189,6 +196,10 @@ class TrainConfig:
             if getattr(self, key) not in allowed:
                 named = ", ".join(a for a in allowed if a is not None)
                 raise TfrecError(f"unknown {key} {getattr(self, key)!r}: use one of {named}")
+        if self.shards is not None:
+            if self.strategy != "parameter-server":
+                raise TfrecError("shards is for strategy parameter-server: the other strategies copy whole tables")
+            shard_spec(self.shards)  # raises for a bad value
         if self.mixed_precision is not None:
             if self.mixed_precision not in PRECISION_NAMES:
                 raise TfrecError(
@@ -234,3 +245,22 @@ class TrainConfig:
         for key in ("dropout", "input_dropout"):
             if not 0 <= getattr(self, key) < 1:
                 raise TfrecError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+
+
+_UNITS = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
+
+
+def shard_spec(value) -> tuple[str, int]:
+    """``("shards", N)`` for ``"N"``, ``("bytes", B)`` for a size such as ``"64MB"``; raises TfrecError."""
+    text = str(value).strip().upper().replace(" ", "")
+    if text.isdigit() and int(text) >= 1:
+        return "shards", int(text)
+    number = text.rstrip("KMGB")
+    unit = text[len(number) :]
+    try:
+        size = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        size = 0
+    if unit and size >= 1:
+        return "bytes", int(size)
+    raise TfrecError(f"shards {value!r}: use a number of shards (2) or a size per shard (64MB, 512KB, 1GB)")

@@ -15,8 +15,8 @@ import time
 import numpy as np
 from tfrec._keras import tf
 
+from tfrec import cluster, families
 from tfrec import data as tfdata
-from tfrec import families
 from tfrec.checkpoints import ResumableEarlyStopping, RunDirectory
 from tfrec.config import TrainConfig
 from tfrec.data.implicit import ranking_candidates
@@ -34,15 +34,19 @@ OPTIMIZERS = {
 }
 
 
-def strategy(kind: str = "auto") -> tf.distribute.Strategy:
+def strategy(kind: str = "auto", shards: str | None = None) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy to build and train under.
 
     ``auto``: MirroredStrategy over all GPUs when there are several, the one GPU
     when there is one (the default strategy places ops on ``/GPU:0``), else the
     CPU. ``mirrored``: MirroredStrategy over all GPUs, or over all logical CPU
     devices when there is no GPU (how tests exercise it). ``default``: no
-    distribution.
+    distribution. ``multi-worker``: MultiWorkerMirroredStrategy over ``TF_CONFIG``'s
+    workers. ``parameter-server``: ParameterServerStrategy over ``TF_CONFIG``'s chief,
+    workers and ps tasks, variables split by ``shards`` (:mod:`tfrec.cluster`).
     """
+    if kind == "parameter-server":
+        return cluster.parameter_server_strategy(shards)
     if kind == "default":
         return tf.distribute.get_strategy()
     if kind == "multi-worker":  # before anything lists devices: that starts the runtime
@@ -62,7 +66,7 @@ def strategy(kind: str = "auto") -> tf.distribute.Strategy:
     if kind == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    raise TfrecError(f"unknown strategy {kind!r}: use auto, default, mirrored or multi-worker")
+    raise TfrecError(f"unknown strategy {kind!r}: use auto, default, mirrored, multi-worker or parameter-server")
 
 
 def workers(strategy_: tf.distribute.Strategy) -> int:
@@ -239,8 +243,11 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
       A :class:`RunResult`: the report, the trained model and the training part.
     """
     config.check()
-    strategy_ = strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
+    if config.strategy == "parameter-server":  # before the strategy, which waits for the cluster
+        _check_shardable(config)
+    strategy_ = strategy(config.strategy, config.shards)  # first: MultiWorkerMirroredStrategy precedes other TF work
     n_workers = workers(strategy_)
+    sharded = cluster.is_parameter_server(strategy_)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     tf.keras.utils.set_random_seed(config.seed)
@@ -279,12 +286,21 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
             watch = [RankingMetrics(candidates, RANKING_K)]
             monitored, mode = f"val_ndcg@{RANKING_K}", "max"
         elif validation is not None:
-            val_ds = evaluation_dataset(validation, eval_size, net, n_workers, cache=True)
+            if sharded:  # computed on the chief, each rating once
+                watch = [cluster.ChiefValidation(validation, eval_size)]
+            else:
+                val_ds = evaluation_dataset(validation, eval_size, net, n_workers, cache=True)
             monitored, mode = "val_rmse", "min"
         if monitored:
             best_weights = run_dir.best_weights("fit") if run_dir else None
             stopper = _stopper(monitored, mode, config.patience, saved, best_weights)
-        train_ds = training_dataset(config, train, net, drop_remainder=several, first_epoch=done + 1, workers=n_workers)
+        if sharded:
+            train_ds = cluster.training_data(net, train, config.batch_size, config.seed, first_epoch=done + 1)
+        else:
+            train_ds = training_dataset(
+                config, train, net, drop_remainder=several, first_epoch=done + 1, workers=n_workers
+            )
+        built_from = train
         watch += [stopper] if stopper else []
         phases.fit(
             net, train_ds, "fit", done, config.epochs, fit_logs, [*watch, *callbacks, *_board(tensorboard)], val_ds,
@@ -301,9 +317,13 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
         net = build(config.model, parts.train, config, strategy_)
         refit_epochs = int(best) + 1
         done, refit_logs, _ = run_dir.resume("refit") if run_dir else (0, [], None)
-        full_ds = training_dataset(
-            config, parts.train, net, drop_remainder=several, first_epoch=done + 1, workers=n_workers
-        )
+        if sharded:
+            full_ds = cluster.training_data(net, parts.train, config.batch_size, config.seed, first_epoch=done + 1)
+        else:
+            full_ds = training_dataset(
+                config, parts.train, net, drop_remainder=several, first_epoch=done + 1, workers=n_workers
+            )
+        built_from = parts.train
         phases.fit(
             net, full_ds, "refit", done, refit_epochs, refit_logs, [*callbacks, *_board(tensorboard, "refit")],
             extra={"fit_logs": fit_logs, "monitored": monitored},
@@ -317,7 +337,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
         summary.update({f"test_{k}": v for k, v in ranking_metrics(net, candidates, RANKING_K).items()})
         popular = ranking_metrics(most_popular(parts.train), candidates, RANKING_K)
         summary.update({f"popular_{k}": v for k, v in popular.items()})
-    elif n_workers > 1:  # every worker holds the whole model: each scores the whole test part itself
+    elif n_workers > 1 or sharded:  # every worker holds the whole model / the chief reads the rows it needs
         summary.update(_local_metrics(net, parts.test))
     else:
         result = net.evaluate(evaluation_dataset(parts.test, eval_size, net), return_dict=True, verbose=0)
@@ -338,9 +358,48 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
         "chief": is_chief(strategy_),
         "config": {**dataclasses.asdict(config), "layers": list(config.layers), "features": list(config.features)},
     }
+    if sharded:
+        report.update(_gathered(net, config, built_from, parts.test))
+        net = report.pop("whole model")
     if run_dir is not None:
         run_dir.finish(report)
     return RunResult(report, net, parts.train)
+
+
+def _check_shardable(config: TrainConfig) -> None:
+    """What parameter-server training does not do (yet), each refused with its reason."""
+    if families.model_class(config.model).vector_kind(config.model):
+        raise TfrecError(
+            f"{config.model} trains on rating vectors with dense layers, which parameter servers gain nothing "
+            "from splitting: use --strategy auto or multi-worker"
+        )
+    if config.implicit:
+        raise TfrecError("--strategy parameter-server trains on explicit ratings; implicit feedback is not supported")
+    if config.checkpoint_dir:
+        raise TfrecError("--checkpoint-dir is not supported with --strategy parameter-server")
+
+
+def _gathered(net, config: TrainConfig, built_from, test) -> dict:
+    """Where the pieces lived, and a whole copy of the model checked against the sharded one on ``test``."""
+    placement = cluster.placement(net)
+
+    def build_whole():
+        local = dataclasses.replace(config, strategy="default", shards=None)
+        local.check()
+        return build(config.model, built_from, local, tf.distribute.get_strategy())
+
+    whole = cluster.unsharded(net, build_whole)
+    difference = 0.0
+    for batch in tfdata.dataset(test, 8192):
+        difference = max(difference, float(np.max(np.abs(net(batch).numpy() - whole(batch).numpy()))))
+    spec = cluster.resolver().cluster_spec().as_dict()
+    return {
+        "placement": placement,
+        "unsharded_max_difference": difference,
+        "devices": sorted({piece["device"] for pieces in placement.values() for piece in pieces}) or ["/job:ps"],
+        "workers": len(spec["worker"]),
+        "whole model": whole,
+    }
 
 
 def _board(log_dir, phase: str | None = None) -> list:
@@ -449,7 +508,7 @@ class _Phases:
         if done >= epochs or stopped:
             net(self.probe())  # creates the variables, which take the checkpoint's values
             return
-        ds, steps = endless(ds, self.workers)
+        ds, steps = ds if isinstance(ds, tuple) else endless(ds, self.workers)  # a tuple: tfrec.cluster's input
         val_ds, val_steps = endless(val_ds, self.workers) if val_ds is not None else (None, None)
         history = net.fit(
             ds, validation_data=val_ds, validation_steps=val_steps, initial_epoch=done, epochs=epochs,

@@ -33,6 +33,7 @@ def dataset(
     drop_remainder: bool = False,
     first_epoch: int = 1,
     vocabularies: tuple[Iterable[str], Iterable[str]] | None = None,
+    endless: bool = False,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of example dicts (TFDS MovieLens names).
 
@@ -56,6 +57,10 @@ def dataset(
         gives) instead of ``user_id``, ``movie_id`` strings, so no batch
         gathers or hashes strings: at ML-20M's 16M training ratings that is
         most of an epoch (benchmarks/RESULTS.md). Models take either form.
+      endless: With ``shuffle``, epoch after epoch without end, each epoch's
+        number carried by the dataset itself instead of a variable it owns:
+        the form ``ParameterServerStrategy``'s ``dataset_fn`` needs (it may
+        create no variables); the batches are those of the repeated pipeline.
 
     Returns:
       A dataset of dicts of tensors of shape ``[batch]`` (``movie_genres``:
@@ -74,9 +79,10 @@ def dataset(
         # Gathered an epoch at a time and sliced into batches: no per-batch map, whose cost (about 60 us a
         # batch of the data threads' time) was 12% of an MF epoch on ML-100K (benchmarks/RESULTS.md).
         examples = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, table.name,
-                                 first_epoch, gather=gather)  # fmt: skip
+                                 first_epoch, gather=gather, endless=endless)  # fmt: skip
         return epoch_pipeline(examples.prefetch(tf.data.AUTOTUNE))
-    rows = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
+    rows = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch,
+                         endless=endless)  # fmt: skip
     return epoch_pipeline(
         rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
     )
@@ -118,6 +124,7 @@ def epoch_batches(
     label: str = "data",
     first_epoch: int = 1,
     gather=None,
+    endless: bool = False,
 ) -> tf.data.Dataset:
     """Batches of row indices ``0..n-1``: in order, or in a new permutation every epoch.
 
@@ -125,7 +132,8 @@ def epoch_batches(
     ``stateless_shuffle(range(n), seed=[seed, e])``. The cardinality is set, so
     Keras knows the epoch length (``steps_per_execution`` needs it). With ``shuffle``,
     ``gather`` (row indices ``[m]`` -> dict of ``[m]`` tensors) turns each epoch's
-    permutation into its examples at once, and the batches are of those.
+    permutation into its examples at once, and the batches are of those. ``endless``: epochs
+    ``first_epoch, first_epoch + 1, ...`` without end, numbered by the dataset (no variable).
     """
     if not shuffle:
         return tf.data.Dataset.range(n).batch(batch_size)
@@ -133,8 +141,11 @@ def epoch_batches(
         raise DataError(f"{label}: {n} examples make no full batch of {batch_size}")
     if not isinstance(first_epoch, (int, np.integer)) or first_epoch < 1:
         raise DataError(f"first_epoch must be a positive integer, got {first_epoch!r}")
-    epochs = _epoch_permutation(n, batch_size, seed, drop_remainder, first_epoch, gather)
-    rows = tf.data.Dataset.range(1).flat_map(epochs)
+    epoch = _epoch_of(n, batch_size, seed, drop_remainder, gather)
+    if endless:
+        return tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
+    counter = tf.Variable(first_epoch - 1, dtype=tf.int64, trainable=False, name="epoch_counter")
+    rows = tf.data.Dataset.range(1).flat_map(lambda _: epoch(counter.assign_add(1)))
     batches = n // batch_size if drop_remainder else -(-n // batch_size)
     return rows.apply(tf.data.experimental.assert_cardinality(batches))
 
@@ -151,13 +162,12 @@ def _feature_names(table: Ratings, features) -> tuple[str, ...]:
     return names
 
 
-def _epoch_permutation(n, batch_size, seed, drop_remainder=False, first_epoch=1, gather=None):
-    epoch = tf.Variable(first_epoch - 1, dtype=tf.int64, trainable=False, name="epoch_counter")
+def _epoch_of(n, batch_size, seed, drop_remainder=False, gather=None):
+    """Epoch number (an int64 scalar tensor) -> a dataset of that epoch's batches."""
     full = (n // batch_size) * batch_size
 
     @tf.autograph.experimental.do_not_convert
-    def batches(_):
-        e = epoch.assign_add(1)
+    def batches(e):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), e])
         )

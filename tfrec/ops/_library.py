@@ -125,12 +125,15 @@ def _native_for(allow, *variables):
     """The kernels if allowed, outside XLA, and every variable is a float32 table on a CPU, else None.
 
     XLA cannot compile a custom op: a step traced inside ``jit_compile`` (a model compiled with
-    ``jit_compile=True``, or the optimizer's own XLA function on a GPU) takes TensorFlow's kernels.
+    ``jit_compile=True``, or the optimizer's own XLA function on a GPU) takes TensorFlow's kernels,
+    and so does a variable on a ``ps`` task of ``ParameterServerStrategy`` (``tfrec.cluster``).
     """
     if not allow or in_xla():
         return None
     for variable in variables:
         device = tf.DeviceSpec.from_string(variable.device or "")
-        if variable.dtype != tf.float32 or device.device_type not in (None, "CPU"):
+        # A parameter server's variable takes TensorFlow's kernels: the op runs where the variable lives,
+        # and a ps process need not have loaded tfrec's library.
+        if variable.dtype != tf.float32 or device.device_type not in (None, "CPU") or device.job == "ps":
             return None
     return native()

@@ -1,0 +1,123 @@
+"""`tfrec train --strategy parameter-server`: a chief, two workers and two parameter servers on 127.0.0.1.
+
+Every process is a real `tfrec train` process, bounded in time, and ended by the test if it is still
+running when the test ends.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import BLOCK_TFREC, ENV, free_ports
+from conftest import run_tfrec as tfrec
+
+SPEC = "synthetic:users=150,items=100,ratings=8000,sigma=0.4,seed=3"
+COMMON = ["train", "--model", "biased-mf", "--data", SPEC, "--epochs", "40", "--batch-size", "256", "--quiet"]
+
+
+def _cluster_config(ports):
+    return {
+        "chief": [f"127.0.0.1:{ports[0]}"],
+        "worker": [f"127.0.0.1:{p}" for p in ports[1:3]],
+        "ps": [f"127.0.0.1:{p}" for p in ports[3:5]],
+    }
+
+
+def _start(args, cluster, task, index):
+    config = json.dumps({"cluster": cluster, "task": {"type": task, "index": index}})
+    return subprocess.Popen(
+        [sys.executable, "-m", "tfrec", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**ENV, "TF_CONFIG": config},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sharded_run(tmp_path_factory):
+    """One run of the cluster and the same run on one device: ``(one, chief, outputs, root)``."""
+    root = tmp_path_factory.mktemp("ps")
+    single = tfrec(*COMMON, "--json", str(root / "single.json"))
+    assert single.returncode == 0, single.stderr[-3000:]
+    cluster = _cluster_config(free_ports(5))
+    args = [*COMMON, "--strategy", "parameter-server", "--shards", "2"]
+    servers = [_start(args, cluster, task, i) for task in ("ps", "worker") for i in range(2)]
+    outputs_args = ["--json", str(root / "chief.json"), "--export", str(root / "export" / "1")]
+    chief = _start([*args, *outputs_args], cluster, "chief", 0)
+    try:
+        chief_out, chief_err = chief.communicate(timeout=300)
+        assert chief.returncode == 0, chief_err[-3000:]
+        # The servers end by themselves once the chief's address stops answering.
+        outputs = [p.communicate(timeout=60) for p in servers]
+    finally:
+        for p in [*servers, chief]:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    for p, (_, err) in zip(servers, outputs):
+        assert p.returncode == 0, err[-3000:]
+    one = json.loads((root / "single.json").read_text())
+    report = json.loads((root / "chief.json").read_text())
+    return one, report, [o for o, _ in outputs] + [chief_out], root
+
+
+def test_biased_mf_with_tables_in_two_pieces_reaches_the_one_device_rmse(sharded_run):
+    one, chief, outputs, _ = sharded_run
+    print({k: (one[k], chief[k]) for k in ("test_rmse", "epochs", "best_epoch")})  # pytest -s shows them
+    assert abs(one["test_rmse"] - chief["test_rmse"]) < 0.01, (one["test_rmse"], chief["test_rmse"])
+    assert chief["test_rmse"] < 0.65  # learned: sigma 0.4 is the floor; the global mean scores about 0.9
+    assert chief["workers"] == 2 and chief["devices"] == ["/job:ps/task:0", "/job:ps/task:1"]
+    assert "tables on /job:ps/task:0, /job:ps/task:1, steps on 2 workers" in outputs[-1]
+    assert sum("serving at 127.0.0.1:" in out for out in outputs[:-1]) == 4
+
+
+def test_each_parameter_server_holds_about_half_of_each_table(sharded_run):
+    _, chief, _, _ = sharded_run
+    tables = {name: pieces for name, pieces in chief["placement"].items() if "embeddings" in name}
+    assert len(tables) == 4, sorted(chief["placement"])  # user and item factors and biases
+    rows = {"user": 151, "item": 101}  # ids seen in training + the unseen-id row
+    for name, pieces in tables.items():
+        assert [p["device"] for p in pieces] == ["/job:ps/task:0", "/job:ps/task:1"], (name, pieces)
+        total = rows["user" if "user" in name else "item"]
+        assert sum(p["rows"] for p in pieces) == total, (name, pieces)
+        assert all(abs(p["rows"] - total / 2) <= 1 for p in pieces), (name, pieces)
+
+
+def test_the_export_of_a_sharded_run_loads_alone_and_scores_as_the_chief(sharded_run):
+    """Exported whole (the pieces joined), loaded by `tf.saved_model.load` with tfrec blocked."""
+    _, chief, _, root = sharded_run
+    assert chief["unsharded_max_difference"] <= 1e-6
+    from tfrec import data
+
+    test = data.split(data.load(SPEC), "ratio", seed=42).test
+    np.savez(root / "test.npz", users=np.asarray(test.user_id), items=np.asarray(test.movie_id),
+             ratings=np.asarray(test.rating, np.float64))  # fmt: skip
+    script = BLOCK_TFREC + textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        pairs = np.load({str(root / "test.npz")!r})
+        serve = tf.saved_model.load({str(root / "export" / "1")!r}).signatures["serving_default"]
+        scores = serve(user_id=tf.constant(pairs["users"]), movie_id=tf.constant(pairs["items"]))["predictions"]
+        print(float(np.sqrt(np.mean((scores.numpy().reshape(-1) - pairs["ratings"]) ** 2))))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert abs(float(result.stdout.split()[-1]) - chief["test_rmse"]) < 1e-6, (result.stdout, chief["test_rmse"])
+
+
+def test_what_parameter_server_training_refuses_is_one_line_each(tmp_path):
+    cluster = _cluster_config(free_ports(5))
+    chief = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}})}
+    no_ps = {"TF_CONFIG": json.dumps({"cluster": {"worker": cluster["worker"]}, "task": {"type": "worker"}})}
+    cases = [
+        (["--model", "biased-mf", "--shards", "2"], {}, "shards is for strategy parameter-server"),
+        (["--model", "biased-mf", "--strategy", "parameter-server", "--shards", "0"], {}, "shards '0': use a number"),
+        (["--model", "biased-mf", "--strategy", "parameter-server"], {"TF_CONFIG": ""}, "needs TF_CONFIG"),
+        (["--model", "autorec-i", "--strategy", "parameter-server"], chief, "autorec-i trains on rating vectors"),
+        (["--model", "biased-mf", "--strategy", "parameter-server"], no_ps, "has no chief or ps task"),
+    ]
+    for args, env, message in cases:
+        result = tfrec("train", "--data", SPEC, *args, env=env, timeout=120)
+        assert result.returncode != 0, (args, result.stdout)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.stderr[-2000:])

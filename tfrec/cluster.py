@@ -32,6 +32,7 @@ import os
 import re
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 from tfrec._keras import tf
@@ -110,9 +111,29 @@ def serve(poll_seconds: float = 1.0, grace_seconds: float = 5.0, announce=print)
         spec, job_name=found.task_type, task_index=found.task_id, protocol=found.rpc_layer or "grpc", start=True
     )
     address = spec.task_address(found.task_type, found.task_id)
+    before = memory()
     announce(f"tfrec: {found.task_type} {found.task_id} serving at {address} until the chief ends")
     _wait_for(spec.task_address("chief", 0), poll_seconds, grace_seconds)
+    after = memory()
+    if before and after:  # what this task held: a parameter server's share of the tables shows here
+        announce(
+            f"tfrec: {found.task_type} {found.task_id} done: resident memory {before['rss'] / 2**20:.1f} MB when it "
+            f"started serving, peak {after['peak'] / 2**20:.1f} MB"
+        )
     del server  # ends with the process
+
+
+def memory() -> dict | None:
+    """This process's resident memory now and at its peak, in bytes (``/proc/self/status``), or None."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    try:
+        return {key: int(fields[name].split()[0]) * 1024 for key, name in (("rss", "VmRSS"), ("peak", "VmHWM"))}
+    except (KeyError, ValueError):
+        return None
 
 
 def _wait_for(address: str, poll_seconds: float, grace_seconds: float) -> None:

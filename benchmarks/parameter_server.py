@@ -6,7 +6,7 @@ chief, ``--workers`` workers and ``--ps`` parameter servers on 127.0.0.1 (every 
 parameter servers), each with fixed epochs and no validation. Prints one Markdown row per run:
 fit seconds, ratings per second (training ratings x epochs / fit seconds) and test RMSE.
 
-    python benchmarks/parameter_server.py [--data SPEC] [--model biased-mf] [--epochs 3]
+    python benchmarks/parameter_server.py [--data SPEC] [--model biased-mf] [--epochs 3] [--optimizer adam]
 """
 
 from __future__ import annotations
@@ -75,11 +75,13 @@ def main() -> None:
     parser.add_argument("--data", default="synthetic:users=50000,items=5000,ratings=1000000,seed=1")
     parser.add_argument("--model", default="biased-mf")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ps", type=int, default=2)
     options = parser.parse_args()
-    args = ["--model", options.model, "--data", options.data, "--epochs", str(options.epochs),
+    args = ["--model", options.model, "--data", options.data, "--epochs", str(options.epochs), "--optimizer",
+            options.optimizer,
             "--batch-size", str(options.batch_size), "--validation-fraction", "0", "--quiet"]  # fmt: skip
     print("| run | fit seconds | ratings/s | test RMSE |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

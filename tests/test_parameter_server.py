@@ -5,9 +5,11 @@ running when the test ends.
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ def _cluster_config(ports):
     return {
         "chief": [f"127.0.0.1:{ports[0]}"],
         "worker": [f"127.0.0.1:{p}" for p in ports[1:3]],
-        "ps": [f"127.0.0.1:{p}" for p in ports[3:5]],
+        "ps": [f"127.0.0.1:{p}" for p in ports[3:]],
     }
 
 
@@ -34,26 +36,32 @@ def _start(args, cluster, task, index):
     )  # fmt: skip
 
 
-def _run_cluster(args, root, kill_worker_at_epoch=None):
+def _run_cluster(args, root, kill=None, ps=2, limit=None):
     """Runs ``tfrec ARGS --strategy parameter-server`` as a chief, two workers and two parameter servers.
 
-    Returns ``(chief report, every process's stdout)``. With ``kill_worker_at_epoch``, worker 1 is
-    killed when the chief starts that epoch (the chief then prints its epochs: no ``--quiet``).
+    Returns ``(chief report, every process's stdout)``. ``kill=("worker", E)`` kills worker 1 when the
+    chief starts epoch E; ``kill=("chief", E)`` kills the chief then, and the report is None (the
+    chief then prints its epochs: no ``--quiet``). ``ps``: the number of parameter servers; ``limit``: a
+    function called with each parameter server's process as soon as it starts (a memory limit).
     """
-    cluster = _cluster_config(free_ports(5))
+    cluster = _cluster_config(free_ports(3 + ps))
     args = [*args, "--strategy", "parameter-server"]
-    servers = [_start(args, cluster, task, i) for task in ("ps", "worker") for i in range(2)]
+    servers = [_start(args, cluster, "ps", i) for i in range(ps)]
+    for server in servers if limit else ():
+        limit(server)
+    servers += [_start(args, cluster, "worker", i) for i in range(2)]
     chief = _start([*args, "--json", str(root / "chief.json")], cluster, "chief", 0)
+    victim = {"worker": servers[-1], "chief": chief, None: None}[kill and kill[0]]
     try:
         head = []
-        if kill_worker_at_epoch is not None:
+        if kill is not None:
             for line in chief.stdout:
                 head.append(line)
-                if line.startswith(f"Epoch {kill_worker_at_epoch}/"):
-                    servers[3].kill()
+                if line.startswith(f"Epoch {kill[1]}/"):
+                    victim.kill()
                     break
         chief_out, chief_err = chief.communicate(timeout=300)
-        assert chief.returncode == 0, chief_err[-3000:]
+        assert chief.returncode == (-9 if victim is chief else 0), chief_err[-3000:]
         # The servers end by themselves once the chief's address stops answering.
         outputs = [p.communicate(timeout=60) for p in servers]
     finally:
@@ -62,8 +70,9 @@ def _run_cluster(args, root, kill_worker_at_epoch=None):
                 p.kill()
                 p.communicate()
     for p, (_, err) in zip(servers, outputs):
-        assert p.returncode == (-9 if p is servers[3] and kill_worker_at_epoch else 0), err[-3000:]
-    return json.loads((root / "chief.json").read_text()), [o for o, _ in outputs] + ["".join(head) + chief_out]
+        assert p.returncode == (-9 if p is victim else 0), err[-3000:]
+    report = None if victim is chief else json.loads((root / "chief.json").read_text())
+    return report, [o for o, _ in outputs] + ["".join(head) + chief_out]
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +173,95 @@ def test_a_worker_killed_mid_training_and_the_run_still_finishes(tmp_path):
     """The coordinator gives a lost worker's steps to the other one (GRPC_FAIL_FAST=use_caller)."""
     args = ["train", "--model", "biased-mf", "--data", SPEC, "--epochs", "30", "--validation-fraction", "0",
             "--batch-size", "256", "--shards", "2"]  # fmt: skip
-    chief, outputs = _run_cluster(args, tmp_path, kill_worker_at_epoch=4)
+    chief, outputs = _run_cluster(args, tmp_path, kill=("worker", 4))
     assert "Epoch 30/30" in outputs[-1]
     assert chief["epochs"] == 30 and chief["test_rmse"] < 0.65, chief["test_rmse"]  # one device: about 0.56
+
+
+@pytest.mark.slow
+def test_a_chief_killed_mid_training_resumes_from_its_checkpoint_directory(sharded_run, tmp_path):
+    """Killed at epoch 6, the whole cluster started again with the same command goes on at epoch 6."""
+    _, uninterrupted, _, _ = sharded_run
+    args = [*COMMON, "--shards", "2", "--checkpoint-dir", str(tmp_path / "run")]
+    args.remove("--quiet")
+    killed, _ = _run_cluster(args, tmp_path, kill=("chief", 6))
+    assert killed is None and json.loads((tmp_path / "run" / "state.json").read_text())["epochs"] >= 4
+    resumed, outputs = _run_cluster(args, tmp_path)
+    epochs = [line.split()[1] for line in outputs[-1].splitlines() if line.startswith("Epoch ")]
+    assert epochs[0] in ("5/40", "6/40"), epochs[:3]  # the last complete epoch's checkpoint, not the first
+    print({k: (uninterrupted[k], resumed[k]) for k in ("test_rmse", "epochs", "best_epoch")})
+    assert abs(resumed["test_rmse"] - uninterrupted["test_rmse"]) < 0.01, (resumed, uninterrupted)
+
+
+class MemoryLimit:
+    """Each process given to it runs in its own memory cgroup of ``limit`` bytes (v1 or v2), or skips.
+
+    A process over its limit is killed by the kernel (SIGKILL), whatever TensorFlow reserved as
+    virtual memory (which rules out RLIMIT_AS: a TensorFlow process maps far more than it uses).
+    """
+
+    def __init__(self, limit: int):
+        self.limit, self.groups = limit, []
+        own = Path("/proc/self/cgroup").read_text().splitlines() if Path("/proc/self/cgroup").exists() else []
+        v1 = [line.split(":", 2)[2] for line in own if line.split(":")[1] == "memory"]
+        v2 = [line.split(":", 2)[2] for line in own if line.startswith("0::")]
+        candidates = [(Path("/sys/fs/cgroup/memory" + v1[0]), "memory.limit_in_bytes")] if v1 else []
+        candidates += [(Path("/sys/fs/cgroup" + v2[0]), "memory.max")] if v2 else []
+        for parent, knob in candidates:
+            probe = parent / f"tfrec-probe-{os.getpid()}"
+            try:
+                probe.mkdir()
+                (probe / knob).write_text(str(limit))
+            except OSError:
+                continue
+            finally:
+                if probe.exists():
+                    probe.rmdir()
+            self.parent, self.knob = parent, knob
+            return
+        pytest.skip("no writable memory cgroup here (needs root and cgroup v1 or v2 with the memory controller)")
+
+    def __call__(self, process) -> None:
+        group = self.parent / f"tfrec-ps-{process.pid}"
+        group.mkdir()
+        (group / self.knob).write_text(str(self.limit))
+        (group / "cgroup.procs").write_text(str(process.pid))
+        self.groups.append(group)
+
+    def peaks(self) -> list[int]:
+        """The most memory each group held (v1 ``max_usage_in_bytes``, v2 ``memory.peak``), bytes."""
+        names = ("memory.max_usage_in_bytes", "memory.peak")
+        return [int(next((g / n).read_text() for n in names if (g / n).exists())) for g in self.groups]
+
+    def remove(self) -> None:
+        for group in self.groups:
+            group.rmdir()
+
+
+@pytest.mark.slow
+def test_tables_too_large_for_one_parameter_server_fit_in_four(tmp_path):
+    """Biased MF with 700K users at dim 256 and lazy Adam: the user table and its two slots are 2.0 GB.
+
+    Every parameter server runs under a memory limit of 2.1 GB. Four, each holding a quarter of every
+    table, finish (measured: at most 1.2 GB each); one, holding it whole, is killed by the kernel
+    (measured: at the limit, while the variables were created) and the chief fails.
+    """
+    spec = "synthetic:users=1000000,items=1000,ratings=1500000,seed=1"
+    args = ["train", "--model", "biased-mf", "--data", spec, "--dim", "256", "--optimizer", "lazy-adam",
+            "--epochs", "1", "--validation-fraction", "0", "--batch-size", "8192", "--quiet"]  # fmt: skip
+    limit = MemoryLimit(2142 << 20)
+    try:
+        chief, _ = _run_cluster([*args, "--shards", "4"], tmp_path, ps=4, limit=limit)
+        users = chief["placement"]["biased_matrix_factorization/user_factors/embedding/embeddings"]
+        whole = 3 * sum(p["bytes"] for p in users)  # the table, Adam's two moments
+        assert len(users) == 4 and whole > 2000 << 20, users
+        assert all(peak < 2142 << 20 for peak in limit.peaks()), limit.peaks()
+    finally:
+        limit.remove()
+    limit = MemoryLimit(2142 << 20)
+    try:
+        with pytest.raises(AssertionError, match="Socket closed|Unavailable"):  # the chief lost its ps
+            _run_cluster([*args, "--shards", "1"], tmp_path, ps=1, limit=limit)
+        assert max(limit.peaks()) >= (2142 << 20) - (64 << 20), limit.peaks()  # it reached its limit
+    finally:
+        limit.remove()

@@ -375,8 +375,6 @@ def _check_shardable(config: TrainConfig) -> None:
         )
     if config.implicit:
         raise TfrecError("--strategy parameter-server trains on explicit ratings; implicit feedback is not supported")
-    if config.checkpoint_dir:
-        raise TfrecError("--checkpoint-dir is not supported with --strategy parameter-server")
 
 
 def _gathered(net, config: TrainConfig, built_from, test) -> dict:

@@ -14,23 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def _ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _train(args: list[str], report: Path, env=None) -> dict:
@@ -40,12 +29,9 @@ def _train(args: list[str], report: Path, env=None) -> dict:
 
 
 def _cluster(args: list[str], report: Path, workers: int, ps: int) -> dict:
-    ports = _ports(1 + workers + ps)
-    cluster = {
-        "chief": [f"127.0.0.1:{ports[0]}"],
-        "worker": [f"127.0.0.1:{p}" for p in ports[1 : 1 + workers]],
-        "ps": [f"127.0.0.1:{p}" for p in ports[1 + workers :]],
-    }
+    from tfrec.cluster import local_cluster
+
+    cluster = local_cluster(workers, ps)
     args = [*args, "--strategy", "parameter-server"]
     servers = []
     for task, count in (("ps", ps), ("worker", workers)):

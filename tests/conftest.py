@@ -39,19 +39,6 @@ def run_tfrec(*args, env=None, timeout=300):
     )  # fmt: skip
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` TCP ports on 127.0.0.1 that were free a moment ago (for local clusters)."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 # Prepended to a `python -c` script: from then on `import tfrec` (or parity) fails, so only TensorFlow
 # can read what the script loads (how the tests show a SavedModel needs no tfrec).
 BLOCK_TFREC = """

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ENV, free_ports
+from conftest import ENV
 from conftest import run_tfrec as tfrec
 
 
@@ -80,7 +80,9 @@ def test_multi_worker_run_of_two_local_processes_matches_one_device(tmp_path):
     common = ["train", "--model", "biased-mf", "--data", spec, "--epochs", "40", "--batch-size", "256", "--quiet"]
     single = tfrec(*common, "--json", str(tmp_path / "single.json"))
     assert single.returncode == 0, single.stderr[-3000:]
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    from tfrec.cluster import local_cluster
+
+    cluster = local_cluster(workers=2, ps=0, chief=False)
     processes = []
     for index in range(2):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})

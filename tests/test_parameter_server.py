@@ -1,7 +1,9 @@
 """`tfrec train --strategy parameter-server`: a chief, two workers and two parameter servers on 127.0.0.1.
 
 Every process is a real `tfrec train` process, bounded in time, and ended by the test if it is still
-running when the test ends.
+running when the test ends. The cluster runs are in the slow marker (`python -m pytest -m slow
+tests/test_parameter_server.py`, about 7 minutes on two cores): the default suite's ten-minute budget
+holds the refusals only.
 """
 
 import json
@@ -13,19 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BLOCK_TFREC, ENV, free_ports
+from conftest import BLOCK_TFREC, ENV
 from conftest import run_tfrec as tfrec
+
+from tfrec.cluster import local_cluster
 
 SPEC = "synthetic:users=150,items=100,ratings=8000,sigma=0.4,seed=3"
 COMMON = ["train", "--model", "biased-mf", "--data", SPEC, "--epochs", "40", "--batch-size", "256", "--quiet"]
-
-
-def _cluster_config(ports):
-    return {
-        "chief": [f"127.0.0.1:{ports[0]}"],
-        "worker": [f"127.0.0.1:{p}" for p in ports[1:3]],
-        "ps": [f"127.0.0.1:{p}" for p in ports[3:]],
-    }
 
 
 def _start(args, cluster, task, index):
@@ -44,7 +40,7 @@ def _run_cluster(args, root, kill=None, ps=2, limit=None):
     chief then prints its epochs: no ``--quiet``). ``ps``: the number of parameter servers; ``limit``: a
     function called with each parameter server's process as soon as it starts (a memory limit).
     """
-    cluster = _cluster_config(free_ports(3 + ps))
+    cluster = local_cluster(workers=2, ps=ps)
     args = [*args, "--strategy", "parameter-server"]
     servers = [_start(args, cluster, "ps", i) for i in range(ps)]
     for server in servers if limit else ():
@@ -85,6 +81,7 @@ def sharded_run(tmp_path_factory):
     return json.loads((root / "single.json").read_text()), report, outputs, root
 
 
+@pytest.mark.slow
 def test_biased_mf_with_tables_in_two_pieces_reaches_the_one_device_rmse(sharded_run):
     one, chief, outputs, _ = sharded_run
     print({k: (one[k], chief[k]) for k in ("test_rmse", "epochs", "best_epoch")})  # pytest -s shows them
@@ -95,6 +92,7 @@ def test_biased_mf_with_tables_in_two_pieces_reaches_the_one_device_rmse(sharded
     assert sum("serving at 127.0.0.1:" in out for out in outputs[:-1]) == 4
 
 
+@pytest.mark.slow
 def test_each_parameter_server_holds_about_half_of_each_table(sharded_run):
     _, chief, _, _ = sharded_run
     tables = {name: pieces for name, pieces in chief["placement"].items() if "embeddings" in name}
@@ -107,6 +105,7 @@ def test_each_parameter_server_holds_about_half_of_each_table(sharded_run):
         assert all(abs(p["rows"] - total / 2) <= 1 for p in pieces), (name, pieces)
 
 
+@pytest.mark.slow
 def test_the_export_of_a_sharded_run_loads_alone_and_scores_as_the_chief(sharded_run):
     """Exported whole (the pieces joined), loaded by `tf.saved_model.load` with tfrec blocked."""
     _, chief, _, root = sharded_run
@@ -129,7 +128,7 @@ def test_the_export_of_a_sharded_run_loads_alone_and_scores_as_the_chief(sharded
 
 
 def test_what_parameter_server_training_refuses_is_one_line_each(tmp_path):
-    cluster = _cluster_config(free_ports(5))
+    cluster = local_cluster()
     chief = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}})}
     no_ps = {"TF_CONFIG": json.dumps({"cluster": {"worker": cluster["worker"]}, "task": {"type": "worker"}})}
     cases = [

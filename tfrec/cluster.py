@@ -67,6 +67,19 @@ def resolver() -> tf.distribute.cluster_resolver.TFConfigClusterResolver:
     return tf.distribute.cluster_resolver.TFConfigClusterResolver()
 
 
+def local_cluster(workers: int = 2, ps: int = 2, chief: bool = True) -> dict:
+    """A ``TF_CONFIG`` cluster on 127.0.0.1 ports that were free a moment ago: to try a cluster on one machine."""
+    sockets = [socket.socket() for _ in range(int(chief) + workers + ps)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    for s in sockets:
+        s.close()
+    jobs = {"chief": addresses[: int(chief)], "worker": addresses[int(chief) : int(chief) + workers]}
+    jobs["ps"] = addresses[int(chief) + workers :]
+    return {job: tasks for job, tasks in jobs.items() if tasks}
+
+
 def partitioner(shards: str | None, num_ps: int):
     """The variable partitioner of ``--shards``: a fixed count, a maximum piece size, or the default."""
     parts = tf.distribute.experimental.partitioners

@@ -254,6 +254,8 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
     run_dir = None
     table = tfdata.load(config.data, columns=config.columns, delimiter=config.delimiter)
     config.for_data(table.feedback)  # a file without ratings trains on implicit feedback
+    if sharded:
+        _check_shardable(config)  # again: the data may have made the run implicit
     if config.checkpoint_dir:
         if n_workers > 1:
             raise TfrecError(
@@ -294,12 +296,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
         if monitored:
             best_weights = run_dir.best_weights("fit") if run_dir else None
             stopper = _stopper(monitored, mode, config.patience, saved, best_weights)
-        if sharded:
-            train_ds = cluster.training_data(net, train, config.batch_size, config.seed, first_epoch=done + 1)
-        else:
-            train_ds = training_dataset(
-                config, train, net, drop_remainder=several, first_epoch=done + 1, workers=n_workers
-            )
+        train_ds = _training_input(config, train, net, sharded, several, done + 1, n_workers)
         built_from = train
         watch += [stopper] if stopper else []
         phases.fit(
@@ -317,12 +314,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
         net = build(config.model, parts.train, config, strategy_)
         refit_epochs = int(best) + 1
         done, refit_logs, _ = run_dir.resume("refit") if run_dir else (0, [], None)
-        if sharded:
-            full_ds = cluster.training_data(net, parts.train, config.batch_size, config.seed, first_epoch=done + 1)
-        else:
-            full_ds = training_dataset(
-                config, parts.train, net, drop_remainder=several, first_epoch=done + 1, workers=n_workers
-            )
+        full_ds = _training_input(config, parts.train, net, sharded, several, done + 1, n_workers)
         built_from = parts.train
         phases.fit(
             net, full_ds, "refit", done, refit_epochs, refit_logs, [*callbacks, *_board(tensorboard, "refit")],
@@ -359,8 +351,8 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
         "config": {**dataclasses.asdict(config), "layers": list(config.layers), "features": list(config.features)},
     }
     if sharded:
-        report.update(_gathered(net, config, built_from, parts.test))
-        net = report.pop("whole model")
+        gathered, net = _gathered(net, config, built_from, parts.test)
+        report.update(gathered)
     if run_dir is not None:
         run_dir.finish(report)
     return RunResult(report, net, parts.train)
@@ -377,8 +369,16 @@ def _check_shardable(config: TrainConfig) -> None:
         raise TfrecError("--strategy parameter-server trains on explicit ratings; implicit feedback is not supported")
 
 
-def _gathered(net, config: TrainConfig, built_from, test) -> dict:
-    """Where the pieces lived, and a whole copy of the model checked against the sharded one on ``test``."""
+def _training_input(config: TrainConfig, table, net, sharded: bool, several: bool, first_epoch: int, n_workers: int):
+    """``fit``'s training input: ``tfrec.cluster``'s under parameter servers, else :func:`training_dataset`'s."""
+    if sharded:
+        return cluster.training_data(net, table, config.batch_size, config.seed, first_epoch=first_epoch)
+    return training_dataset(config, table, net, drop_remainder=several, first_epoch=first_epoch, workers=n_workers)
+
+
+def _gathered(net, config: TrainConfig, built_from, test) -> tuple[dict, object]:
+    """``(report entries, whole model)``: where the pieces lived, and a whole copy of the model checked
+    against the sharded one on ``test``."""
     placement = cluster.placement(net)
 
     def build_whole():
@@ -396,8 +396,7 @@ def _gathered(net, config: TrainConfig, built_from, test) -> dict:
         "unsharded_max_difference": difference,
         "devices": sorted({piece["device"] for pieces in placement.values() for piece in pieces}) or ["/job:ps"],
         "workers": len(spec["worker"]),
-        "whole model": whole,
-    }
+    }, whole
 
 
 def _board(log_dir, phase: str | None = None) -> list:

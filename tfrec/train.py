@@ -456,11 +456,7 @@ def _by_batch(ds):
 
 def _local_metrics(net, table) -> dict:
     """Test RMSE and MAE computed in this process (no collective ops), as ``evaluate`` would report them."""
-    squared = absolute = 0.0
-    for batch in tfdata.dataset(table, 8192):
-        error = net(batch).numpy().astype(np.float64) - batch["user_rating"].numpy()
-        squared, absolute = squared + np.sum(error**2), absolute + np.sum(np.abs(error))
-    return {"test_rmse": float(np.sqrt(squared / len(table))), "test_mae": float(absolute / len(table))}
+    return {f"test_{name}": value for name, value in cluster.metrics(net, table).items()}
 
 
 def _devices(strategy_, net) -> list[str]:

@@ -19,6 +19,10 @@ need around it:
   validation batch looks up.
 - :func:`unsharded`: a copy of the model with whole tables, for export and ``--save``.
   A SavedModel of sharded variables does not load with ``tf.saved_model.load`` alone.
+- :func:`initialized_as_whole`: every piece of a split variable starts with the rows the whole
+  variable would have had, so a sharded model starts where the same model on one device starts
+  (Keras' initializers draw each piece on its own, and scale Glorot and He draws by the piece's
+  shape instead of the variable's).
 
 tfrec's native optimizer kernels do not run on a parameter server's variables (the op would
 have to be registered in every ``ps`` process); TensorFlow's kernels update them
@@ -27,11 +31,14 @@ have to be registered in every ``ps`` process); TensorFlow's kernels update them
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import re
 import socket
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +265,125 @@ def unsharded(model, build_whole):
         raise TfrecError("the whole model's weights do not line up with the sharded model's pieces")
     whole.set_weights(values)
     return whole
+
+
+@contextlib.contextmanager
+def initialized_as_whole():
+    """Under it, each piece of a variable split over parameter servers starts as those rows of the whole.
+
+    Enter it inside the strategy's scope, around building the model (``tfrec.train.build`` does)::
+
+        with strategy.scope(), tfrec.cluster.initialized_as_whole():
+            model = ...
+
+    Keras' initializers, asked for a piece, draw it with a seed of its own and compute Glorot's
+    and He's scale from the piece's shape: a ``Dense`` kernel cut in two starts 22% wider than
+    whole, and no piece equals the one-device model's rows. Here a Keras normal or uniform draw
+    (``RandomNormal``, ``RandomUniform``, the ``VarianceScaling`` family with a uniform or
+    untruncated normal distribution) is made piece by piece, each parameter server computing only
+    its own rows of the same counter-based stream; constant initializers are cut as they are;
+    any other initializer (truncated normal, orthogonal, your own) draws the whole variable on the
+    piece's server and keeps its rows, so such a variable must fit one server while it is created.
+    With the same seed, the model's joined pieces equal the one-device model's weights exactly.
+    """
+
+    def creator(next_creator, **kwargs):
+        value = kwargs.get("initial_value")
+        if isinstance(value, functools.partial) and isinstance(value.func, tf.keras.initializers.Initializer):
+            kwargs["initial_value"] = _rows_of_whole(value)
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(creator):
+        yield
+
+
+def _rows_of_whole(call: functools.partial):
+    """``call`` (Keras' ``partial(initializer, shape, dtype=...)``) as a function that can also return rows.
+
+    ``ParameterServerStrategy`` calls it with ``partition_shape`` and ``partition_offset`` for a
+    piece, and with nothing for a variable it leaves whole.
+    """
+    initializer, shape = call.func, tf.TensorShape(call.args[0])
+    dtype = tf.as_dtype(call.keywords.get("dtype") or tf.keras.backend.floatx())
+
+    constant = isinstance(initializer, (tf.keras.initializers.Zeros, tf.keras.initializers.Ones)) or (
+        isinstance(initializer, tf.keras.initializers.Constant) and np.ndim(initializer.value) == 0
+    )
+    draws = []  # the whole variable's draw, asked of the initializer once, at its first piece
+
+    def initial_value(partition_shape=None, partition_offset=None):
+        if partition_shape is None:
+            return call()
+        if constant:
+            return call(partition_shape=partition_shape, partition_offset=partition_offset)
+        if not draws:
+            draws.append(_stream_draw(initializer, shape, dtype))
+        start, rows = int(partition_offset[0]), int(partition_shape[0])
+        if draws[0] is None:
+            # A stateless draw gives the same whole at each call: Keras' warning about reuse does not apply.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "The initializer .* is unseeded and being called multiple times")
+                return call()[start : start + rows]
+        return _stream_rows(*draws[0], shape, dtype, start, rows)
+
+    return initial_value
+
+
+class _DrawRecorder:
+    """Stands in for a Keras initializer's random generator and records the draw it asks for."""
+
+    def random_normal(self, shape, mean=0.0, stddev=1.0, dtype=None, nonce=None):
+        return ("normal", mean, stddev)
+
+    def random_uniform(self, shape, minval=0.0, maxval=None, dtype=None, nonce=None):
+        return ("uniform", minval, maxval)
+
+    def truncated_normal(self, shape, mean=0.0, stddev=1.0, dtype=None, nonce=None):
+        return None  # rejection sampling: a row's values depend on the rows before it
+
+
+def _stream_draw(initializer, shape, dtype):
+    """``(kind, a, b, seed)`` of a Keras initializer's stateless draw for the whole ``shape``, or None.
+
+    Keras' own ``__call__`` runs against a recorder, so the scale (Glorot's and He's fans) is
+    Keras' own arithmetic on the whole shape.
+    """
+    generator = getattr(initializer, "_random_generator", None)
+    if generator is None or not dtype.is_floating or not hasattr(generator, "make_seed_for_stateless_op"):
+        return None
+    seed = generator.make_seed_for_stateless_op()  # draws the seed now, in the order one device does
+    if seed is None or isinstance(seed, tf.Tensor):  # a stateful or legacy generator: no stream to cut
+        return None
+    initializer._random_generator = _DrawRecorder()
+    try:
+        draw = initializer(shape.as_list(), dtype=dtype)
+    except (TypeError, ValueError):  # an initializer that does more with its draw than return it
+        draw = None
+    finally:
+        initializer._random_generator = generator
+    if not isinstance(draw, tuple):
+        return None
+    return (*draw, [int(seed[0]), int(seed[1])])
+
+
+def _stream_rows(kind: str, a, b, seed, shape: tf.TensorShape, dtype, start: int, rows: int):
+    """Rows ``start:start + rows`` of ``tf.random.stateless_normal/uniform(shape, seed)``, computed alone.
+
+    Both are counter-based (Philox): the flat output's element ``k`` comes from counter step
+    ``k // n``, lane ``k % n`` (``n`` values per step: 2 for 64-bit types, 4 otherwise), so the
+    rows are the same draw started ``start * width // n`` steps on.
+    """
+    width = int(np.prod(shape[1:], dtype=np.int64))
+    per_step = 2 if dtype.size == 8 else 4
+    steps, lead = divmod(start * width, per_step)
+    with tf.init_scope():
+        key, counter, alg = tf.raw_ops.StatelessRandomGetKeyCounterAlg(seed=tf.constant(seed, tf.int64))
+        low, high = (int(c) for c in counter.numpy().astype(np.uint64))
+        low += steps
+        counter = tf.constant(np.array([low % 2**64, (high + low // 2**64) % 2**64], np.uint64))
+    op = tf.raw_ops.StatelessRandomNormalV2 if kind == "normal" else tf.raw_ops.StatelessRandomUniformV2
+    flat = op(shape=[rows * width + lead], key=key, counter=counter, alg=alg, dtype=dtype)[lead:]
+    values = tf.reshape(flat, [rows, *shape[1:]])
+    a, b = tf.convert_to_tensor(a, dtype), tf.convert_to_tensor(b, dtype)
+    # The same arithmetic as tf.random.stateless_normal (x * stddev + mean) and _uniform (x * (b - a) + a).
+    return values * b + a if kind == "normal" else values * (b - a) + a

@@ -7,6 +7,7 @@ and wires data, early stopping and evaluation together.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -139,7 +140,9 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
     config = config or TrainConfig(model=model)
     config.for_data(train.feedback)  # interactions without ratings: implicit feedback
     strategy_ = strategy_ or strategy(config.strategy)
-    with strategy_.scope():
+    # Under parameter servers, a table's pieces start as the rows of the whole table would.
+    pieces = cluster.initialized_as_whole() if cluster.is_parameter_server(strategy_) else contextlib.nullcontext()
+    with strategy_.scope(), pieces:
         net = families.model_class(model).from_table(train, **{**model_kwargs(config), **kwargs})
         optimizer = OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
         if net.mixed_precision == "float16":  # dynamic loss scaling, as Keras does for a mixed_float16 model

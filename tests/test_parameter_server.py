@@ -202,7 +202,8 @@ def test_each_piece_starts_as_those_rows_of_the_whole_variable(name, options):
 def test_a_model_built_under_parameter_servers_starts_with_the_one_device_weights():
     """NeuMF (dense tower split too), FM and biased MF built with the same seed on one device and over two
     parameter servers of an in-process cluster (a separate process: connecting to a cluster changes
-    TensorFlow's global context): the pieces joined equal the one-device weights exactly."""
+    TensorFlow's global context), with ``--shards 2`` and with ``--shards 4KB`` (pieces of at most 4 KB,
+    placed in turn on the two servers): the pieces joined equal the one-device weights exactly."""
     script = textwrap.dedent("""
         import numpy as np
         from tfrec._keras import tf
@@ -213,23 +214,31 @@ def test_a_model_built_under_parameter_servers_starts_with_the_one_device_weight
                    for job in ("worker", "ps") for i in range(2 if job == "ps" else 1)]
         resolve = tf.distribute.cluster_resolver.SimpleClusterResolver
         resolver = resolve(spec, task_type="chief", task_id=0, rpc_layer="grpc")
-        strategy = tf.distribute.ParameterServerStrategy(resolver, cluster.partitioner("2", 2))
         table = data.load("synthetic:users=150,items=100,ratings=8000,sigma=0.4,seed=3")
-        for model in ("neumf", "fm", "biased-mf"):
-            config = TrainConfig(model=model)
-            config.check()
-            tf.keras.utils.set_random_seed(7)
-            one = train.build(model, table, config, tf.distribute.get_strategy())
-            tf.keras.utils.set_random_seed(7)
-            sharded = train.build(model, table, config, strategy)
-            joined = cluster.unsharded(sharded, lambda: train.build(model, table, config, tf.distribute.get_strategy()))
-            differ = [a.name for a, b in zip(one.weights, joined.weights) if not np.array_equal(a.numpy(), b.numpy())]
-            print(model, len(cluster.placement(sharded)), differ)
+        for shards in ("2", "4KB"):
+            strategy = tf.distribute.ParameterServerStrategy(resolver, cluster.partitioner(shards, 2))
+            for model in ("neumf", "fm", "biased-mf"):
+                config = TrainConfig(model=model)
+                config.check()
+                tf.keras.utils.set_random_seed(7)
+                one = train.build(model, table, config, tf.distribute.get_strategy())
+                tf.keras.utils.set_random_seed(7)
+                sharded = train.build(model, table, config, strategy)
+                whole = lambda: train.build(model, table, config, tf.distribute.get_strategy())
+                joined = cluster.unsharded(sharded, whole)
+                differ = [a.name for a, b in zip(one.weights, joined.weights) if not np.array_equal(a, b)]
+                pieces = cluster.placement(sharded).values()
+                print(shards, model, len(pieces), max(map(len, pieces), default=1), len(differ), differ[:2])
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    split = {line.split()[0]: line.split(maxsplit=2)[1:] for line in result.stdout.splitlines()}
-    assert split == {"neumf": ["11", "[]"], "fm": ["2", "[]"], "biased-mf": ["4", "[]"]}, result.stdout
+    rows = {tuple(line.split()[:2]): line.split(maxsplit=5)[2:5] for line in result.stdout.splitlines()}
+    assert {key: differ for key, (_, _, differ) in rows.items()} == {k: "0" for k in rows} and len(rows) == 6, rows
+    # (split variables, most pieces of one): with 4 KB pieces the small variables stay whole and the
+    # largest tables are cut in five, the two servers holding three and two of them.
+    expected = {("2", "neumf"): (11, 2), ("2", "fm"): (2, 2), ("2", "biased-mf"): (4, 2),
+                ("4KB", "neumf"): (6, 5), ("4KB", "fm"): (1, 2), ("4KB", "biased-mf"): (2, 5)}  # fmt: skip
+    assert {key: (int(split), int(most)) for key, (split, most, _) in rows.items()} == expected, rows
 
 
 @pytest.mark.slow

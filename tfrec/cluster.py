@@ -243,8 +243,9 @@ def _piece(name: str) -> tuple[str, int | None]:
 def unsharded(model, build_whole):
     """A copy of ``model`` whose variables are whole, with the same values.
 
-    ``build_whole()`` builds the same model (same class, table and config) outside the strategy;
-    its weights are then set from ``model``'s, each sharded variable's pieces joined in row order.
+    ``build_whole()`` builds the same model (same class, table and config) outside the strategy,
+    its variables created or not (a tfrec model's are created here); its weights are then set from
+    ``model``'s, each sharded variable's pieces joined in row order.
     """
     values, pending, pending_base = [], [], None
     for variable in model.weights:
@@ -261,6 +262,8 @@ def unsharded(model, build_whole):
         values.append(np.concatenate(pending, axis=0))
     with tf.distribute.get_strategy().scope():
         whole = build_whole()
+        if not whole.built and hasattr(whole, "create_variables"):
+            whole.create_variables()
     if [tuple(w.shape) for w in whole.weights] != [v.shape for v in values]:
         raise TfrecError("the whole model's weights do not line up with the sharded model's pieces")
     whole.set_weights(values)

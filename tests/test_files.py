@@ -9,6 +9,7 @@ import pytest
 
 from conftest import run_tfrec
 from tfrec import data
+from tfrec.data import files as files_module
 from tfrec.errors import DataError
 
 pd = pytest.importorskip("pandas", reason="pandas reads the DataFrame fixtures")
@@ -31,6 +32,9 @@ def files(tmp_path_factory):
     frame.to_csv(root / "plain.csv", index=False)
     frame.rename(columns={"user": "buyer", "item": "sku", "rating": "stars"}).to_csv(
         root / "custom.tsv", sep="\t", index=False
+    )
+    frame.rename(columns={"user": "customer", "item": "product", "rating": "stars", "timestamp": "ts"}).to_csv(
+        root / "shop.csv", index=False
     )
     with gzip.open(root / "nohead.csv.gz", "wt") as f:
         f.writelines(f"{u},{i},{r}\n" for u, i, r in zip(users, items, rating))
@@ -74,6 +78,29 @@ def test_spaces_after_delimiters_a_byte_order_mark_and_crlf_are_read(tmp_path):
         assert table.rating.tolist() == [3.0, 4.0] and table.movie_id.tolist() == ["2", "3"]
 
 
+@pytest.mark.parametrize("role", files_module.ROLES)
+def test_every_name_people_give_a_column_is_found(tmp_path, role):
+    """Each role's family of names, in the spellings files use (`Customer ID`, `customerId`, `CUSTOMER`)."""
+    others = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}
+    for word in files_module.KNOWN_NAMES[role]:
+        for name in (word, f"{word}_id", f"{word.title()} ID", f"{word}Id", word.upper()):
+            header = [name if r == role else others[r] for r in files_module.ROLES]
+            path = tmp_path / "r.csv"
+            path.write_text(",".join(header) + "\nu1,i1,4,100\nu2,i1,3,200\n")
+            table = data.load(str(path))
+            assert f"{role}={name}" in table.source, (name, table.source)
+            assert table.user_id.tolist() == ["u1", "u2"] and table.rating.tolist() == [4.0, 3.0], name
+
+
+def test_items_keep_movielens_words_only_where_the_data_calls_them_movies(tmp_path):
+    for column, key in (("product", "item_id"), ("sku", "item_id"), ("item_id", "item_id"), ("movieId", "movie_id"),
+                        ("movie_id", "movie_id")):  # fmt: skip
+        (tmp_path / "r.csv").write_text(f"user,{column},rating\n1,2,3\n")
+        assert data.load(str(tmp_path / "r.csv")).item_key == key, column
+    (tmp_path / "d.csv").write_text("user,item,rating,date\n1,2,3,2020-01-31\n")
+    assert data.load(str(tmp_path / "d.csv")).timestamp.tolist() == [1580428800]  # a date column: midnight UTC
+
+
 def test_a_file_without_ratings_is_interactions(files):
     root, users, items, _, _ = files
     table = data.load(str(root / "clicks.jsonl"))
@@ -106,7 +133,8 @@ def test_dataframe_and_arrow_tables_keep_ids_of_any_type():
         ("user,item,rating\n", None, "only a header line, no rows"),
         ("", None, "the file is empty"),
         ("user,product_id,item,rating\n1,2,3,4\n", None, "columns product_id, item could each be the item"),
-        ("customer,item,rating\n1,2,3\n", None, "no user column (looked for user_id, userid, user); columns: customer"),
+        ("who,item,rating\n1,2,3\n", None, "no user column (looked for user, customer, client, buyer"),
+        ("user,customer,item,rating\n1,2,3,4\n", None, "columns user, customer could each be the user"),
         ("user,item,rating\n1,2,3\n", "user=who", "no column 'who' for user; columns: user, item, rating"),
         ("user,item,rating\n1,2,3\n", "person=user", "unknown role 'person'"),
     ],
@@ -132,23 +160,24 @@ def test_a_missing_file_is_one_short_error(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained_on_custom_tsv(files, tmp_path_factory):
-    """`tfrec train` on the custom-named TSV, saved and exported: the export answers the file's own ids."""
+def trained_on_shop_csv(files, tmp_path_factory):
+    """`tfrec train` on a shop's customer,product,stars CSV, no --columns, saved and exported: the export
+    answers the file's own ids, in item words."""
     root = files[0]
     out = tmp_path_factory.mktemp("run")
     result = run_tfrec(
-        "train", "--data", str(root / "custom.tsv"), "--columns", "user=buyer,item=sku,rating=stars",
-        "--epochs", "8", "--quiet", "--export", str(out / "models" / "shop" / "1"), "--json", str(out / "run.json"),
+        "train", "--data", str(root / "shop.csv"), "--epochs", "8", "--quiet",
+        "--export", str(out / "models" / "shop" / "1"), "--json", str(out / "run.json"),
         "--save", str(out / "runs" / "shop"),  # neither parent exists yet: both are made
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
 
-def test_train_on_a_user_file_says_which_columns_it_read(trained_on_custom_tsv, files):
-    out, result = trained_on_custom_tsv
+def test_train_on_a_user_file_says_which_columns_it_read(trained_on_shop_csv, files):
+    out, result = trained_on_shop_csv
     assert (
-        "read        " in result.stdout and "(user=buyer, item=sku, rating=stars, timestamp=timestamp)" in result.stdout
+        "read        " in result.stdout and "(user=customer, item=product, rating=stars, timestamp=ts)" in result.stdout
     )
     users, items, rating = files[1:4]
     summary = json.loads((out / "run.json").read_text())
@@ -156,15 +185,23 @@ def test_train_on_a_user_file_says_which_columns_it_read(trained_on_custom_tsv, 
     assert summary["test_rmse"] < spread - 0.15, (summary["test_rmse"], spread)  # learned the planted effects
 
 
-def test_the_export_of_a_user_file_answers_its_raw_ids(trained_on_custom_tsv, files):
-    out, _ = trained_on_custom_tsv
+def test_the_export_of_a_user_file_answers_its_raw_ids_in_item_words(trained_on_shop_csv, files):
+    import tensorflow as tf
+
+    out, _ = trained_on_shop_csv
     users, items = files[1], files[2]
     saved = out / "models" / "shop" / "1"
-    predicted = run_tfrec("predict", str(saved), "--user", str(users[0]), "--movie", str(items[0]))
+    predicted = run_tfrec("predict", str(saved), "--user", str(users[0]), "--item", str(items[0]))
     assert predicted.returncode == 0 and 1.0 <= float(predicted.stdout) <= 5.0, predicted.stderr
     top = run_tfrec("recommend", str(saved), "--user", str(users[0]), "-k", "3")
+    assert top.stdout.splitlines()[0].split() == ["rank", "item_id", "score"], top.stdout
     ranked = [line.split()[1] for line in top.stdout.splitlines()[1:]]
     assert len(ranked) == 3 and set(ranked) <= {str(i) for i in items}, top.stdout
+    listed = run_tfrec("recommend", str(saved), "--user", str(users[0]), "-k", "3", "--json")
+    assert json.loads(listed.stdout)["item_id"] == ranked, listed.stdout
+    loaded = tf.saved_model.load(str(saved))
+    assert set(loaded.signatures["serving_default"].structured_input_signature[1]) == {"user_id", "item_id"}
+    assert set(loaded.signatures["recommend"].structured_outputs) == {"item_id", "scores"}
     assert (out / "runs" / "shop" / "model.keras").is_file()
 
 
@@ -232,10 +269,12 @@ def test_any_tfds_ratings_set_reads_by_columns(capsys):
     roles = "user=data/customer_id,item=data/product_id,rating=data/star_rating"
     with tfds.testing.mock_data(num_examples=40):
         table = data.load(spec, columns=roles)
-        with pytest.raises(DataError, match="no user column .*data/customer_id"):
-            data.load(spec)  # customer_id is not a name tfrec guesses
-    assert len(table) == 40 and table.feedback == "explicit"
+        found = data.load(spec)  # the same columns by their names
+        with pytest.raises(DataError, match="no column 'data/sku' for item; columns: .*data/product_id"):
+            data.load(spec, columns="item=data/sku")
+    assert len(table) == 40 and table.feedback == "explicit" and table.item_key == "item_id"
     assert table.source.endswith("(user=data/customer_id, item=data/product_id, rating=data/star_rating)")
+    assert found.source == table.source and found.digest() == table.digest()
     with tfds.testing.mock_data(num_examples=40):
         movielens = data.load("tfds:movielens/100k-ratings")  # MovieLens keeps its side features
     assert "user_occupation_label" in movielens.features and movielens.feedback == "explicit"
@@ -266,9 +305,9 @@ def test_training_on_a_file_exports_a_model_that_answers_its_ids(files, name, tm
     export.save(result.model, tmp_path / "saved", rated=result.train)
     loaded = export.load(tmp_path / "saved")
     user = uids[int(users[0])] if name == "uuid.parquet" else str(users[0])
-    top = loaded.signatures["recommend"](user_id=tf.constant([user]), k=tf.constant(5))["movie_id"].numpy()[0]
+    top = loaded.signatures["recommend"](user_id=tf.constant([user]), k=tf.constant(5))["item_id"].numpy()[0]
     known = set(result.train.item_ids.tolist())
     assert len(top) == 5 and {m.decode() for m in top} <= known
     assert all(m.decode().startswith("P") for m in top) == (name == "uuid.parquet")
-    served = loaded.signatures["serving_default"](user_id=tf.constant([user]), movie_id=tf.constant([top[0]]))
+    served = loaded.signatures["serving_default"](user_id=tf.constant([user]), item_id=tf.constant([top[0]]))
     assert 1.0 <= float(served["predictions"].numpy()[0]) <= 5.0

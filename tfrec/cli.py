@@ -219,15 +219,16 @@ def _serving_parsers(sub) -> None:
     export.add_argument("source", metavar="RUN_OR_MODEL", help="a `tfrec train --save` directory or a .keras file")
     export.add_argument("--out", required=True, metavar="DIR", help="the SavedModel directory (must not exist)")
     export.add_argument("--no-clip", action="store_true", help="do not clip predictions to the rating range")
-    predict = sub.add_parser("predict", help="a SavedModel's rating of one (user, movie) pair")
+    predict = sub.add_parser("predict", help="a SavedModel's rating of one (user, item) pair")
     predict.add_argument("path", metavar="SAVED_MODEL")
     predict.add_argument("--user", required=True, help="a raw user id")
-    predict.add_argument("--movie", required=True, help="a raw movie id")
-    recommend = sub.add_parser("recommend", help="a SavedModel's top-k movies for one user")
+    predict.add_argument("--item", "--movie", dest="item", required=True, metavar="ID", help="a raw item (movie) id")
+    recommend = sub.add_parser("recommend", help="a SavedModel's top-k items for one user")
     recommend.add_argument("path", metavar="SAVED_MODEL")
     recommend.add_argument("--user", required=True, help="a raw user id")
     recommend.add_argument("-k", type=_positive, default=10, help="how many (default %(default)s)")
-    recommend.add_argument("--include-rated", action="store_true", help="do not leave out movies rated in training")
+    recommend.add_argument("--include-rated", action="store_true", help="do not leave out items rated in training")
+    recommend.add_argument("--json", action="store_true", help="print the list as JSON, keyed as the model's signature")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -450,7 +451,8 @@ def _predict(args) -> None:
     loaded = export.load(args.path)
     # A factorization machine's serving_default also takes side features; serving_ids uses the held ones.
     signature = loaded.signatures.get("serving_ids", loaded.signatures["serving_default"])
-    out = signature(user_id=tf.constant([args.user]), movie_id=tf.constant([args.movie]))
+    item_key = export.item_key(loaded)
+    out = signature(user_id=tf.constant([args.user]), **{item_key: tf.constant([args.item])})
     print(f"{out['predictions'].numpy()[0]:.4f}")
 
 
@@ -463,10 +465,15 @@ def _recommend(args) -> None:
     loaded = export.load(args.path)
     name = "recommend_including_rated" if args.include_rated else "recommend"
     out = loaded.signatures[name](user_id=tf.constant([args.user]), k=tf.constant(args.k, tf.int32))
-    print(f"{'rank':>4}  {'movie_id':<12} score")
-    for rank, (movie, score) in enumerate(zip(out["movie_id"].numpy()[0], out["scores"].numpy()[0]), 1):
-        if movie:
-            print(f"{rank:>4}  {movie.decode():<12} {score:.4f}")
+    item_key = export.item_key(loaded)
+    ranked = [(item.decode(), float(score)) for item, score in zip(out[item_key].numpy()[0], out["scores"].numpy()[0])]
+    ranked = [(item, score) for item, score in ranked if item]  # "": fewer items than k left to recommend
+    if args.json:
+        print(json.dumps({"user_id": args.user, item_key: [i for i, _ in ranked], "scores": [s for _, s in ranked]}))
+        return
+    print(f"{'rank':>4}  {item_key:<12} score")
+    for rank, (item, score) in enumerate(ranked, 1):
+        print(f"{rank:>4}  {item:<12} {score:.4f}")
 
 
 def _info(args) -> None:

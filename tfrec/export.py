@@ -2,9 +2,12 @@
 
 ``save(model, path)`` writes a SavedModel that TensorFlow Serving, or any TF
 program, loads with ``tf.saved_model.load`` alone (no tfrec, no Keras custom
-objects). Every model family gets the same signatures:
+objects). Every model family gets the same signatures, whose item name ITEM is
+the model's ``item_key``: ``movie_id`` for a model trained on MovieLens (TFDS's
+name), ``item_id`` for one trained on other data (a user's file of products,
+songs, businesses...):
 
-- ``serving_default``: ``user_id``, ``movie_id`` (string ``[batch]``) ->
+- ``serving_default``: ``user_id``, ITEM (string ``[batch]``) ->
   ``predictions`` (float32 ``[batch]``), the model's rating, clipped to the
   training rating range unless ``clip=False``. Unseen ids get the model's
   documented answer (the training mean plus what it knows, e.g. ``mu + b_i``).
@@ -15,16 +18,16 @@ objects). Every model family gets the same signatures:
   int64 ``[batch, n]`` padded with -1, ...); a value the training data did not
   have (``""``, ``-1``) takes the field's out-of-vocabulary row and contributes
   nothing. Their ``serving_ids`` signature takes the ids alone and uses each
-  known user's and movie's training side features.
+  known user's and item's training side features.
 - ``recommend``: ``user_id`` (string ``[batch]``), ``k`` (int32 scalar, chosen
-  per call) -> ``movie_id`` (string ``[batch, k]``) and ``scores`` (float32
+  per call) -> ITEM (string ``[batch, k]``) and ``scores`` (float32
   ``[batch, k]``), best first, leaving out the items the user rated in training.
 - ``recommend_including_rated``: the same without leaving any item out.
 
 ``recommend`` ranks by the model's unclipped score (the clip would tie every
 item above the top rating), and ``scores`` are those scores. ``k`` above the
 number of items gives every item; when exclusion leaves fewer than ``k``
-items, the remaining slots hold ``movie_id`` ``""`` and score ``-inf``. Users are
+items, the remaining slots hold ITEM ``""`` and score ``-inf``. Users are
 scored against the whole item vocabulary in blocks, so a batch of any size
 runs in bounded memory (``pairs_per_step`` pairs per block, or
 ``matrix_entries_per_step`` for models with a closed-form ``[users, items]``
@@ -81,19 +84,21 @@ class _Serving(tf.Module):
         state = model.item_state()  # e.g. I-AutoRec's item codes: computed here once, not per request
         self.item_state = None if state is None else tf.Variable(state, trainable=False, name="item_state")
 
-        inputs = model.serving_inputs()
-        names = list(inputs)
+        self.item_key = getattr(model, "item_key", "movie_id")
+        inputs = model.serving_inputs()  # items as movie_id, the name the model reads
+        self.predict = self._signature(inputs)
+        self.predict_ids = self._signature({name: inputs[name] for name in ("user_id", "movie_id")})
+
+    def _signature(self, inputs: dict):
+        """A tf.function taking ``inputs`` by name, items under the model's item key."""
+        names = [self.item_key if n == "movie_id" else n for n in inputs]
 
         def predict(*args):
-            return self._predict(dict(zip(names, args)))
+            return self._predict({"movie_id" if n == self.item_key else n: a for n, a in zip(names, args)})
 
-        self.predict = tf.function(
-            predict, input_signature=[tf.TensorSpec(s.shape, s.dtype, n) for n, s in inputs.items()]
+        return tf.function(
+            predict, input_signature=[tf.TensorSpec(s.shape, s.dtype, n) for n, s in zip(names, inputs.values())]
         )
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)])
-    def predict_ids(self, user_id, movie_id):
-        return self._predict({"user_id": user_id, "movie_id": movie_id})
 
     def _predict(self, features):
         # One prediction per row: an input shorter or longer than user_id (a client that dropped an
@@ -101,8 +106,11 @@ class _Serving(tf.Module):
         rows = tf.shape(features["user_id"])[0]
         checks = [
             tf.debugging.assert_equal(
-                tf.shape(value)[0], rows, message=f"{name} must have as many entries as user_id (one per pair)"
-            )
+                tf.shape(value)[0],
+                rows,
+                message=f"{self.item_key if name == 'movie_id' else name} must have as many entries as user_id "
+                "(one per pair)",
+            )  # fmt: skip
             for name, value in features.items()
             if name != "user_id"
         ]
@@ -141,7 +149,7 @@ class _Serving(tf.Module):
         )
         values, indices = tf.reshape(values, [-1, k])[:batch], tf.reshape(indices, [-1, k])[:batch]
         ids = tf.where(tf.math.is_inf(values) & (values < 0), "", tf.gather(self.items, indices))
-        return {"movie_id": ids, "scores": values}
+        return {self.item_key: ids, "scores": values}
 
     def _rated_mask(self, users):
         """``[len(users), V]``: True where the user rated the item in training."""
@@ -259,6 +267,12 @@ def load(path: str | os.PathLike):
     if missing:
         raise TfrecError(f"{path}: a SavedModel without the tfrec signature(s) {', '.join(missing)}")
     return loaded
+
+
+def item_key(loaded) -> str:
+    """What a SavedModel of :func:`save` calls items: ``movie_id`` or ``item_id`` (its ``recommend`` output)."""
+    outputs = loaded.signatures["recommend"].structured_outputs
+    return next(name for name in outputs if name != "scores")
 
 
 def save_keras(model, path: str | os.PathLike) -> Path:

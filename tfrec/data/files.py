@@ -19,6 +19,7 @@ import csv
 import gzip
 import io
 import os
+import re
 from pathlib import Path
 
 
@@ -26,13 +27,26 @@ from tfrec.data.table import Ratings, _from_arrow
 from tfrec.errors import DataError
 
 ROLES = ("user", "item", "rating", "timestamp")
-#: Column names recognised for each role when none is given, compared without case.
+#: The words people give each role's column, found when ``columns`` leaves the role out. A column matches
+#: a word when its name, in lower case with everything but letters and digits dropped, is the word or the
+#: word plus ``id``: ``Customer ID``, ``customer_id``, ``customerId`` and ``customer`` all name users.
 KNOWN_NAMES = {
-    "user": ("user_id", "userid", "user"),
-    "item": ("item_id", "itemid", "movie_id", "movieid", "item", "product_id", "productid"),
-    "rating": ("rating", "user_rating", "stars", "score"),
-    "timestamp": ("timestamp", "time", "ts"),
-}
+    "user": ("user", "customer", "client", "buyer", "member", "reviewer", "account", "visitor", "listener",
+             "reader", "viewer", "player", "uid"),
+    "item": ("item", "movie", "product", "sku", "article", "track", "song", "book", "business", "asin", "isbn",
+             "recipe", "game", "video", "iid"),
+    "rating": ("rating", "userrating", "starrating", "stars", "star", "score", "value", "overall", "grade"),
+    "timestamp": ("timestamp", "time", "ts", "date", "datetime", "unixreviewtime"),
+}  # fmt: skip
+
+
+def named_as(name: str, role: str) -> bool:
+    """Whether column ``name`` is one of :data:`KNOWN_NAMES`' names for ``role``, the last part of a nested
+    name (``data/user_id``) compared in lower case, letters and digits only, with or without ``id``."""
+    word = re.sub(r"[^0-9a-z]", "", str(name).rsplit("/", 1)[-1].lower())
+    return word in KNOWN_NAMES[role] or (word.endswith("id") and word[:-2] in KNOWN_NAMES[role])
+
+
 DELIMITED = (".csv", ".tsv", ".txt", ".dat")
 PARQUET = (".parquet", ".pq")
 JSON_LINES = (".jsonl", ".ndjson", ".json")
@@ -108,6 +122,34 @@ def load_file(
     )  # fmt: skip
 
 
+def column_names(path: str | os.PathLike) -> list[str]:
+    """The column names of a file :func:`load_file` reads, from its header (Parquet: its schema; JSON Lines:
+    its first record); ``[]`` for a delimited file without a header."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    suffix = _suffix(path)
+    if suffix in PARQUET:
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+    if suffix in JSON_LINES:
+        import json
+
+        first = _sample(path).lstrip().splitlines()[0]
+        try:
+            return list(json.loads(first))
+        except (ValueError, TypeError):
+            raise DataError(f"{path}, line 1: not a JSON object") from None
+    sample = _sample(path)
+    rows = [r for r in csv.reader(io.StringIO(sample), delimiter=_sniff(path, sample, None)) if r][:50]
+    header = _has_header(rows) if len(rows) > 1 else not _is_number(rows[0][-1])
+    return [f.strip() for f in rows[0]] if header else []
+
+
 def _suffix(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
@@ -153,8 +195,7 @@ def _is_number(text: str) -> bool:
 def _has_header(rows: list[list[str]]) -> bool:
     """A known column name in the first line, or a column with text above numbers."""
     first, rest = rows[0], rows[1:]
-    known = {n for names in KNOWN_NAMES.values() for n in names}
-    if any(field.strip().lower() in known for field in first):
+    if any(named_as(field.strip(), role) for field in first for role in ROLES):
         return True
     for k, field in enumerate(first):
         below = [row[k] for row in rest if len(row) > k]
@@ -248,7 +289,7 @@ def _roles(path: Path, names: list[str], chosen: dict, numbered: bool) -> dict:
             position = ROLES.index(role)
             roles[role] = names[position] if position < len(names) and not chosen else None
             continue
-        found = [n for n in names if n.lower().rsplit("/", 1)[-1] in KNOWN_NAMES[role]]
+        found = [n for n in names if named_as(n, role)]
         if len(found) > 1:
             raise DataError(
                 f"{path}: columns {', '.join(found)} could each be the {role}; choose with --columns {role}=COL"
@@ -257,7 +298,8 @@ def _roles(path: Path, names: list[str], chosen: dict, numbered: bool) -> dict:
     for role in ("user", "item"):
         if roles[role] is None:
             raise DataError(
-                f"{path}: no {role} column (looked for {', '.join(KNOWN_NAMES[role])}); columns: {listed}; "
+                f"{path}: no {role} column (looked for {', '.join(KNOWN_NAMES[role])}, each also with _id); "
+                f"columns: {listed}; "
                 f"name it with --columns {role}=COL"
             )
     taken = [c for c in roles.values() if c is not None]

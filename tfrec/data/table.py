@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from typing import Mapping, NamedTuple
 
 import numpy as np
@@ -36,6 +37,16 @@ OCCUPATIONS = (
 )  # fmt: skip
 
 RATING_FEATURES = ("user_id", "movie_id", "user_rating", "timestamp")
+#: What a model trained on a table calls its items where it answers (SavedModel signatures, ``tfrec
+#: predict``/``recommend``): MovieLens' ``movie_id``, or ``item_id`` for data whose items are not movies.
+ITEM_KEYS = ("movie_id", "item_id")
+
+
+def item_key_of(column: str) -> str:
+    """The item key of data whose item column is ``column``: ``movie_id`` for a movie column
+    (``movie_id``, ``movieId``, ``data/movie_id``), ``item_id`` for any other (``product``, ``sku``...)."""
+    word = re.sub(r"[^0-9a-z]", "", str(column).rsplit("/", 1)[-1].lower())
+    return "movie_id" if word in ("movie", "movieid") else "item_id"
 
 
 class RaggedColumn(NamedTuple):
@@ -76,6 +87,10 @@ class Ratings:
       source: Where the data came from (a path, a package, a generator and its seed).
       feedback: ``explicit`` (ratings) or ``implicit`` (interactions without a rating: each
         ``rating`` is 1.0, and ``tfrec train`` trains the implicit-feedback models on it).
+      item_key: What models trained on the table call items where they answer (:data:`ITEM_KEYS`):
+        ``movie_id`` for MovieLens (and TFDS's MovieLens, and planted data), ``item_id`` for a user's
+        file or frame whose item column is not a movie column (:func:`item_key_of`). Examples in
+        pipelines keep TFDS's ``movie_id`` either way, so TFDS and tfrec sources stay interchangeable.
     """
 
     user_ids: np.ndarray
@@ -89,6 +104,7 @@ class Ratings:
     name: str = "ratings"
     source: str = ""
     feedback: str = "explicit"
+    item_key: str = "movie_id"
 
     @classmethod
     def from_arrays(
@@ -144,6 +160,8 @@ class Ratings:
     def __post_init__(self):
         if self.feedback not in ("explicit", "implicit"):
             raise DataError(f"{self.source or self.name}: feedback must be explicit or implicit, got {self.feedback!r}")
+        if self.item_key not in ITEM_KEYS:
+            raise DataError(f"{self.source or self.name}: item_key must be movie_id or item_id, got {self.item_key!r}")
         if len(self.rating) == 0:
             raise DataError(f"{self.source or self.name}: no ratings")
 
@@ -276,10 +294,11 @@ def _from_arrow(table, user, item, rating, timestamp, *, name, source, label, wh
         column = table.column(timestamp)
         _no_nulls(column, label, timestamp, where)
         ts = _seconds(column, label, timestamp)
+    item_key = item_key_of(item)
     (user_ids, user), (item_ids, item) = ids["user"], ids["item"]
     return Ratings(
         user_ids, item_ids, user, item, values, ts, name=name, source=source,
-        feedback="explicit" if rating is not None else "implicit",
+        feedback="explicit" if rating is not None else "implicit", item_key=item_key,
     )  # fmt: skip
 
 
@@ -361,6 +380,8 @@ def _seconds(column, label: str, name: str) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if pa.types.is_date(column.type):  # a "date" column of 2020-01-31: midnight UTC
+        column = pc.cast(column, pa.timestamp("s"))
     if pa.types.is_timestamp(column.type):
         return pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64()).to_numpy(zero_copy_only=False)
     try:

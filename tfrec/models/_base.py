@@ -11,7 +11,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrec.config import PRECISION_NAMES
 from tfrec.data.pipeline import dataset as pair_dataset, is_epoch_pipeline
-from tfrec.data.table import Ratings
+from tfrec.data.table import ITEM_KEYS, Ratings
 from tfrec.errors import TfrecError
 from tfrec.models._layers import id_lookup, rename_torch
 
@@ -65,8 +65,14 @@ class RatingModel(tfrs.Model):
     #: Whether the model has Dense layers for ``mixed_precision`` to act on.
     mixed_precision_layers = False
 
-    def __init__(self, rating_range=None, task=None, mixed_precision=None, **kwargs):
+    def __init__(self, rating_range=None, task=None, mixed_precision=None, item_key="movie_id", **kwargs):
         super().__init__(**kwargs)
+        if item_key not in ITEM_KEYS:
+            raise TfrecError(f"item_key must be one of {', '.join(ITEM_KEYS)}, got {item_key!r}")
+        #: What the model calls items where it answers: an export's signatures and ``tfrec predict``
+        #: (``movie_id`` for MovieLens, ``item_id`` for other data; ``Ratings.item_key``). Inputs may
+        #: name items either way.
+        self.item_key = item_key
         if mixed_precision is not None and mixed_precision not in PRECISION_NAMES:
             raise TfrecError(f"mixed_precision must be float16, bfloat16 or None, got {mixed_precision!r}")
         if mixed_precision is not None and not self.mixed_precision_layers:
@@ -85,6 +91,7 @@ class RatingModel(tfrs.Model):
             "item_vocabulary": train.item_ids[np.unique(train.item)].tolist(),
             "global_mean": float(train.rating.astype(np.float64).mean()),
             "rating_range": (float(train.rating.min()), float(train.rating.max())),
+            "item_key": train.item_key,
         }
 
     @classmethod
@@ -240,8 +247,18 @@ class RatingModel(tfrs.Model):
         items = tf.tile(tf.range(1, n + 1, dtype=users.dtype), [batch])
         return tf.reshape(self.score_rows(tf.repeat(users, n), items), [batch, n])
 
+    @staticmethod
+    def with_movie_id(features):
+        """``features`` with the items under ``movie_id`` (TFDS's name, which the model reads) if they came
+        as ``item_id``: a model takes either name, whatever its :attr:`item_key`."""
+        if "movie_id" in features or "item_id" not in features:
+            return features
+        renamed = dict(features)
+        renamed["movie_id"] = renamed.pop("item_id")
+        return renamed
+
     def call(self, features, training=False):
-        predictions = self.score(features, training=training)
+        predictions = self.score(self.with_movie_id(features), training=training)
         if self.rating_range is not None and not training:
             predictions = tf.clip_by_value(predictions, *self.rating_range)
         return predictions
@@ -465,4 +482,4 @@ class RatingModel(tfrs.Model):
         return self._report(loss, self._regularization())
 
     def get_config(self):
-        return {"rating_range": self.rating_range, "mixed_precision": self.mixed_precision}
+        return {"rating_range": self.rating_range, "mixed_precision": self.mixed_precision, "item_key": self.item_key}

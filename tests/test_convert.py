@@ -9,6 +9,7 @@ import pytest
 
 import tfrec  # noqa: F401  (selects Keras 2)
 from tfrec import convert, export
+from tfrec.cli import main
 from tfrec.convert import verify
 from tfrec.errors import DataError
 
@@ -118,7 +119,10 @@ def test_tutorial_names_and_map_overrides(tmp_path):
         "user_biases.weight": rng.normal(size=(30, 1)),
         "item_biases.weight": rng.normal(size=(20, 1)),
     }
-    net = convert.from_torch({k: v.astype(np.float32) for k, v in tutorial.items()}, "biased-mf", users, items)
+    weights = {k: v.astype(np.float32) for k, v in tutorial.items()}
+    with pytest.raises(DataError, match="the state dict: no global mean among the weights .*global_mean=MEAN"):
+        convert.from_torch(weights, "biased-mf", users, items)  # a silent 0 would predict short by the mean
+    net = convert.from_torch(weights, "biased-mf", users, items, global_mean=0.0)
     u, i = np.arange(30) % 30, np.arange(30) % 20
     want = tutorial["user_biases.weight"][u, 0] + tutorial["item_biases.weight"][i, 0] + np.einsum(
         "nk,nk->n", tutorial["user_factors.weight"][u], tutorial["item_factors.weight"][i])  # fmt: skip
@@ -230,3 +234,79 @@ except DataError as e:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "scores [3.]" in done.stdout, done.stdout
     assert "w.pt: reading a PyTorch pickle needs torch" in done.stdout and "safetensors" in done.stdout
+
+
+class _TutorialBiasedMF(torch.nn.Module):
+    """The blog-post biased MF: the training mean is a plain number, outside the state dict."""
+
+    def __init__(self, n_users, n_items, dim, mean):
+        super().__init__()
+        self.user_factors, self.item_factors = torch.nn.Embedding(n_users, dim), torch.nn.Embedding(n_items, dim)
+        self.user_biases, self.item_biases = torch.nn.Embedding(n_users, 1), torch.nn.Embedding(n_items, 1)
+        for table in (self.user_factors, self.item_factors, self.user_biases, self.item_biases):
+            torch.nn.init.normal_(table.weight, std=0.1)
+        self.mean = mean
+
+    def forward(self, user, item):
+        dot = (self.user_factors(user) * self.item_factors(item)).sum(1)
+        return self.mean + self.user_biases(user)[:, 0] + self.item_biases(item)[:, 0] + dot
+
+
+def test_a_mean_outside_the_weights_is_refused_taken_from_the_ratings_and_checked_against_the_model(tmp_path, capsys):
+    """The newcomer's trap: without the mean the import refuses; with it, the export predicts what the PyTorch
+    model predicts; a wrong mean passes a check against the weights but fails against the model's predictions."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    n_users, n_items, n = 60, 40, 1500
+    u, i = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    r = np.clip(np.rint(3.6 + rng.normal(0, 0.6, n_users)[u] + rng.normal(0, 0.6, n_items)[i]), 1, 5)
+    users, items = [f"c{k}" for k in range(n_users)], [f"p{k}" for k in range(n_items)]
+    (tmp_path / "train.csv").write_text("customer,product,stars\n" + "".join(
+        f"{users[a]},{items[b]},{c:.0f}\n" for a, b, c in zip(u, i, r)))  # fmt: skip
+    (tmp_path / "users.txt").write_text("\n".join(users) + "\n")
+    (tmp_path / "items.txt").write_text("\n".join(items) + "\n")
+    torch.manual_seed(0)
+    model = _TutorialBiasedMF(n_users, n_items, 8, float(r.mean()))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    tu, ti, tr = torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(r.astype(np.float32))
+    for _ in range(2):
+        for batch in torch.randperm(n).split(32):
+            optimizer.zero_grad()
+            ((model(tu[batch], ti[batch]) - tr[batch]) ** 2).mean().backward()
+            optimizer.step()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "mf.safetensors"))
+    with torch.no_grad():
+        predicted = model(tu[:300], ti[:300]).tolist()
+        everywhere = model(torch.arange(n_users).repeat_interleave(n_items), torch.arange(n_items).repeat(n_users))
+    (tmp_path / "predictions.csv").write_text("user,item,prediction\n" + "".join(
+        f"{users[a]},{items[b]},{p!r}\n" for a, b, p in zip(u[:300], i[:300], predicted)))  # fmt: skip
+    assert abs(np.mean(predicted) - r.mean()) < 0.5  # a model that predicts ratings, not deviations from the mean
+
+    def imported(*options, to="models/mf/1"):
+        """`tfrec import-torch` through its entry point, in this process (TensorFlow is loaded once)."""
+        status = main(["import-torch", str(tmp_path / "mf.safetensors"), "--model", "biased-mf", "--users",
+                       str(tmp_path / "users.txt"), "--items", str(tmp_path / "items.txt"), "--export",
+                       str(tmp_path / to), *options])  # fmt: skip
+        out = capsys.readouterr()
+        return status, out.out, out.err
+
+    status, _, err = imported("--verify", "sample")
+    lines = err.strip().splitlines()
+    assert status == 1 and len(lines) == 1, err
+    assert "no global mean among the weights" in lines[0] and "--global-mean-from RATINGS_FILE" in lines[0]
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("saved_model.pb"))
+
+    status, out, err = imported("--global-mean-from", str(tmp_path / "train.csv"), "--verify",
+                                str(tmp_path / "predictions.csv"))  # fmt: skip
+    assert status == 0, err[-2000:]
+    assert out.startswith("PASS: 300 pairs") and "(your model's predictions)" in out, out
+    serve = tf.saved_model.load(str(tmp_path / "models/mf/1")).signatures["serving_default"]
+    every_user, every_item = np.repeat(users, n_items), np.tile(items, n_users)
+    got = serve(user_id=tf.constant(every_user), item_id=tf.constant(every_item))["predictions"].numpy()
+    np.testing.assert_allclose(got, everywhere.numpy(), atol=1e-5, rtol=0)  # every pair, not only the checked ones
+
+    status, out, err = imported("--global-mean", f"{r.mean() + 0.05}", "--verify", str(tmp_path / "predictions.csv"),
+                                to="models/mf/2")  # fmt: skip
+    assert status == 1 and out.startswith("FAIL: 300 pairs"), out + err
+    assert "every pair is off by the same +0.05" in err and not (tmp_path / "models/mf/2").exists()

@@ -143,9 +143,11 @@ def from_torch(weights, model: str, users, items, *, mapping=None, **kwargs):
       model: A registered model name (``tfrec.families.names()``): ``mf``, ``biased-mf``, ``ncf``...
       users, items: The id maps (:func:`read_ids`).
       mapping: ``{their name: tfrec name}`` (or ``["THEIR=TFREC", ...]``) for names tfrec does not know.
-      **kwargs: Model constructor arguments the weights do not give: ``global_mean`` (biased MF,
-        added to a ``global_bias`` tensor), ``feedback="implicit"`` (NCF trained on 0/1 labels: a
-        sigmoid output), ``rating_range``, ``activation``.
+      **kwargs: Model constructor arguments the weights do not give: ``global_mean`` (biased MF:
+        required unless the weights hold a ``global_bias`` tensor, to which it is added),
+        ``feedback="implicit"`` (NCF trained on 0/1 labels: a sigmoid output), ``rating_range``,
+        ``activation``, ``item_key`` (what the export calls items: ``item_id``, the default, or
+        MovieLens' ``movie_id``).
 
     Returns:
       The built model (not compiled), its weights those of ``weights``.
@@ -155,7 +157,7 @@ def from_torch(weights, model: str, users, items, *, mapping=None, **kwargs):
     """
     cls = families.model_class(model)
     user_ids, item_ids = read_ids(users, "users"), read_ids(items, "items")
-    arguments = {**families.family(model).variants.get(model, {}), **kwargs}
+    arguments = {"item_key": "item_id", **families.family(model).variants.get(model, {}), **kwargs}
 
     def build(state):
         return cls.from_torch_state(state, user_ids, item_ids, **arguments)

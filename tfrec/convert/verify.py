@@ -2,9 +2,11 @@
 
 The SavedModel is loaded by ``tf.saved_model.load`` in a separate Python process that does not
 import tfrec (as TensorFlow Serving would load it), and its ``serving_default`` scores the pairs.
-The expected scores come from the PyTorch weights themselves: the model family's numpy forward pass
-(``RatingModel.torch_scores``, float64, no torch), or scores the caller computed with the PyTorch
-model. The check passes when the largest absolute difference is at most ``TOLERANCE`` (1e-5, the
+The expected scores come either from the user's own PyTorch model (a file of ``user,item,prediction``
+rows it wrote: :func:`predictions_of`), the check that covers everything the model does, a mean
+added outside its weights included; or from the PyTorch weights themselves: the model family's numpy
+forward pass (``RatingModel.torch_scores``, float64, no torch), which proves the export equals the
+weights and nothing more. The check passes when the largest absolute difference is at most ``TOLERANCE`` (1e-5, the
 bound Hugging Face's PyTorch-to-TensorFlow equivalence tests use).
 """
 
@@ -29,8 +31,10 @@ import tensorflow as tf
 with open(sys.argv[1]) as f:
     jobs = json.load(f)
 for export, users, items, out in jobs:
-    serve = tf.saved_model.load(export).signatures["serving_default"]
-    got = serve(user_id=tf.constant(users, tf.string), movie_id=tf.constant(items, tf.string))
+    loaded = tf.saved_model.load(export)
+    serve = loaded.signatures["serving_default"]
+    item = next(name for name in loaded.signatures["recommend"].structured_outputs if name != "scores")
+    got = serve(user_id=tf.constant(users, tf.string), **{item: tf.constant(items, tf.string)})
     np.save(out, got["predictions"].numpy().astype(np.float64))
 """
 
@@ -43,14 +47,51 @@ def sample_pairs(users: list[str], items: list[str], n: int = 1000, seed: int = 
 
 def pairs_of(table, users: list[str], items: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
     """``(user rows, item rows, left out)``: a ratings table's pairs whose ids are both in the id maps."""
-    user_row = {u: r for r, u in enumerate(users)}
-    item_row = {i: r for r, i in enumerate(items)}
-    u = np.array([user_row.get(str(x), -1) for x in table.user_id], np.int64)
-    i = np.array([item_row.get(str(x), -1) for x in table.movie_id], np.int64)
+    u, i = _rows(table, users, items)
     keep = (u >= 0) & (i >= 0)
     if not keep.any():
         raise DataError(f"{table.name}: none of its pairs has both ids in the id maps")
     return u[keep], i[keep], int((~keep).sum())
+
+
+def _rows(table, users: list[str], items: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each rating's 0-based row in the id maps, -1 where its id is not there."""
+    user_row = {u: r for r, u in enumerate(users)}
+    item_row = {i: r for r, i in enumerate(items)}
+    u = np.array([user_row.get(str(x), -1) for x in table.user_id], np.int64)
+    i = np.array([item_row.get(str(x), -1) for x in table.movie_id], np.int64)
+    return u, i
+
+
+#: Column names of a predictions file (compared in lower case, letters and digits only).
+PREDICTION_NAMES = ("prediction", "predictions", "predicted", "pred", "yhat")
+
+
+def prediction_column(path) -> str | None:
+    """The predictions column of a ratings-shaped file, or None if it has none (then it is a ratings file)."""
+    from tfrec.data import files
+
+    for name in files.column_names(path):
+        if "".join(c for c in name.lower() if c.isalnum()) in PREDICTION_NAMES:
+            return name
+    return None
+
+
+def predictions_of(path, column: str, users: list[str], items: list[str]):
+    """``(user rows, item rows, predictions, left out)`` of a predictions file, for pairs both of whose ids
+    are in the id maps; the user and item columns are found as in a ratings file (``user``, ``item``...).
+
+    Raises:
+      DataError: a file without such pairs, or a bad value (naming the file, line and column).
+    """
+    from tfrec.data import files
+
+    table = files.load_file(path, {"rating": column})
+    u, i = _rows(table, users, items)
+    keep = (u >= 0) & (i >= 0)
+    if not keep.any():
+        raise DataError(f"{path}: none of its pairs has both ids in the id maps")
+    return u[keep], i[keep], table.rating[keep].astype(np.float64), int((~keep).sum())
 
 
 def saved_model_scores(export_dir, user_ids, item_ids, timeout: float = 300) -> np.ndarray:
@@ -77,16 +118,27 @@ def saved_models_scores(jobs, timeout: float = 600) -> list[np.ndarray]:
 def compare(expected: np.ndarray, got: np.ndarray, tolerance: float = TOLERANCE) -> dict:
     """The report: pairs checked, the largest absolute and relative differences, and the verdict."""
     expected, got = np.asarray(expected, np.float64), np.asarray(got, np.float64)
-    diff = np.abs(expected - got)
+    signed = got - expected
+    diff = np.abs(signed)
     worst = int(np.argmax(diff)) if len(diff) else 0
     return {
         "pairs": int(len(diff)),
         "max_abs_diff": float(diff.max()) if len(diff) else 0.0,
         "mean_abs_diff": float(diff.mean()) if len(diff) else 0.0,
         "worst_pair": worst,
+        "offset": float(signed.mean()) if len(diff) else 0.0,  # export minus expected, on average
+        "offset_spread": float(signed.std()) if len(diff) else 0.0,
         "tolerance": tolerance,
         "passed": bool(len(diff) and diff.max() <= tolerance),
     }
+
+
+def constant_offset(report: dict) -> float | None:
+    """The difference every pair shares when a failed check is one constant (a global mean that differs), else None."""
+    tolerance = report["tolerance"]
+    if report["passed"] or abs(report["offset"]) <= tolerance or report["offset_spread"] > tolerance:
+        return None
+    return report["offset"]
 
 
 def verdict(report: dict) -> str:

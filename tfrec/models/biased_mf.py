@@ -87,13 +87,24 @@ class BiasedMatrixFactorization(MatrixFactorization):
     }
 
     @classmethod
-    def from_torch_state(cls, state, user_vocabulary, item_vocabulary, global_mean: float = 0.0, **kwargs):
-        """A scalar ``global_bias`` tensor (an ``nn.Parameter`` mean), if there is one, is added to ``global_mean``."""
+    def from_torch_state(cls, state, user_vocabulary, item_vocabulary, global_mean=None, **kwargs):
+        """A scalar ``global_bias`` tensor (an ``nn.Parameter`` mean), if there is one, is added to ``global_mean``.
+
+        Without one, ``global_mean`` must be given: tutorial biased MFs add the training mean outside
+        their weights (``self.mean = train.rating.mean()``), and a silent 0 would import a model that
+        predicts ratings short by exactly that mean. ``global_mean=0`` says the model adds none.
+        """
         if "global_bias" in state:
             value = np.asarray(state["global_bias"], np.float64)
             if value.size != 1:
                 raise DataError(f"tensor 'global_bias' has shape {list(value.shape)}, not one number")
-            global_mean += float(value.reshape(()))
+            global_mean = (global_mean or 0.0) + float(value.reshape(()))
+        elif global_mean is None:
+            raise DataError(
+                "no global mean among the weights (a global_bias, mu or mean tensor), and a biased MF usually adds "
+                "its training mean outside them: give it with --global-mean MEAN or --global-mean-from "
+                "RATINGS_FILE (Python: global_mean=MEAN), or --global-mean 0 if the model adds none"
+            )
         return super().from_torch_state(state, user_vocabulary, item_vocabulary, global_mean=global_mean, **kwargs)
 
     def torch_scores(self, state, users, items):

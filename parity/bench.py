@@ -101,7 +101,7 @@ def python_side(args) -> dict:
     tf.keras.utils.set_random_seed(config.seed)
     start = time.perf_counter()
     model = tfrec.families.model_class(config.model).from_table(parts.train, **tfrec.train.model_kwargs(config))
-    optimizer = tfrec.train.OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
+    optimizer = tfrec.registry.optimizers.entry(config.optimizer).load()(learning_rate=config.learning_rate)
     if model.mixed_precision == "float16":
         optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, steps_per_execution=config.steps_per_execution)
@@ -248,8 +248,8 @@ def _side_main(argv) -> None:
 
 
 def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from tfrec.cli import _nonnegative, _positive, _positive_float
-    from tfrec.config import OPTIMIZER_NAMES
+    from parity._args import nonnegative as _nonnegative, positive as _positive, positive_float as _positive_float
+    from tfrec import registry
 
     p = parser_class(prog="tfrec bench", description=__doc__.splitlines()[0])
     models = _models()
@@ -258,7 +258,7 @@ def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, default=6, help="epochs per side (the first is reported apart)")
     p.add_argument("--batch-size", type=_positive, help="default: each model's `tfrec train` default")
     p.add_argument("--lr", type=_positive_float, help="default: each model's `tfrec train` default")
-    p.add_argument("--optimizer", default="adam", choices=OPTIMIZER_NAMES, help="the torch side: not sgd")
+    p.add_argument("--optimizer", default="adam", choices=registry.optimizers.names(), help="the torch side: not sgd")
     p.add_argument("--steps-per-execution", type=_positive)
     p.add_argument("--mixed-precision", choices=["float16", "bfloat16"], help="ncf, neumf, autorec-*: Dense layers")
     p.add_argument(

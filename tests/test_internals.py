@@ -116,3 +116,21 @@ def test_compile_resolves_its_optimizer_through_the_hook_tfrec_overrides():
     setattr(Recording, _internals.GET_OPTIMIZER, hook)
     Recording([tf.keras.layers.Dense(1)]).compile(optimizer="sgd", loss="mse")
     assert seen == ["sgd"], "Model.compile no longer resolves its optimizer through _get_optimizer"
+
+
+def test_an_initializer_draws_from_a_swappable_stateless_generator():
+    """``Initializer._random_generator`` (tfrec.cluster.initialized_as_whole reads its seed and swaps it)."""
+    initializer = tf.keras.initializers.RandomNormal(seed=3)
+    generator = _internals.initializer_generator(initializer)
+    assert generator is not None and hasattr(generator, "make_seed_for_stateless_op"), (
+        "Keras initializers no longer keep a _random_generator with make_seed_for_stateless_op: "
+        "tfrec.cluster.initialized_as_whole cannot cut a split variable's pieces from the whole's draw"
+    )
+
+    class Recorder:
+        def random_normal(self, shape, mean=0.0, stddev=1.0, dtype=None, nonce=None):
+            return ("normal", mean, stddev)
+
+    with _internals.generator_swapped(initializer, Recorder()):
+        assert initializer([2, 2]) == ("normal", 0.0, 0.05), "a Keras initializer no longer draws from its generator"
+    assert _internals.initializer_generator(initializer) is generator

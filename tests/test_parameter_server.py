@@ -239,22 +239,26 @@ def test_a_model_built_under_parameter_servers_starts_with_the_one_device_weight
                 tf.keras.utils.set_random_seed(7)
                 one = train.build(model, table, config, tf.distribute.get_strategy())
                 tf.keras.utils.set_random_seed(7)
+                before = sum(cluster.STREAMED_PIECES.values())
                 sharded = train.build(model, table, config, strategy)
+                streamed = sum(cluster.STREAMED_PIECES.values()) - before  # pieces cut from the whole's stream
                 whole = lambda: train.build(model, table, config, tf.distribute.get_strategy())
                 joined = cluster.unsharded(sharded, whole)
                 differ = [a.name for a, b in zip(one.weights, joined.weights) if not np.array_equal(a, b)]
                 pieces = cluster.placement(sharded).values()
-                print(shards, model, len(pieces), max(map(len, pieces), default=1), len(differ), differ[:2])
+                print(shards, model, len(pieces), max(map(len, pieces), default=1), len(differ), streamed, differ[:2])
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {tuple(line.split()[:2]): line.split(maxsplit=5)[2:5] for line in result.stdout.splitlines()}
-    assert {key: differ for key, (_, _, differ) in rows.items()} == {k: "0" for k in rows} and len(rows) == 6, rows
+    rows = {tuple(line.split()[:2]): line.split(maxsplit=6)[2:6] for line in result.stdout.splitlines()}
+    assert {key: differ for key, (_, _, differ, _) in rows.items()} == {k: "0" for k in rows} and len(rows) == 6, rows
+    # The pieces came from the streaming path, not from the fallback that draws whole and cuts (same rows).
+    assert all(int(streamed) > 0 for *_, streamed in rows.values()), rows
     # (split variables, most pieces of one): with 4 KB pieces the small variables stay whole and the
     # largest tables are cut in five, the two servers holding three and two of them.
     expected = {("2", "neumf"): (11, 2), ("2", "fm"): (2, 2), ("2", "biased-mf"): (4, 2),
                 ("4KB", "neumf"): (6, 5), ("4KB", "fm"): (1, 2), ("4KB", "biased-mf"): (2, 5)}  # fmt: skip
-    assert {key: (int(split), int(most)) for key, (split, most, _) in rows.items()} == expected, rows
+    assert {key: (int(split), int(most)) for key, (split, most, _, _) in rows.items()} == expected, rows
 
 
 @pytest.mark.slow

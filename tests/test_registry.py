@@ -110,6 +110,31 @@ def test_tfrec_has_no_import_cycle():
     assert len(graph) > 20 and not cycles, cycles
 
 
+def _imported(path: Path) -> set[str]:
+    """Every module ``path`` imports, by its full name."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    return found
+
+
+def test_the_harness_stays_outside_tfrec():
+    """tfrec imports no parity module (the harness's commands come in by entry points), and parity
+    imports no part of tfrec's command line (it owns its argument helpers)."""
+    into_parity = [f"{p.relative_to(ROOT)}: {m}" for p in _python_files("tfrec") for m in _imported(p)
+                   if m.split(".")[0] == "parity"]  # fmt: skip
+    into_cli = [f"{p.relative_to(ROOT)}: {m}" for p in _python_files("parity") for m in _imported(p)
+                if m == "tfrec.cli" or m.startswith("tfrec.cli.")]  # fmt: skip
+    assert not into_parity and not into_cli, into_parity + into_cli
+    assert _imported(Path(__file__)) >= {"toy_family"}  # the walk reads imports (this file's own)
+    from tfrec import registry
+
+    assert {"parity", "bench"} <= set(registry.discover_commands().names())  # installed by pyproject's entry points
+
+
 BLOCK_PARITY_AND_TORCH = """
 import importlib, importlib.abc, pkgutil, sys
 
@@ -232,3 +257,84 @@ def test_every_public_subpackage_is_an_attribute_after_import_tfrec():
     assert public == set(tfrec._SUBMODULES), public ^ set(tfrec._SUBMODULES)
     for name in sorted(public):
         assert getattr(tfrec, name).__name__ == f"tfrec.{name}"
+
+
+def _name_lists(path: Path, names: set) -> list[str]:
+    """Literal tuples, lists and sets in ``path`` holding two or more of ``names``: a list apart from its registry."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            listed = [e.value for e in node.elts if isinstance(e, ast.Constant) and e.value in names]
+            if len(listed) >= 2:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {listed}")
+    return found
+
+
+@pytest.mark.parametrize("kind", ["optimizers", "strategies", "sources"])
+def test_no_list_of_registered_names_outside_the_registry(kind):
+    """Optimizer, strategy and data source names are listed once, in tfrec.registry; everything else asks it."""
+    from tfrec import registry
+
+    names = {e.name.rstrip(":") for e in getattr(registry, kind).entries()} | set(getattr(registry, kind).names())
+    strays = [s for path in _python_files("tfrec", "parity") if path.name != "registry.py"
+              for s in _name_lists(path, names)]  # fmt: skip
+    assert not strays, f"{kind} names listed outside tfrec/registry.py:\n" + "\n".join(strays)
+    planted = ROOT / "tests" / "toy_family.py"  # the check can fail: a file holding such a list is found
+    assert _name_lists(planted, {"BaselinePredictor", "toy-biases"}) == [] and _name_lists(
+        Path(__file__), set(registry.optimizers.names())
+    ), "the walk finds the planted list below"
+
+
+PLANTED_OPTIMIZER_LIST = ("adam", "sgd")  # what the check above must find in this file
+
+
+def _toy_sgd(learning_rate):
+    """A test's own optimizer: Keras' SGD with momentum, registered under a name tfrec does not know."""
+    import tensorflow as tf
+
+    return tf.keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
+
+
+def _toy_source(name, **_):
+    """A test's own data source: ``toy:N`` is N users' planted ratings (biases only), built in memory."""
+    from tfrec.data import Ratings
+
+    users = int(name.partition(":")[2] or 60)
+    rng = np.random.default_rng(5)
+    u, i = rng.integers(0, users, 40 * users), rng.integers(0, 50, 40 * users)
+    rating = 3.5 + rng.normal(0, 0.8, users)[u] + rng.normal(0, 0.8, 50)[i] + rng.normal(0, 0.3, len(u))
+    return Ratings.from_arrays([f"u{k}" for k in u], [f"i{k}" for k in i], rating, name="toy", source=name)
+
+
+def _one_device(shards):
+    import tensorflow as tf
+
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def test_an_optimizer_a_strategy_and_a_data_source_registered_in_a_test_train_through_tfrec_train(tmp_path, capsys):
+    """Each door in use: nothing in tfrec names them, and `tfrec train` takes all three (and lists them)."""
+    from tfrec import cli, registry
+
+    with (
+        registry.optimizers.registered("toy-momentum", _toy_sgd, help="SGD with momentum 0.9"),
+        registry.strategies.registered("toy-one-device", _one_device, help="OneDeviceStrategy on the CPU"),
+        registry.sources.registered("toy:", _toy_source, prefix=True, help="toy:USERS"),
+    ):
+        with pytest.raises(SystemExit):
+            cli.main(["train", "--help"])
+        listed = capsys.readouterr().out
+        status = cli.main(["train", "--model", "biased-mf", "--data", "toy:80", "--optimizer", "toy-momentum",
+                           "--lr", "0.05", "--strategy", "toy-one-device", "--epochs", "20", "--quiet",
+                           "--json", str(tmp_path / "run.json")])  # fmt: skip
+    assert "toy-momentum (SGD with momentum 0.9)" in listed and "toy-one-device" in listed, listed
+    assert status == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert report["config"]["optimizer"] == "toy-momentum" and report["config"]["strategy"] == "toy-one-device"
+    table = _toy_source("toy:80")
+    spread = float(np.std(table.rating))
+    assert report["test_rmse"] < spread - 0.3, (report["test_rmse"], spread)  # learned the planted biases
+    for registry_ in (registry.optimizers, registry.strategies, registry.sources):
+        assert not any(n.startswith("toy") for n in registry_.names())  # unregistered again
+    assert cli.main(["train", "--data", "toy:80", "--epochs", "1"]) == 1
+    assert "unknown dataset 'toy:80'" in capsys.readouterr().err

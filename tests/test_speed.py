@@ -53,9 +53,9 @@ def test_tfrec_train_adagrad_is_torch_adagrad_on_sparse_and_dense_gradients():
     nn.Embedding(sparse=True) with duplicate rows, and on a dense weight."""
     import torch
 
-    from tfrec.train import OPTIMIZERS
+    from tfrec import registry
 
-    assert OPTIMIZERS["adagrad"] is TorchAdagrad
+    assert registry.optimizers.entry("adagrad").load() is TorchAdagrad
     rng = np.random.default_rng(1)
     table = rng.normal(size=(10, 3)).astype(np.float32)
     batches = [(np.array([1, 1, 3]), rng.normal(size=(3, 3)).astype(np.float32)) for _ in range(3)]
@@ -84,7 +84,7 @@ def test_sparse_optimizers_sum_duplicate_rows_once_per_id_tensor_in_a_traced_ste
     and every table still takes torch's step (Adagrad, or SparseAdam for lazy-adam) with duplicates."""
     import torch
 
-    from tfrec.train import OPTIMIZERS
+    from tfrec import registry
 
     rng = np.random.default_rng(2)
     tables = [rng.normal(size=shape).astype(np.float32) for shape in [(10, 3), (10, 1), (8, 3)]]
@@ -98,7 +98,8 @@ def test_sparse_optimizers_sum_duplicate_rows_once_per_id_tensor_in_a_traced_ste
         torch.optim.Adagrad(parameters, lr=0.1) if name == "adagrad" else torch.optim.SparseAdam(parameters, lr=0.1)
     )
     variables = [tf.Variable(t) for t in tables]
-    optimizer = OPTIMIZERS[name](learning_rate=0.1, **({} if name == "adagrad" else {"epsilon": 1e-8}))
+    options = {} if name == "adagrad" else {"epsilon": 1e-8}
+    optimizer = registry.optimizers.entry(name).load()(learning_rate=0.1, **options)
 
     @tf.function
     def step(users, items, weights):

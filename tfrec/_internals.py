@@ -20,9 +20,14 @@ inside a training step. The public API did not offer what each one does:
   BatchNormalization asks the same way).
 - ``tf.__internal__.tracking.no_automatic_dependency_tracking``: sets an attribute that Keras does
   not track (plain data such as vocabularies, and the steps-per-execution counter).
+- ``Initializer._random_generator`` (a ``backend.RandomGenerator`` with ``make_seed_for_stateless_op``):
+  where a Keras initializer draws from. ``tfrec.cluster.initialized_as_whole`` reads its seed and
+  swaps it for a recorder to learn the draw (and scale) Keras would make for a whole variable.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from tfrec._keras import tf
 
@@ -65,3 +70,19 @@ def omit_retracing_warning(function) -> None:
 def in_xla() -> bool:
     """Whether the graph being traced is compiled by XLA."""
     return tf.__internal__.get_enclosing_xla_context() is not None
+
+
+def initializer_generator(initializer):
+    """A Keras initializer's random generator, or None (an initializer that draws no random numbers)."""
+    return getattr(initializer, "_random_generator", None)
+
+
+@contextlib.contextmanager
+def generator_swapped(initializer, stand_in):
+    """The initializer draws from ``stand_in`` inside the block, from its own generator again after it."""
+    own = initializer._random_generator
+    initializer._random_generator = stand_in
+    try:
+        yield
+    finally:
+        initializer._random_generator = own

@@ -1,4 +1,5 @@
-"""The ``tfrec`` command: ``train``, ``export``, ``predict``, ``recommend``, ``data``, ``parity``.
+"""The ``tfrec`` command: ``train``, ``export``, ``predict``, ``recommend``, ``data``, ``import-torch``, and the
+commands other packages register (``tfrec.registry.commands``: the parity harness's ``parity`` and ``bench``).
 
 A user's mistake (a bad flag, an unknown dataset, a malformed file) ends with
 one line on stderr and exit status 2 (usage) or 1 (data), never a traceback.
@@ -15,16 +16,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; the CLI, not the library
 
-from tfrec import families  # noqa: E402
+from tfrec import families, registry  # noqa: E402
 from tfrec.config import (  # noqa: E402
     ACTIVATION_NAMES,
     FEEDBACK_NAMES,
     IMPLICIT_LOSS_NAMES,
     INIT_NAMES,
     NORMALIZATION_NAMES,
-    OPTIMIZER_NAMES,
     PRECISION_NAMES,
-    STRATEGY_NAMES,
     TrainConfig,
 )
 from tfrec.errors import TfrecError  # noqa: E402
@@ -47,9 +46,9 @@ def _per_model(key: str) -> str:
 
 
 def _data_names() -> str:
-    from tfrec.data.sources import NAMES_HELP  # no TensorFlow
+    from tfrec.data.sources import names_help  # no TensorFlow
 
-    return NAMES_HELP
+    return names_help()
 
 
 def _listed(names) -> str:
@@ -127,15 +126,19 @@ def _train_parser(sub) -> None:
     p.add_argument("--dim", type=int, help="embedding dimension; " + _per_model("dim"))
     p.add_argument("--lr", type=float, help=_per_model("learning_rate"))
     p.add_argument("--l2", type=float, help=_per_model("l2"))
-    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=d.optimizer)
+    p.add_argument(
+        "--optimizer", choices=registry.optimizers.names(), default=d.optimizer, metavar="OPTIMIZER",
+        help=f"{registry.optimizers.help()} (default %(default)s)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
     p.add_argument("--patience", type=int, help="early-stopping epochs; " + _per_model("patience"))
     p.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution)
     p.add_argument(
-        "--strategy", choices=STRATEGY_NAMES, default=d.strategy,
-        help="multi-worker and parameter-server read the cluster from TF_CONFIG; under parameter-server "
-        "the chief trains and a worker or ps task serves until the chief ends (docs/distributed.md)",
+        "--strategy", choices=registry.strategies.names(), default=d.strategy, metavar="STRATEGY",
+        help=f"{registry.strategies.help()} (default %(default)s); a cluster's strategies read it from TF_CONFIG, "
+        "and when tables are split the chief trains and a worker or ps task serves until the chief ends "
+        "(docs/distributed.md)",
     )  # fmt: skip
     p.add_argument(
         "--shards", metavar="N|SIZE",
@@ -248,9 +251,9 @@ def _parser() -> argparse.ArgumentParser:
     from tfrec.convert import command as import_torch
 
     import_torch.add_parser(sub, _positive, families.names())
-    sub.add_parser("bench", help="epoch time of model.fit beside the PyTorch reference (see tfrec bench --help)")
-    parity = sub.add_parser("parity", help="check the models against the PyTorch reference fixtures")
-    parity.add_argument("cases", nargs="*", help="case names (default: all)")
+    for entry in registry.discover_commands().entries():  # other packages' commands (the parity harness's)
+        doc = (entry.load().__doc__ or "").strip().splitlines()
+        sub.add_parser(entry.name, help=doc[0] if doc else "", add_help=False)
     sub.add_parser(
         "build-kernels",
         help="compile tfrec's native kernels now (for an image or CI; training builds them on first use)",
@@ -298,7 +301,7 @@ def _train(args) -> None:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}, learning_rate=args.lr)
     config.check()
-    if config.strategy == "parameter-server" and _cluster_task() in ("worker", "ps"):
+    if config.splits_tables and _cluster_task() in ("worker", "ps"):
         _import_tensorflow_quietly(list_devices=False)
         from tfrec import cluster
 
@@ -313,7 +316,7 @@ def _train(args) -> None:
         path = Path(target) if target else None
         if path is not None and path.exists() and not (path.is_dir() and not any(path.iterdir())):
             raise TfrecError(f"{flag} {target}: already exists")
-    _import_tensorflow_quietly(list_devices=config.strategy not in ("multi-worker", "parameter-server"))
+    _import_tensorflow_quietly(list_devices=not config.cluster)
     from tfrec.checkpoints import RunFinished
     from tfrec.train import configure_threads, run
 
@@ -369,7 +372,7 @@ def _train(args) -> None:
     if summary["refit_epochs"]:
         rows.append(("refit", f"{summary['refit_epochs']} epochs on the whole training part"))
     rows.append(("fit seconds", f"{summary['fit_seconds']:.2f}"))
-    if config.strategy == "parameter-server":
+    if config.splits_tables:
         rows.append(("devices", f"tables on {', '.join(summary['devices'])}, steps on {summary['workers']} workers"))
     else:
         workers = f" on each of {summary['workers']} workers" if summary["workers"] > 1 else ""
@@ -503,18 +506,6 @@ def _download(args) -> None:
     print(data.download(args.name))
 
 
-def _parity(args) -> int:
-    from parity.cases import ALL_CASES as CASES
-
-    unknown = [c for c in args.cases if c not in CASES]
-    if unknown:
-        raise TfrecError(f"unknown parity case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
-    _import_tensorflow_quietly()
-    from parity.check import main as check
-
-    return check(args.cases)
-
-
 def _import_torch(args) -> int:
     _import_tensorflow_quietly()
     from tfrec.convert import command
@@ -538,21 +529,27 @@ def _build_kernels(args) -> None:
     print(f"{path} ({time.perf_counter() - start:.1f} s)")
 
 
+def _other_command(entry, argv) -> int:
+    target = entry.load()
+    if getattr(target, "tensorflow", False):
+        _import_tensorflow_quietly()
+    try:
+        return target(argv, parser_class=_Parser) or 0
+    except TfrecError as e:
+        print(f"tfrec: error: {e}", file=sys.stderr)
+        return DATA_ERROR
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # the harness's own parser (it also runs as `python -m parity.bench`)
-        from parity import bench
-
-        try:
-            return bench.main(argv[1:], parser_class=_Parser)
-        except TfrecError as e:
-            print(f"tfrec: error: {e}", file=sys.stderr)
-            return DATA_ERROR
+    command = registry.discover_commands().find(argv[0]) if argv else None
+    if command is not None:  # another package's command parses its own arguments
+        return _other_command(command, argv[1:])
     args = _parser().parse_args(argv)
     command = args.command if args.command != "data" else f"data {args.data_command}"
     handler = {
         "train": _train, "export": _export, "predict": _predict, "recommend": _recommend,
-        "data info": _info, "data download": _download, "parity": _parity, "import-torch": _import_torch,
+        "data info": _info, "data download": _download, "import-torch": _import_torch,
         "build-kernels": _build_kernels,
     }[command]  # fmt: skip
     try:

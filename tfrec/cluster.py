@@ -31,6 +31,7 @@ have to be registered in every ``ps`` process); TensorFlow's kernels update them
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import json
@@ -42,6 +43,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from tfrec import _internals
 from tfrec._keras import tf
 
 from tfrec.config import shard_spec
@@ -49,6 +51,9 @@ from tfrec.errors import TfrecError
 
 #: ``MinSizePartitioner``'s default piece: smaller variables stay whole.
 MIN_SHARD_BYTES = 256 << 10
+#: Pieces :func:`initialized_as_whole` computed as rows of a whole variable's random stream, by draw kind
+#: (``normal``, ``uniform``): how a test tells that path from the fallback that draws whole and cuts.
+STREAMED_PIECES: collections.Counter = collections.Counter()
 
 
 def resolver() -> tf.distribute.cluster_resolver.TFConfigClusterResolver:
@@ -351,19 +356,17 @@ def _stream_draw(initializer, shape, dtype):
     Keras' own ``__call__`` runs against a recorder, so the scale (Glorot's and He's fans) is
     Keras' own arithmetic on the whole shape.
     """
-    generator = getattr(initializer, "_random_generator", None)
+    generator = _internals.initializer_generator(initializer)
     if generator is None or not dtype.is_floating or not hasattr(generator, "make_seed_for_stateless_op"):
         return None
     seed = generator.make_seed_for_stateless_op()  # draws the seed now, in the order one device does
     if seed is None or isinstance(seed, tf.Tensor):  # a stateful or legacy generator: no stream to cut
         return None
-    initializer._random_generator = _DrawRecorder()
-    try:
-        draw = initializer(shape.as_list(), dtype=dtype)
-    except (TypeError, ValueError):  # an initializer that does more with its draw than return it
-        draw = None
-    finally:
-        initializer._random_generator = generator
+    with _internals.generator_swapped(initializer, _DrawRecorder()):
+        try:
+            draw = initializer(shape.as_list(), dtype=dtype)
+        except (TypeError, ValueError):  # an initializer that does more with its draw than return it
+            draw = None
     if not isinstance(draw, tuple):
         return None
     return (*draw, [int(seed[0]), int(seed[1])])
@@ -376,6 +379,7 @@ def _stream_rows(kind: str, a, b, seed, shape: tf.TensorShape, dtype, start: int
     ``k // n``, lane ``k % n`` (``n`` values per step: 2 for 64-bit types, 4 otherwise), so the
     rows are the same draw started ``start * width // n`` steps on.
     """
+    STREAMED_PIECES[kind] += 1
     width = int(np.prod(shape[1:], dtype=np.int64))
     per_step = 2 if dtype.size == 8 else 4
     steps, lead = divmod(start * width, per_step)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from tfrec import families
+from tfrec import families, registry
 from tfrec.errors import TfrecError
 
-OPTIMIZER_NAMES = ("adam", "lazy-adam", "adagrad", "sgd")
-STRATEGY_NAMES = ("auto", "default", "mirrored", "multi-worker", "parameter-server")
 FEEDBACK_NAMES = ("explicit", "implicit")
 IMPLICIT_LOSS_NAMES = ("bce", "mse")
 NORMALIZATION_NAMES = ("observed", "entries")
@@ -63,9 +61,9 @@ class TrainConfig:
       learning_rate: Optimizer learning rate.
       l2: L2 weight: on the looked-up rows of each batch (MF, NCF), on the
         kernels (AutoRec).
-      optimizer: ``adam``, ``lazy-adam`` (moves only the embedding rows in the
-        batch: ``tfrec.optimizers.LazyAdam``), ``adagrad`` (PyTorch's:
-        ``tfrec.optimizers.TorchAdagrad``) or ``sgd``.
+      optimizer: A name in ``tfrec.registry.optimizers``: ``adam``, ``lazy-adam`` (moves only the
+        embedding rows in the batch: ``tfrec.optimizers.LazyAdam``), ``adagrad`` (PyTorch's:
+        ``tfrec.optimizers.TorchAdagrad``), ``sgd``, or one the user registered.
       seed: Seeds the split, the validation cut, initial weights, batch order
         and negative samples.
       validation_fraction: Share of the training part held out for early
@@ -73,7 +71,7 @@ class TrainConfig:
         training interaction instead); 0 turns early stopping off.
       patience: Epochs without a better validation score before stopping.
       steps_per_execution: Batches per ``tf.function`` call (hides Python overhead).
-      strategy: ``auto`` (all GPUs, else CPU), ``default``, ``mirrored`` or
+      strategy: A name in ``tfrec.registry.strategies``: ``auto`` (all GPUs, else CPU), ``default``, ``mirrored`` or
         ``multi-worker`` (MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG``) or
         ``parameter-server`` (ParameterServerStrategy: the tables split by rows over the ``ps``
         tasks of ``TF_CONFIG``; this process is the ``chief``).
@@ -153,6 +151,16 @@ class TrainConfig:
         return families.family(self.model)
 
     @property
+    def splits_tables(self) -> bool:
+        """Whether the strategy splits tables by rows over parameter servers (``--shards`` applies)."""
+        return registry.strategies.entry(self.strategy).capabilities["splits_tables"]
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the strategy's processes come from ``TF_CONFIG`` (devices must not be listed before it)."""
+        return registry.strategies.entry(self.strategy).capabilities["cluster"]
+
+    @property
     def implicit(self) -> bool:
         return self.feedback == "implicit" and self.family.implicit
 
@@ -187,8 +195,9 @@ class TrainConfig:
     def check(self) -> None:
         """Fills model defaults; raises TfrecError naming the first field with a bad value."""
         family = self.family  # raises for an unknown model, listing the known ones
+        registry.optimizers.entry(self.optimizer)  # raises for an unknown name, listing the registered ones
+        registry.strategies.entry(self.strategy)
         for key, allowed in (
-            ("optimizer", OPTIMIZER_NAMES), ("strategy", STRATEGY_NAMES),
             ("feedback", (*FEEDBACK_NAMES, None)), ("implicit_loss", IMPLICIT_LOSS_NAMES),
             ("loss_normalization", NORMALIZATION_NAMES), ("encoder_activation", ACTIVATION_NAMES),
             ("decoder_activation", ACTIVATION_NAMES), ("init", INIT_NAMES),
@@ -197,8 +206,9 @@ class TrainConfig:
                 named = ", ".join(a for a in allowed if a is not None)
                 raise TfrecError(f"unknown {key} {getattr(self, key)!r}: use one of {named}")
         if self.shards is not None:
-            if self.strategy != "parameter-server":
-                raise TfrecError("shards is for strategy parameter-server: the other strategies copy whole tables")
+            if not self.splits_tables:
+                able = ", ".join(e.name for e in registry.strategies.entries() if e.capabilities["splits_tables"])
+                raise TfrecError(f"shards is for strategy {able}: the other strategies copy whole tables")
             shard_spec(self.shards)  # raises for a bad value
         if self.mixed_precision is not None:
             if self.mixed_precision not in PRECISION_NAMES:

@@ -17,6 +17,9 @@ from tfrec import _internals, ops
 from tfrec._keras import tf
 
 
+SGD = tf.keras.optimizers.SGD  # ``--optimizer sgd`` (``tfrec.registry.optimizers``)
+
+
 class SharedRowDedup:
     """Sums duplicate rows once per id tensor, not once per table (a mixin for Keras optimizers).
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import time
 
 import numpy as np
 from tfrec._keras import tf
 
-from tfrec import cluster, families
+from tfrec import cluster, families, registry
 from tfrec import data as tfdata
 from tfrec.checkpoints import ResumableEarlyStopping, RunDirectory
 from tfrec.config import TrainConfig
@@ -24,50 +23,15 @@ from tfrec.data.implicit import ranking_candidates
 from tfrec.errors import TfrecError
 from tfrec.metrics import RankingMetrics, most_popular, ranking_metrics
 from tfrec.models._base import PAIR_FEATURES
-from tfrec.optimizers import Adam, LazyAdam, TorchAdagrad
 
 RANKING_NEGATIVES, RANKING_K = 99, 10  # the NCF evaluation protocol
-OPTIMIZERS = {
-    "adam": Adam,  # Keras' Adam, each variable's step in one native op (tfrec.ops)
-    "lazy-adam": LazyAdam,
-    "adagrad": TorchAdagrad,  # PyTorch's Adagrad (the ported tutorials'), rows in tfrec.ops' kernels
-    "sgd": tf.keras.optimizers.SGD,
-}
 
 
 def strategy(kind: str = "auto", shards: str | None = None) -> tf.distribute.Strategy:
-    """The ``tf.distribute`` strategy to build and train under.
-
-    ``auto``: MirroredStrategy over all GPUs when there are several, the one GPU
-    when there is one (the default strategy places ops on ``/GPU:0``), else the
-    CPU. ``mirrored``: MirroredStrategy over all GPUs, or over all logical CPU
-    devices when there is no GPU (how tests exercise it). ``default``: no
-    distribution. ``multi-worker``: MultiWorkerMirroredStrategy over ``TF_CONFIG``'s
-    workers. ``parameter-server``: ParameterServerStrategy over ``TF_CONFIG``'s chief,
-    workers and ps tasks, variables split by ``shards`` (:mod:`tfrec.cluster`).
-    """
-    if kind == "parameter-server":
-        return cluster.parameter_server_strategy(shards)
-    if kind == "default":
-        return tf.distribute.get_strategy()
-    if kind == "multi-worker":  # before anything lists devices: that starts the runtime
-        if not os.environ.get("TF_CONFIG"):
-            raise TfrecError(
-                "--strategy multi-worker needs TF_CONFIG: the cluster's workers and this process's task "
-                '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}})'
-            )
-        try:
-            json.loads(os.environ["TF_CONFIG"])
-        except ValueError as e:
-            raise TfrecError(f"TF_CONFIG is not JSON: {e}") from None
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if kind == "auto":
-        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-    if kind == "mirrored":
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
-    raise TfrecError(f"unknown strategy {kind!r}: use auto, default, mirrored, multi-worker or parameter-server")
+    """The ``tf.distribute`` strategy to build and train under: the ``tfrec.registry.strategies`` entry
+    ``kind`` (``auto``, ``default``, ``mirrored``, ``multi-worker``, ``parameter-server`` are built in;
+    :mod:`tfrec.strategies`) given ``shards``."""
+    return registry.strategies.entry(kind).load()(shards)
 
 
 def workers(strategy_: tf.distribute.Strategy) -> int:
@@ -144,7 +108,7 @@ def build(model: str, train: tfdata.Ratings, config: TrainConfig | None = None, 
     pieces = cluster.initialized_as_whole() if cluster.is_parameter_server(strategy_) else contextlib.nullcontext()
     with strategy_.scope(), pieces:
         net = families.model_class(model).from_table(train, **{**model_kwargs(config), **kwargs})
-        optimizer = OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
+        optimizer = registry.optimizers.entry(config.optimizer).load()(learning_rate=config.learning_rate)
         if net.mixed_precision == "float16":  # dynamic loss scaling, as Keras does for a mixed_float16 model
             optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
         net.compile(
@@ -246,7 +210,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
       A :class:`RunResult`: the report, the trained model and the training part.
     """
     config.check()
-    if config.strategy == "parameter-server":  # before the strategy, which waits for the cluster
+    if config.splits_tables:  # before the strategy, which waits for the cluster
         _check_shardable(config)
     strategy_ = strategy(config.strategy, config.shards)  # first: MultiWorkerMirroredStrategy precedes other TF work
     n_workers = workers(strategy_)

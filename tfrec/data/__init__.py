@@ -14,7 +14,7 @@ _WHERE = {
     "implicit": ("Candidates", "implicit_dataset", "ranking_candidates"),
     "movielens": ("load_directory", "load_recbole", "recbole_directory"),
     "pipeline": ("dataset",),
-    "sources": ("NAMES_HELP", "check_name", "load", "load_tfds"),
+    "sources": ("check_name", "load", "load_tfds", "names_help"),
     "splits": ("Split", "fold_split", "leave_last_out", "random_split", "split"),
     "synthetic": ("Synthetic", "SyntheticFM", "generate", "generate_fm"),
     "table": ("GENRES", "OCCUPATIONS", "RaggedColumn", "Ratings"),

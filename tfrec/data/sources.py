@@ -19,15 +19,20 @@ from tfrec.data import files, movielens, synthetic
 from tfrec.data.table import RaggedColumn, Ratings, _from_arrow
 from tfrec.errors import DataError, DataNotFoundError
 
-MOVIELENS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest", "ml-latest-small")
-NAMES_HELP = (
-    "ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-latest, ml-latest-small, a directory of "
-    "MovieLens files, a CSV/TSV/Parquet/JSON Lines file of your own (.gz too; columns found by name or "
-    "--columns user=COL,item=COL[,rating=COL][,timestamp=COL]), tfds:movielens/<config>-ratings, or "
-    "synthetic[:users=N,items=N,ratings=N,rank=N,sigma=S,round=0|1,seed=N], or "
-    "synthetic-fm[:users=N,items=N,rank=N,sigma=S,seed=N] "
-    "(every pair rated by a planted factorization machine; side features user_occupation_label, movie_genres)"
-)
+
+def names_help() -> str:
+    """What ``--data`` takes, for ``--help``: the registered sources, then files and directories."""
+    from tfrec import registry
+
+    named = [e.name for e in registry.sources.entries() if not e.help]
+    described = [e.help for e in registry.sources.entries() if e.help]
+    return (
+        f"{', '.join(named)}, a directory of MovieLens files, a CSV/TSV/Parquet/JSON Lines file of your own "
+        "(.gz too; columns found by name or --columns user=COL,item=COL[,rating=COL][,timestamp=COL]), "
+        + ", or ".join(described)
+    )
+
+
 _SYNTHETIC_KEYS = {
     "users": int, "items": int, "ratings": int, "rank": int, "sigma": float,
     "factor_std": float, "bias_std": float, "global_mean": float, "seed": int,
@@ -40,11 +45,12 @@ _SYNTHETIC_FM_KEYS = {
 
 
 def load(name: str, *, download: bool | None = None, columns=None, delimiter: str | None = None) -> Ratings:
-    """Loads a dataset by name, path or spec (see :data:`NAMES_HELP`).
+    """Loads a dataset by name, path or spec (see :func:`names_help`).
 
     Args:
-      name: ``ml-100k`` and the other MovieLens names, a directory,
-        ``tfds:<name>``, or ``synthetic[:key=value,...]``.
+      name: A file of the user's own, a directory of MovieLens files, or a name in
+        ``tfrec.registry.sources``: ``ml-100k`` and the other MovieLens names, ``tfds:<name>``,
+        ``synthetic[:key=value,...]``, or a source registered by the user.
       download: Whether a MovieLens name may be downloaded when it is neither
         in the cache nor (ML-100K) in the recbole copy. Default: yes unless
         ``TFREC_OFFLINE=1``.
@@ -57,44 +63,78 @@ def load(name: str, *, download: bool | None = None, columns=None, delimiter: st
     """
     if download is None:
         download = os.environ.get("TFREC_OFFLINE", "") not in ("1", "true", "yes")
-    check_name(name, columns, delimiter)
+    entry = check_name(name, columns, delimiter)
+    if entry is not None:
+        return entry.load()(name, download=download, columns=columns, delimiter=delimiter)
     if Path(name).is_file():
         return files.load_file(name, columns, delimiter=delimiter)
-    if name == "synthetic-fm" or name.startswith("synthetic-fm:"):
-        return synthetic.generate_fm(**_synthetic_args(name, _SYNTHETIC_FM_KEYS, "synthetic-fm")).ratings
-    if name.startswith("synthetic"):
-        return synthetic.generate(**_synthetic_args(name)).ratings
-    if name.startswith("tfds:"):
-        return load_tfds(name[len("tfds:") :], columns=columns)
-    if name in MOVIELENS:
-        return _load_movielens(name, download)
     return movielens.load_directory(name)
 
 
-def check_name(name: str, columns=None, delimiter: str | None = None) -> None:
+def check_name(name: str, columns=None, delimiter: str | None = None):
     """What can be known of a dataset name without reading it (or importing TensorFlow).
 
+    Returns:
+      The ``tfrec.registry.sources`` entry that loads ``name``, or None for a file or a directory.
+
     Raises:
-      DataError: a file or directory that is not there, an unknown name, a bad ``synthetic`` spec,
-        or ``columns``/``delimiter`` given for a dataset that is not a file of the user's own.
+      DataError: a file or directory that is not there, an unknown name, a bad spec (the source's
+        own ``check``), or ``columns``/``delimiter`` given for a source that does not take them.
     """
+    from tfrec import registry
+
     path = Path(name)
     if path.is_file():
-        return
+        return None
     if files.looks_like_file(name):
         raise DataError(f"{name}: no such file")
-    if delimiter or (columns and not name.startswith("tfds:")):
-        raise DataError(f"{name}: --columns and --delimiter are for a file of your own (and --columns for tfds:)")
-    if name == "synthetic-fm" or name.startswith("synthetic-fm:"):
+    entry = registry.sources.find(name)
+    takes_columns = entry is not None and entry.capabilities["columns"]
+    if delimiter or (columns and not takes_columns):
+        able = ", ".join(e.name for e in registry.sources.entries() if e.capabilities["columns"])
+        raise DataError(f"{name}: --columns and --delimiter are for a file of your own (and --columns for {able})")
+    if entry is not None:
+        if entry.capabilities["check"] is not None:
+            registry.load_target(entry.capabilities["check"])(name)
+        return entry
+    if path.is_dir():
+        return None
+    if os.sep in name or name.startswith("."):
+        raise DataError(f"no such file or directory {name!r}")
+    listed = ", ".join(f"{e.name}..." if e.prefix else e.name for e in registry.sources.entries())
+    raise DataError(f"unknown dataset {name!r}: use a file, a directory, {listed} (tfrec data --help)")
+
+
+def load_movielens(name: str, *, download: bool, **_) -> Ratings:
+    """A MovieLens name: the cache, the recbole copy (ML-100K), else a download."""
+    return _load_movielens(name, download)
+
+
+def load_tfds_name(name: str, *, columns=None, **_) -> Ratings:
+    """``tfds:NAME``: :func:`load_tfds` of NAME."""
+    return load_tfds(name.partition(":")[2], columns=columns)
+
+
+def check_tfds(name: str) -> None:
+    if not name.partition(":")[2]:
+        raise DataError(f"{name!r}: name a TensorFlow Datasets set, e.g. tfds:movielens/100k-ratings")
+
+
+def load_synthetic(name: str, **_) -> Ratings:
+    """``synthetic[:key=value,...]``: planted biased-MF ratings (``tfrec.data.synthetic.generate``)."""
+    return synthetic.generate(**_synthetic_args(name)).ratings
+
+
+def load_synthetic_fm(name: str, **_) -> Ratings:
+    """``synthetic-fm[:key=value,...]``: every pair rated by a planted FM (``tfrec.data.synthetic.generate_fm``)."""
+    return synthetic.generate_fm(**_synthetic_args(name, _SYNTHETIC_FM_KEYS, "synthetic-fm")).ratings
+
+
+def check_synthetic(name: str) -> None:
+    if name.startswith("synthetic-fm"):
         _synthetic_args(name, _SYNTHETIC_FM_KEYS, "synthetic-fm")
-    elif name == "synthetic" or name.startswith("synthetic:"):
+    else:
         _synthetic_args(name)
-    elif not (name.startswith("tfds:") or name in MOVIELENS or path.is_dir()):
-        what = "no such file or directory" if os.sep in name or name.startswith(".") else "unknown dataset"
-        raise DataError(
-            f"{what} {name!r}: use {', '.join(MOVIELENS)}, a directory, a file, tfds:NAME or synthetic[:...] "
-            "(tfrec data --help)"
-        )
 
 
 def _synthetic_args(spec: str, keys=_SYNTHETIC_KEYS, label="synthetic") -> dict:

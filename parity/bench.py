@@ -195,7 +195,7 @@ def torch_side(args) -> dict:
     autocast = torch.autocast("cpu", torch.bfloat16) if bfloat16 else contextlib.nullcontext()
     reference.train(
         case, model, inputs, labels, mask, seed=args.seed, opts=opts, record=False,
-        input_dropout=config.input_dropout if vectors else 0.0, autocast=autocast, epochs=args.epochs,
+        input_dropout=config.options.get("input_dropout", 0.0), autocast=autocast, epochs=args.epochs,
         on_epoch_end=on_epoch_end,
     )  # fmt: skip
     return _summary("torch", args, times, reached, rmse, d)
@@ -208,11 +208,12 @@ def _case(config, args):
     from parity.cases import Case
 
     std = families.model_class(config.model).default_embedding_std
+    own = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in config.options.items()}
     return Case(
         name="bench", model=config.model, optimizer=config.optimizer, learning_rate=config.learning_rate,
-        batch_size=config.batch_size, epochs=args.epochs, dim=config.dim, layers=tuple(config.layers),
-        hidden=config.hidden, l2=config.l2, init_std=std if std is not None else 1.0, data=config.data,
-        split="ratio", seed=args.seed, features=tuple(config.features),
+        batch_size=config.batch_size, epochs=args.epochs, dim=config.dim, l2=config.l2,
+        init_std=std if std is not None else 1.0, data=config.data, split="ratio", seed=args.seed,
+        **{k: own[k] for k in ("layers", "hidden", "features") if k in own},  # the model's own options
     )  # fmt: skip
 
 

@@ -88,9 +88,10 @@ def case_config(case: Case):
     """
     from tfrec.config import TrainConfig
 
+    settings = {"layers": case.layers, "hidden": case.hidden, "input_dropout": 0.0, "features": case.features}
+    options = {k: v for k, v in settings.items() if k in families.family(case.model).options}  # the model's own
     config = TrainConfig(
-        model=case.model, dim=case.dim, layers=case.layers, hidden=case.hidden, l2=case.l2,
-        learning_rate=case.learning_rate, input_dropout=0.0, features=case.features,
+        model=case.model, dim=case.dim, l2=case.l2, learning_rate=case.learning_rate, **options
     )  # fmt: skip
     config.check()
     return config

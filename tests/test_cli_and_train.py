@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 from conftest import ENV, ml100k_dir
 from conftest import run_tfrec as tfrec
@@ -36,8 +37,13 @@ def test_train_prints_summary_table_and_json(trained_json):
     for label in ("test RMSE", "test MAE", "epochs", "fit seconds"):
         assert label in result.stdout
     summary = json.loads(out.read_text())
-    assert set(summary) >= {"test_rmse", "test_mae", "epochs", "fit_seconds", "config"}
+    assert set(summary) >= {"test_rmse", "test_mae", "mean_test_rmse", "epochs", "fit_seconds", "config"}
     assert summary["config"]["model"] == "biased-mf" and summary["config"]["epochs"] == 3
+    parts = data.split(data.load(summary["config"]["data"]), "ratio", seed=42)  # the baseline, worked in numpy
+    mean = np.sqrt(np.mean((parts.test.rating.astype(np.float64) - parts.train.rating.astype(np.float64).mean()) ** 2))
+    assert summary["mean_test_rmse"] == pytest.approx(mean, abs=1e-12)
+    assert f"test RMSE   {summary['test_rmse']:.4f}  (the training mean: {mean:.4f})" in result.stdout
+    assert summary["test_rmse"] < mean - 0.05, (summary["test_rmse"], mean)  # 3 epochs: 0.996 against 1.081
     assert summary["epochs"] <= 3 and 0 < summary["test_rmse"] < 1.5
     assert "Epoch 1/3" in result.stdout  # Keras progress is shown
     assert summary["devices"] and all(d.startswith(("CPU:", "GPU:")) for d in summary["devices"])
@@ -116,7 +122,10 @@ def test_train_implicit_reports_ranking_metrics_beside_most_popular(tmp_path):
         (["train", "--data", "ml-7m"], "unknown dataset 'ml-7m'"),
         (["train", "--split", "u9"], "unknown split 'u9'"),
         (["train", "--model", "mf", "--feedback", "implicit"], "feedback 'implicit' is for ncf, gmf, neumf, not mf"),
-        (["train", "--model", "ncf", "--layers", "64,x"], "layers must be comma-separated integers"),
+        (
+            ["train", "--model", "ncf", "--layers", "64,x"],
+            "layers must be comma-separated positive integers like 256,64",
+        ),
         (["train", "--model", "ncf", "--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
         (["train", "--model", "autorec-i", "--hidden", "0"], "hidden must be at least 1, got 0"),
         (["train", "--model", "autorec-u", "--encoder-activation", "soft"], "invalid choice: 'soft'"),

@@ -297,7 +297,8 @@ def test_a_mean_outside_the_weights_is_refused_taken_from_the_ratings_and_checke
     assert "no global mean among the weights" in lines[0] and "--global-mean-from RATINGS_FILE" in lines[0]
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("saved_model.pb"))
 
-    status, out, err = imported("--global-mean-from", str(tmp_path / "train.csv"), "--verify",
+    train_csv = str(tmp_path / "train.csv")
+    status, out, err = imported("--global-mean-from", train_csv, "--ratings", train_csv, "--verify",
                                 str(tmp_path / "predictions.csv"))  # fmt: skip
     assert status == 0, err[-2000:]
     assert out.startswith("PASS: 300 pairs") and "(your model's predictions)" in out, out
@@ -305,6 +306,12 @@ def test_a_mean_outside_the_weights_is_refused_taken_from_the_ratings_and_checke
     every_user, every_item = np.repeat(users, n_items), np.tile(items, n_users)
     got = serve(user_id=tf.constant(every_user), item_id=tf.constant(every_item))["predictions"].numpy()
     np.testing.assert_allclose(got, everywhere.numpy(), atol=1e-5, rtol=0)  # every pair, not only the checked ones
+    loaded = tf.saved_model.load(str(tmp_path / "models/mf/1"))
+    top = loaded.signatures["recommend"](user_id=tf.constant(users[:3]), k=tf.constant(n_items))["item_id"].numpy()
+    for k in range(3):  # --ratings: recommend leaves out what each user rated in training, and only that
+        rated = {items[b] for a, b in zip(u, i) if a == k}
+        listed = {x.decode() for x in top[k] if x}
+        assert rated and not rated & listed and len(listed) == n_items - len(rated), k
 
     status, out, err = imported("--global-mean", f"{r.mean() + 0.05}", "--verify", str(tmp_path / "predictions.csv"),
                                 to="models/mf/2")  # fmt: skip

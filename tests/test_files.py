@@ -197,7 +197,7 @@ def test_the_export_of_a_user_file_answers_its_raw_ids_in_item_words(trained_on_
     assert top.stdout.splitlines()[0].split() == ["rank", "item_id", "score"], top.stdout
     ranked = [line.split()[1] for line in top.stdout.splitlines()[1:]]
     assert len(ranked) == 3 and set(ranked) <= {str(i) for i in items}, top.stdout
-    listed = run_tfrec("recommend", str(saved), "--user", str(users[0]), "-k", "3", "--json")
+    listed = run_tfrec("recommend", str(saved), "--user", str(users[0]), "-k", "3", "--json", "-")
     assert json.loads(listed.stdout)["item_id"] == ranked, listed.stdout
     loaded = tf.saved_model.load(str(saved))
     assert set(loaded.signatures["serving_default"].structured_input_signature[1]) == {"user_id", "item_id"}
@@ -214,7 +214,8 @@ def test_interactions_train_the_implicit_models_and_refuse_the_explicit_ones(fil
     out = capsys.readouterr().out
     assert "gmf (implicit)" in out and "split leave-last-out" in out and "no rating column: interactions" in out
     assert cli.main(["train", "--data", spec, "--epochs", "2", "--quiet"]) == 1
-    assert "has no rating column (interactions only); biased-mf learns ratings" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no rating column found (interactions only); biased-mf learns ratings: name yours with --columns" in err
 
 
 def _planted_csv(path, mean, scale, seed=0):

@@ -232,19 +232,33 @@ def test_a_family_registered_outside_tfrec_exports_a_saved_model_served_without_
     assert k == 4
 
 
-def test_a_family_registered_outside_tfrec_is_on_the_command_line(tmp_path, capsys):
-    from tfrec import cli
+def test_a_family_registered_outside_tfrec_is_on_the_command_line_with_an_option_of_its_own(tmp_path, capsys):
+    """The toy family's own option, which no tfrec file names, is a flag under its title, checked against its
+    spec, recorded in the report and passed to the constructor (a model that scales its item biases by 0)."""
+    from tfrec import cli, export
 
+    spec = "synthetic:users=50,items=40,ratings=2000,seed=2"
     with toy_family.registered():
+        with pytest.raises(SystemExit):
+            cli.main(["train", "--help"])
+        listed = capsys.readouterr().out
         status = cli.main(
-            ["train", "--model", toy_family.NAME, "--data", "synthetic:users=50,items=40,ratings=2000,seed=2",
-             "--epochs", "2", "--quiet", "--json", str(tmp_path / "run.json")]
+            ["train", "--model", toy_family.NAME, "--data", spec, "--item-bias-scale", "0", "--epochs", "2",
+             "--quiet", "--json", str(tmp_path / "run.json"), "--save", str(tmp_path / "run")]
         )  # fmt: skip
-    assert status == 0
-    out = capsys.readouterr().out
-    assert f"model       {toy_family.NAME}" in out
-    assert json.loads((tmp_path / "run.json").read_text())["config"]["model"] == toy_family.NAME
+        out = capsys.readouterr().out
+        refused = cli.main(["train", "--model", toy_family.NAME, "--data", spec, "--item-bias-scale", "-1"])
+        assert refused == 1 and "item_bias_scale must be at least 0, got -1" in capsys.readouterr().err
+        model = export.load_keras(tmp_path / "run" / "model.keras")
+    assert f"{toy_family.FAMILY.title} ({toy_family.NAME})" in listed and "--item-bias-scale" in listed, listed
+    assert status == 0 and f"model       {toy_family.NAME}" in out
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert report["config"]["model"] == toy_family.NAME and report["config"]["item_bias_scale"] == 0.0
+    assert model.item_bias_scale == 0.0  # the constructor got it (and the saved model keeps it)
     assert toy_family.NAME not in families.names()  # unregistered again
+    with pytest.raises(SystemExit) as no_flag:  # no such flag without the family
+        cli.main(["train", "--data", spec, "--item-bias-scale", "1"])
+    assert no_flag.value.code == 2
 
 
 def test_every_public_subpackage_is_an_attribute_after_import_tfrec():

@@ -18,26 +18,38 @@ FAMILY = families.Family(
     title="Baseline predictor (a test's own family)",
     variants={NAME: {}},
     defaults={"dim": 1, "learning_rate": 0.05, "l2": 0.001, "batch_size": 256, "patience": 3, "refit": False},
-    arguments={"l2": "l2"},
+    arguments={"l2": "l2", "item_bias_scale": "item_bias_scale"},
+    options={  # an option tfrec knows nothing of: --item-bias-scale on the command line
+        "item_bias_scale": {
+            "type": "float",
+            "default": 1.0,
+            "min": 0.0,
+            "help": "multiplies the item biases",
+            "search": {"low": 0.0, "high": 2.0},
+        },
+    },
 )
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrec_tests")
 class BaselinePredictor(RatingModel):
-    def __init__(self, user_vocabulary, item_vocabulary, l2=0.0, global_mean=0.0, rating_range=None, **kwargs):
+    def __init__(
+        self, user_vocabulary, item_vocabulary, l2=0.0, global_mean=0.0, rating_range=None, item_bias_scale=1.0,
+        **kwargs,
+    ):  # fmt: skip
         super().__init__(rating_range=rating_range, **kwargs)
-        self.l2, self.global_mean = float(l2), float(global_mean)
+        self.l2, self.global_mean, self.item_bias_scale = float(l2), float(global_mean), float(item_bias_scale)
         self._add_lookups(user_vocabulary, item_vocabulary)
         self.user_bias = IdEmbedding(len(self.user_vocabulary), 1, "zeros", self.l2, name="user_bias")
         self.item_bias = IdEmbedding(len(self.item_vocabulary), 1, "zeros", self.l2, name="item_bias")
 
     def score_rows(self, users, items, training=False):
-        return self.global_mean + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
+        return self.global_mean + self.user_bias(users)[:, 0] + self.item_bias_scale * self.item_bias(items)[:, 0]
 
     def get_config(self):
         return {
             **super().get_config(), "user_vocabulary": self.user_vocabulary, "item_vocabulary": self.item_vocabulary,
-            "l2": self.l2, "global_mean": self.global_mean,
+            "l2": self.l2, "global_mean": self.global_mean, "item_bias_scale": self.item_bias_scale,
         }  # fmt: skip
 
 

@@ -17,15 +17,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; the CLI, not the library
 
 from tfrec import families, registry  # noqa: E402
-from tfrec.config import (  # noqa: E402
-    ACTIVATION_NAMES,
-    FEEDBACK_NAMES,
-    IMPLICIT_LOSS_NAMES,
-    INIT_NAMES,
-    NORMALIZATION_NAMES,
-    PRECISION_NAMES,
-    TrainConfig,
-)
+from tfrec.config import FEEDBACK_NAMES, PRECISION_NAMES, TrainConfig  # noqa: E402
 from tfrec.errors import TfrecError  # noqa: E402
 from tfrec.files import write_json_atomic  # noqa: E402
 
@@ -55,48 +47,22 @@ def _listed(names) -> str:
     return ", ".join(names) or "none"
 
 
-#: How each family-specific ``TrainConfig`` field appears on the command line; ``d`` is ``TrainConfig()``.
-_OPTION_FLAGS = {
-    "features": lambda g, d: g.add_argument(
-        "--features",
-        default=",".join(d.features),
-        help="fields, TFDS names: user_id,movie_id,bucketized_user_age,user_gender,user_occupation_label,"
-        "user_zip_code,movie_genres (default %(default)s)",
-    ),
-    "layers": lambda g, d: g.add_argument(
-        "--layers", default=",".join(map(str, d.layers)), help="MLP widths (default %(default)s)"
-    ),
-    "dropout": lambda g, d: g.add_argument(
-        "--dropout", type=float, default=d.dropout, help="before each MLP layer (default %(default)s)"
-    ),
-    "feedback": lambda g, d: g.add_argument(
-        "--feedback", choices=FEEDBACK_NAMES, help="default: implicit for a file without ratings, else explicit"
-    ),
-    "negatives": lambda g, d: g.add_argument(
-        "--negatives", type=int, default=d.negatives, help="implicit: per rated pair (default %(default)s)"
-    ),
-    "implicit_loss": lambda g, d: g.add_argument(
-        "--implicit-loss", choices=IMPLICIT_LOSS_NAMES, default=d.implicit_loss
-    ),
-    "hidden": lambda g, d: g.add_argument(
-        "--hidden", type=int, default=d.hidden, help="hidden units (default %(default)s)"
-    ),
-    "encoder_activation": lambda g, d: g.add_argument(
-        "--encoder-activation", choices=ACTIVATION_NAMES, default=d.encoder_activation
-    ),
-    "decoder_activation": lambda g, d: g.add_argument(
-        "--decoder-activation", choices=ACTIVATION_NAMES, default=d.decoder_activation
-    ),
-    "loss_normalization": lambda g, d: g.add_argument(
-        "--loss-normalization", choices=NORMALIZATION_NAMES, default=d.loss_normalization
-    ),
-    "init": lambda g, d: g.add_argument(
-        "--init", choices=INIT_NAMES, default=d.init, help="kernel init (default %(default)s)"
-    ),
-    "input_dropout": lambda g, d: g.add_argument(
-        "--input-dropout", type=float, default=d.input_dropout, help="rate in training (default %(default)s)"
-    ),
-}
+def _option_flag(group, name: str, spec, owners) -> None:
+    """``--NAME`` of a family option (``Family.options``), stored as ``options.NAME``; None when not given."""
+
+    def shown(value):
+        return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+    defaults = {shown(f.options[name]["default"]) for f in owners}
+    default = f"default {defaults.pop()}" if len(defaults) == 1 else "default per model"
+    metavar = {"int": "N", "float": "X", "ints": "N,N,...", "names": "NAME,..."}.get(spec["type"], "VALUE")
+    kwargs = {"type": {"int": int, "float": float}.get(spec["type"], str), "metavar": metavar}
+    if spec["type"] == "bool":
+        kwargs = {"action": argparse.BooleanOptionalAction}
+    elif "choices" in spec:
+        kwargs = {"choices": list(spec["choices"])}
+    help_ = f"{spec.get('help', '')} ({default})".strip()
+    group.add_argument(f"--{name.replace('_', '-')}", dest=f"options.{name}", help=help_, **kwargs)
 
 
 def _train_parser(sub) -> None:
@@ -163,14 +129,18 @@ def _train_parser(sub) -> None:
         + _per_model("refit")
         + ")",
     )
-    added = set()
+    p.add_argument(
+        "--feedback", choices=FEEDBACK_NAMES,
+        help="explicit ratings or implicit interactions (default: implicit for a file without ratings, else explicit)",
+    )  # fmt: skip
+    every, added = families.options(), set()
     for family in families.families():  # each family's own options, under its title
-        options = [o for o in family.options if o not in added]
-        if options:
+        own = [o for o in family.options if o not in added]
+        if own:
             group = p.add_argument_group(f"{family.title} ({', '.join(family.variants)})")
-            for option in options:
-                _OPTION_FLAGS[option](group, d)
-            added.update(options)
+            for option in own:
+                _option_flag(group, option, family.options[option], every[option][1])
+            added.update(own)
     p.add_argument(
         "--checkpoint-dir", metavar="DIR",
         help="save every epoch end to DIR; the same command started again resumes there",
@@ -231,7 +201,9 @@ def _serving_parsers(sub) -> None:
     recommend.add_argument("--user", required=True, help="a raw user id")
     recommend.add_argument("-k", type=_positive, default=10, help="how many (default %(default)s)")
     recommend.add_argument("--include-rated", action="store_true", help="do not leave out items rated in training")
-    recommend.add_argument("--json", action="store_true", help="print the list as JSON, keyed as the model's signature")
+    recommend.add_argument(
+        "--json", metavar="PATH", help="also write the list as JSON, keyed as the model's signature ('-': stdout only)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -298,8 +270,9 @@ def _cluster_task() -> str | None:
 
 
 def _train(args) -> None:
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}, learning_rate=args.lr)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"options"}
+    given = {k.partition(".")[2]: v for k, v in vars(args).items() if k.startswith("options.") and v is not None}
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}, learning_rate=args.lr, options=given)
     config.check()
     if config.splits_tables and _cluster_task() in ("worker", "ps"):
         _import_tensorflow_quietly(list_devices=False)
@@ -364,7 +337,8 @@ def _train(args) -> None:
                 (f"test {name}", f"{summary['test_' + name]:.4f}  (most popular: {summary['popular_' + name]:.4f})")
             )
     else:
-        rows += [("test RMSE", f"{summary['test_rmse']:.4f}"), ("test MAE", f"{summary['test_mae']:.4f}")]
+        mean = f"  (the training mean: {summary['mean_test_rmse']:.4f})"
+        rows += [("test RMSE", f"{summary['test_rmse']:.4f}{mean}"), ("test MAE", f"{summary['test_mae']:.4f}")]
     rows.append(("epochs", f"{summary['epochs']}{best}"))
     if summary["stopped"] == "epoch cap":
         cap = f"at the epoch cap ({config.epochs}) while validation was still improving: raise --epochs"
@@ -472,11 +446,15 @@ def _recommend(args) -> None:
     ranked = [(item.decode(), float(score)) for item, score in zip(out[item_key].numpy()[0], out["scores"].numpy()[0])]
     ranked = [(item, score) for item, score in ranked if item]  # "": fewer items than k left to recommend
     if args.json:
-        print(json.dumps({"user_id": args.user, item_key: [i for i, _ in ranked], "scores": [s for _, s in ranked]}))
-        return
-    print(f"{'rank':>4}  {item_key:<12} score")
+        listed = {"user_id": args.user, item_key: [i for i, _ in ranked], "scores": [s for _, s in ranked]}
+        if args.json == "-":
+            print(json.dumps(listed))
+            return
+        write_json_atomic(args.json, listed)
+    width = max([12, *(len(item) for item, _ in ranked)])
+    print(f"{'rank':>4}  {item_key:<{width}} score")
     for rank, (item, score) in enumerate(ranked, 1):
-        print(f"{rank:>4}  {item:<12} {score:.4f}")
+        print(f"{rank:>4}  {item:<{width}} {score:.4f}")
 
 
 def _info(args) -> None:

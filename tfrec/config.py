@@ -8,11 +8,6 @@ from tfrec import families, registry
 from tfrec.errors import TfrecError
 
 FEEDBACK_NAMES = ("explicit", "implicit")
-IMPLICIT_LOSS_NAMES = ("bce", "mse")
-NORMALIZATION_NAMES = ("observed", "entries")
-INIT_NAMES = ("torch", "glorot")
-ACTIVATION_NAMES = ("sigmoid", "linear", "relu", "elu", "selu", "tanh", "softplus", "swish", "gelu")
-ID_FEATURES = ("user_id", "movie_id")
 PRECISION_NAMES = ("float16", "bfloat16")
 #: The fields every family's ``defaults`` sets (``tfrec.families.Family``), measured per family on
 #: ML-100K 80/20 seed 42 by the validation cut of the training part (benchmarks/RESULTS.md).
@@ -21,32 +16,15 @@ DEFAULT_EPOCHS, DEFAULT_EPOCHS_WITHOUT_VALIDATION = 500, 50
 PER_MODEL = ("dim", "learning_rate", "l2", "batch_size", "patience", "refit")
 
 
-def _parse_layers(layers) -> tuple[int, ...]:
-    if isinstance(layers, str):
-        try:
-            layers = [int(x) for x in layers.replace(" ", "").split(",") if x]
-        except ValueError:
-            raise TfrecError(f"layers must be comma-separated integers like 256,64, got {layers!r}") from None
-    layers = tuple(int(x) for x in layers)
-    if any(x < 1 for x in layers):
-        raise TfrecError(f"layers must be positive widths, got {','.join(map(str, layers))}")
-    return layers
-
-
-def _parse_features(features) -> tuple[str, ...]:
-    names = features.replace(" ", "").split(",") if isinstance(features, str) else list(features)
-    names = tuple(str(n) for n in names if n)
-    if not names:
-        raise TfrecError("features must name at least one field, e.g. user_id,movie_id")
-    return names
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(init=False)
 class TrainConfig:
     """Everything ``tfrec train`` needs; defaults measured on ML-100K (benchmarks/RESULTS.md).
 
     A field left at None takes the model's default (its family's ``defaults``,
-    ``tfrec.families``) or, for ``split``, the feedback's, when :meth:`check` runs.
+    ``tfrec.families``) or, for ``split``, the feedback's, when :meth:`check` runs. What only some
+    models have (NCF's ``layers``, AutoRec's ``hidden``, FM's ``features``...) is an option their
+    family declares (``Family.options``): ``TrainConfig(model="neumf", layers="64,32")``, read back
+    as ``config.layers`` (or :meth:`value`), with the family's default where none is given.
 
     Attributes:
       model: A registered model name (``tfrec.families.names()``).
@@ -79,25 +57,14 @@ class TrainConfig:
         (``"2"``: every variable in two pieces by rows), or a size (``"64MB"``: pieces
         of at most that many bytes); default: pieces of at least 256 KB, at most one
         per parameter server (TensorFlow's ``MinSizePartitioner``).
-      features: FM/FFM fields, TFDS names (``user_id``, ``movie_id``, ``bucketized_user_age``,
-        ``user_gender``, ``user_occupation_label``, ``user_zip_code``, ``movie_genres``, ...);
-        a comma-separated string is split.
-      layers: NCF hidden layer widths.
-      dropout: NCF dropout before each hidden layer.
       feedback: ``explicit`` (ratings) or ``implicit`` (interactions: NCF); None: the data's
         (``implicit`` for a file without a rating column, else ``explicit``), set when the data loads.
       columns: For a file of the user's own: ``user=COL,item=COL[,rating=COL][,timestamp=COL]``
         (``tfrec.data.files``); None: found by their names.
       delimiter: For a delimited file; None: sniffed.
-      negatives: Implicit NCF: sampled unrated items per rated pair, per epoch.
-      implicit_loss: Implicit NCF: ``bce`` or ``mse`` (on the sigmoid output).
-      hidden: AutoRec hidden units.
-      encoder_activation, decoder_activation: AutoRec activations.
-      loss_normalization: AutoRec: ``observed`` (mean over observed ratings) or
-        ``entries`` (mean over every vector entry).
-      input_dropout: AutoRec: rate of observed input ratings dropped in training.
-      init: AutoRec kernels: ``torch`` (``nn.Linear``'s U(+-1/sqrt(fan_in)),
-        measured slightly better on ML-100K) or ``glorot`` (Keras' default).
+      options: The model family's own settings by option name (``Family.options``), as Python
+        values or as the command line gives them (``"64,32"``); checked and completed with the
+        family's defaults by :meth:`check`. Keyword arguments that are not fields land here too.
       refit: After early stopping, train a fresh model on the whole training
         part (validation cut included) for the best epoch count. Costs a
         second fit; None: the model's default.
@@ -127,24 +94,60 @@ class TrainConfig:
     steps_per_execution: int = 128
     strategy: str = "auto"
     shards: str | None = None
-    features: tuple[str, ...] | str = ID_FEATURES
-    layers: tuple[int, ...] | str = (64, 32, 16)
-    dropout: float = 0.0
     feedback: str | None = None
-    negatives: int = 4
-    implicit_loss: str = "bce"
-    hidden: int = 300
-    encoder_activation: str = "sigmoid"
-    decoder_activation: str = "linear"
-    loss_normalization: str = "observed"
-    input_dropout: float = 0.25
-    init: str = "torch"
     refit: bool | None = None
     checkpoint_dir: str | None = None
     deterministic: bool = False
     mixed_precision: str | None = None
     columns: str | None = None
     delimiter: str | None = None
+    options: dict = dataclasses.field(default_factory=dict)
+
+    def __init__(self, **settings):
+        """The fields by name (defaults as declared); any other keyword is a family option
+        (``TrainConfig(model="neumf", layers="64,32")``), as are the entries of ``options``."""
+        for field in dataclasses.fields(self):
+            if field.name in settings:
+                value = settings.pop(field.name)
+            elif field.default is not dataclasses.MISSING:
+                value = field.default
+            else:
+                value = field.default_factory()
+            setattr(self, field.name, value)
+        self.options = {**self.options, **settings}
+
+    def __getattr__(self, name):
+        """A family option by name (``config.layers``), as :meth:`value` reads it."""
+        if name.startswith("_") or name == "options":
+            raise AttributeError(name)
+        spec = families.family(self.model).options.get(name)
+        if spec is None:
+            raise AttributeError(f"{type(self).__name__} of {self.model} has no field or option {name!r}")
+        return families.parse_option(name, spec, self.options.get(name, spec["default"]))
+
+    def value(self, name: str):
+        """A field, or an option of the model's family (its default where none was given).
+
+        Raises:
+          TfrecError: the model has no such field or option.
+        """
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise TfrecError(f"{self.model} has no setting {name!r}") from None
+
+    def as_dict(self) -> dict:
+        """The fields and the options in one flat JSON-ready dict (what run reports and checkpoints record)."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        options = {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}
+        return {**record, **options}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "TrainConfig":
+        """The config of :meth:`as_dict`'s dict: the fields, and every other key as an option."""
+        fields = {f.name for f in dataclasses.fields(cls)} - {"options"}
+        return cls(**{k: v for k, v in record.items() if k in fields},
+                   options={k: v for k, v in record.items() if k not in fields})  # fmt: skip
 
     @property
     def family(self) -> families.Family:
@@ -180,8 +183,8 @@ class TrainConfig:
         if feedback == "implicit" and not self.family.implicit:
             able = [n for f in families.families() if f.implicit for n in f.variants]
             raise TfrecError(
-                f"{self.data}: has no rating column (interactions only); {self.model} learns ratings: "
-                f"train an implicit-feedback model (--model {' / '.join(able)})"
+                f"{self.data}: no rating column found (interactions only); {self.model} learns ratings: name "
+                f"yours with --columns rating=COL, or train an implicit-feedback model (--model {' / '.join(able)})"
             )
         self.check()
 
@@ -197,14 +200,9 @@ class TrainConfig:
         family = self.family  # raises for an unknown model, listing the known ones
         registry.optimizers.entry(self.optimizer)  # raises for an unknown name, listing the registered ones
         registry.strategies.entry(self.strategy)
-        for key, allowed in (
-            ("feedback", (*FEEDBACK_NAMES, None)), ("implicit_loss", IMPLICIT_LOSS_NAMES),
-            ("loss_normalization", NORMALIZATION_NAMES), ("encoder_activation", ACTIVATION_NAMES),
-            ("decoder_activation", ACTIVATION_NAMES), ("init", INIT_NAMES),
-        ):  # fmt: skip
-            if getattr(self, key) not in allowed:
-                named = ", ".join(a for a in allowed if a is not None)
-                raise TfrecError(f"unknown {key} {getattr(self, key)!r}: use one of {named}")
+        if self.feedback not in (*FEEDBACK_NAMES, None):
+            raise TfrecError(f"unknown feedback {self.feedback!r}: use one of {', '.join(FEEDBACK_NAMES)}")
+        self._check_options(family)
         if self.shards is not None:
             if not self.splits_tables:
                 able = ", ".join(e.name for e in registry.strategies.entries() if e.capabilities["splits_tables"])
@@ -238,12 +236,7 @@ class TrainConfig:
         if self.split is None:
             self.split = "leave-last-out" if self.implicit else "ratio"
             self._defaulted["split"] = True
-        self.layers = _parse_layers(self.layers)
-        self.features = _parse_features(self.features)
-        if self.features != ID_FEATURES and not family.side_features:
-            able = [n for f in families.families() if f.side_features for n in f.variants]
-            raise TfrecError(f"features are for {', '.join(able)}; {self.model} uses user_id and movie_id")
-        for key in ("epochs", "batch_size", "dim", "steps_per_execution", "negatives", "hidden"):
+        for key in ("epochs", "batch_size", "dim", "steps_per_execution"):
             if getattr(self, key) < 1:
                 raise TfrecError(f"{key} must be at least 1, got {getattr(self, key)}")
         if not self.learning_rate > 0:
@@ -252,9 +245,20 @@ class TrainConfig:
             raise TfrecError(f"l2 and patience must be >= 0, got {self.l2} and {self.patience}")
         if not 0 <= self.validation_fraction < 1:
             raise TfrecError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-        for key in ("dropout", "input_dropout"):
-            if not 0 <= getattr(self, key) < 1:
-                raise TfrecError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+
+    def _check_options(self, family: families.Family) -> None:
+        """Parses and checks each given option against its family's spec, and fills in the others' defaults."""
+        for name in self.options:
+            if name not in family.options:
+                owners = [n for f in families.families() if name in f.options for n in f.variants]
+                if owners:
+                    raise TfrecError(f"{name} is an option of {', '.join(owners)}, not of {self.model}")
+                own = ", ".join(family.options) or "none"
+                raise TfrecError(f"unknown option {name!r} for {self.model} (its options: {own})")
+        self.options = {
+            name: families.parse_option(name, spec, self.options.get(name, spec["default"]))
+            for name, spec in family.options.items()
+        }
 
 
 _UNITS = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}

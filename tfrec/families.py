@@ -45,8 +45,16 @@ class Family:
         ``learning_rate``, ``l2``, ``batch_size``, ``patience``, ``refit``), measured on ML-100K.
       variant_defaults: Per variant name, defaults that differ from ``defaults``.
       variant_models: Per variant name, a class other than ``model`` (a subclass in the same file).
-      arguments: Constructor argument -> the ``TrainConfig`` field it is taken from.
-      options: ``TrainConfig`` fields only this family reads: grouped under its title in ``--help``.
+      arguments: Constructor argument -> the ``TrainConfig`` field or the option (below) it is taken from.
+      options: The family's own settings, option name -> spec (literal values): ``type`` (``int``,
+        ``float``, ``str``, ``bool``, ``ints``: comma-separated positive integers, ``names``:
+        comma-separated names), ``default``, ``help``, and optionally ``choices``, ``min`` (inclusive),
+        ``below`` (exclusive upper bound), ``search`` (what a search may try: ``{"low": ..., "high":
+        ..., "log": bool}`` or ``{"choices": [...]}``) and ``pipeline`` (True: an argument of the
+        model's ``training_dataset``, not of its constructor). Each becomes ``tfrec train --NAME``
+        (grouped under the family's title in ``--help``), a key of ``TrainConfig.options`` checked
+        against the spec, an entry of the run's recorded config, and a constructor argument when
+        ``arguments`` maps one to it. Families may share an option name only with the same type.
       implicit: It trains on implicit feedback too (``--feedback implicit``).
       side_features: It reads side features (``--features``) besides the two ids.
       mixed_precision: Variant names whose Dense layers can compute in float16/bfloat16.
@@ -65,7 +73,7 @@ class Family:
     variant_defaults: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     variant_models: Mapping[str, str] = dataclasses.field(default_factory=dict)
     arguments: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    options: tuple[str, ...] = ()
+    options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     implicit: bool = False
     side_features: bool = False
     mixed_precision: tuple[str, ...] = ()
@@ -86,10 +94,13 @@ class Family:
         stray = set(self.mixed_precision) - set(self.variants)
         if stray:
             raise TfrecError(f"family {self.model}: mixed_precision names unknown variants {', '.join(sorted(stray))}")
+        for name, spec in self.options.items():
+            _check_option(self.model, name, spec)
         # Read-only views: a family is shared by every run in the process.
         for key in ("variants", "defaults", "variant_defaults", "variant_models", "arguments"):
             object.__setattr__(self, key, MappingProxyType(dict(getattr(self, key))))
-        object.__setattr__(self, "options", tuple(self.options))
+        options = {name: MappingProxyType(dict(spec)) for name, spec in self.options.items()}
+        object.__setattr__(self, "options", MappingProxyType(options))
         object.__setattr__(self, "mixed_precision", tuple(self.mixed_precision))
 
     def defaults_for(self, name: str) -> dict:
@@ -98,6 +109,64 @@ class Family:
 
     def class_name(self, name: str) -> str:
         return self.variant_models.get(name, self.model)
+
+
+OPTION_TYPES = ("int", "float", "str", "bool", "ints", "names")
+_SPEC_KEYS = {"type", "default", "help", "choices", "min", "below", "search", "pipeline"}
+
+
+def _check_option(model: str, name: str, spec: Mapping) -> None:
+    where = f"family {model}: option {name!r}"
+    if not name.isidentifier():
+        raise TfrecError(f"{where}: an option name must be an identifier (its flag is --{name.replace('_', '-')})")
+    stray = sorted(set(spec) - _SPEC_KEYS)
+    if stray:
+        raise TfrecError(f"{where}: unknown spec key {stray[0]!r} (known: {', '.join(sorted(_SPEC_KEYS))})")
+    if spec.get("type") not in OPTION_TYPES:
+        raise TfrecError(f"{where}: type must be one of {', '.join(OPTION_TYPES)}, got {spec.get('type')!r}")
+    if "default" not in spec:
+        raise TfrecError(f"{where}: give it a default")
+    parse_option(name, spec, spec["default"], where)
+
+
+def parse_option(name: str, spec: Mapping, value, where: str | None = None):
+    """``value`` (as given: a string from the command line, or a Python value) as the option's type, checked.
+
+    Raises:
+      TfrecError: the value is not of the type, not among ``choices`` or out of its bounds.
+    """
+    where, given, kind = where or name, value, spec["type"]
+    try:
+        if kind == "ints":
+            parts = value.replace(" ", "").split(",") if isinstance(value, str) else list(value)
+            value = tuple(int(x) for x in parts if x != "")
+            if any(x < 1 for x in value):
+                raise ValueError
+        elif kind == "names":
+            parts = value.replace(" ", "").split(",") if isinstance(value, str) else list(value)
+            value = tuple(str(x) for x in parts if x)
+            if not value:
+                raise ValueError
+        elif kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError
+                value = value.lower() in ("1", "true", "yes", "on")
+            value = bool(value)
+        else:
+            value = {"int": int, "float": float, "str": str}[kind](value)
+            if kind == "float" and value != value:
+                raise ValueError
+    except (TypeError, ValueError):
+        shown = {"ints": "comma-separated positive integers like 256,64", "names": "comma-separated names"}
+        raise TfrecError(f"{where} must be {shown.get(kind, 'a ' + kind)}, got {given!r}") from None
+    if "choices" in spec and value not in tuple(spec["choices"]):
+        raise TfrecError(f"unknown {where} {value!r}: use one of {', '.join(map(str, spec['choices']))}")
+    if "min" in spec and value < spec["min"]:
+        raise TfrecError(f"{where} must be at least {spec['min']:g}, got {value:g}")
+    if "below" in spec and not value < spec["below"]:
+        raise TfrecError(f"{where} must be in [{spec.get('min', float('-inf')):g}, {spec['below']:g}), got {value:g}")
+    return value
 
 
 _registry: dict[str, Family] = {}  # model name -> family
@@ -210,12 +279,29 @@ def model_class(name: str) -> type:
     return getattr(importlib.import_module(spec.module), spec.class_name(name))
 
 
+def options() -> dict[str, tuple[Mapping, list[Family]]]:
+    """Every option of every family: name -> (its spec, the families that declare it).
+
+    Raises:
+      TfrecError: two families declare one name with different types.
+    """
+    found: dict[str, tuple[Mapping, list[Family]]] = {}
+    for each in families():
+        for name, spec in each.options.items():
+            if name in found and found[name][0]["type"] != spec["type"]:
+                first = found[name][1][0].model
+                raise TfrecError(f"option {name!r}: {first} and {each.model} declare it with different types")
+            found.setdefault(name, (spec, []))[1].append(each)
+    return found
+
+
 def model_arguments(name: str, config) -> dict:
-    """Constructor arguments of model ``name`` from a checked ``TrainConfig``: the fixed ones, then the mapped fields.
+    """Constructor arguments of model ``name`` from a checked ``TrainConfig``: the fixed ones, then the mapped
+    fields and options.
 
     Tuples (``layers``, ``features``) are passed as lists, as the classes store them in their configs.
     """
     spec = family(name)
-    taken = {arg: getattr(config, field) for arg, field in spec.arguments.items()}
+    taken = {arg: config.value(field) for arg, field in spec.arguments.items()}
     taken = {k: list(v) if isinstance(v, tuple) else v for k, v in taken.items()}
     return {**spec.variants[name], **taken}

@@ -140,7 +140,7 @@ def training_dataset(
         if batch_size % workers:
             raise TfrecError(f"batch_size {batch_size} does not split evenly over {workers} workers")
         batch_size, drop_remainder = batch_size // workers, True
-    options = {"negatives": config.negatives} if config.implicit else {}
+    options = {name: config.value(name) for name, spec in config.family.options.items() if spec.get("pipeline")}
     ds = model.training_dataset(
         train, batch_size, shuffle=True, seed=config.seed, drop_remainder=drop_remainder, first_epoch=first_epoch,
         **options,
@@ -301,6 +301,9 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
     else:
         result = net.evaluate(evaluation_dataset(parts.test, eval_size, net), return_dict=True, verbose=0)
         summary.update(test_rmse=float(result["rmse"]), test_mae=float(result["mae"]))
+    if not config.implicit:  # what a model that learned nothing scores: the training mean for every pair
+        mean = parts.train.rating.astype(np.float64).mean()
+        summary["mean_test_rmse"] = float(np.sqrt(np.mean((parts.test.rating.astype(np.float64) - mean) ** 2)))
     report = {
         **summary,
         "epochs": len(fit_logs),
@@ -315,7 +318,7 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
         "devices": _devices(strategy_, net),
         "workers": n_workers,
         "chief": is_chief(strategy_),
-        "config": {**dataclasses.asdict(config), "layers": list(config.layers), "features": list(config.features)},
+        "config": config.as_dict(),
     }
     if sharded:
         gathered, net = _gathered(net, config, built_from, parts.test)
@@ -481,5 +484,4 @@ class _Phases:
 
 def _resumable(config: TrainConfig) -> dict:
     """The settings a checkpoint directory records and a resumed run must repeat."""
-    record = {**dataclasses.asdict(config), "layers": list(config.layers), "features": list(config.features)}
-    return {k: v for k, v in record.items() if k != "checkpoint_dir"}
+    return {k: v for k, v in config.as_dict().items() if k != "checkpoint_dir"}

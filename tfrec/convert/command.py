@@ -30,7 +30,10 @@ def add_parser(sub, positive, model_names) -> None:
     p.add_argument("--items", required=True, metavar="FILE", help="item ids in row order (or an id,row CSV)")
     p.add_argument("--export", required=True, metavar="DIR", help="the SavedModel directory (new or empty)")
     p.add_argument("--map", action="append", default=[], metavar="THEIR=TFREC", help="rename a tensor (repeatable)")
-    p.add_argument("--ratings", metavar="DATA", help="AutoRec: the known ratings it predicts from (a ratings file)")
+    p.add_argument(
+        "--ratings", metavar="DATA",
+        help="the ratings the model was trained on (a ratings file): recommend leaves them out; AutoRec reads them",
+    )  # fmt: skip
     mean = p.add_mutually_exclusive_group()
     mean.add_argument(
         "--global-mean", type=float, metavar="MEAN",
@@ -58,13 +61,18 @@ def run(args) -> int:
     """Imports, exports (staged) and, with ``--verify``, checks before moving the export into place."""
     from tfrec import convert, export
 
+    from tfrec import data, families
+
     target = Path(args.export)
     export.refuse_existing(target)
-    model = convert.from_torch(args.weights, args.model, args.users, args.items, mapping=args.map, **_options(args))
+    options, rated = _options(args), data.load(args.ratings) if args.ratings else None
+    if rated is not None and families.model_class(args.model).vector_kind(args.model):
+        options["ratings"] = rated  # AutoRec predicts from the ratings it reads
+    model = convert.from_torch(args.weights, args.model, args.users, args.items, mapping=args.map, **options)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        saved = export.save(model, staging / "model", clip=False)
+        saved = export.save(model, staging / "model", rated=rated, clip=False)
         if args.verify:
             _verify(args, model, saved, target)
         if target.exists():
@@ -77,7 +85,7 @@ def run(args) -> int:
 
 
 def _options(args) -> dict:
-    """The constructor arguments the weights do not give: the global mean, NCF's feedback, AutoRec's ratings."""
+    """The constructor arguments the weights do not give: the global mean, NCF's feedback, the item key."""
     import numpy as np
 
     from tfrec import data
@@ -89,8 +97,6 @@ def _options(args) -> dict:
         options["global_mean"] = float(table.rating.astype(np.float64).mean())
         print(f"global mean {options['global_mean']:.6g}: {len(table)} ratings of {args.global_mean_from}",
               file=sys.stderr)  # fmt: skip
-    if args.ratings:
-        options["ratings"] = data.load(args.ratings)
     return options
 
 

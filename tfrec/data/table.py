@@ -229,7 +229,7 @@ class Ratings:
             "density": len(self) / (used_users * used_items),
             "rating_mean": float(self.rating.astype(np.float64).mean()),
             "rating_histogram": {_fmt(v): int(c) for v, c in zip(values, counts)},
-            "features": list(self.features),
+            "features": [self.item_key if f == "movie_id" else f for f in self.features],
         }
 
 

@@ -55,7 +55,25 @@ FAMILY = Family(
         "l2": "l2", "loss_normalization": "loss_normalization", "input_dropout": "input_dropout", "init": "init",
         "mixed_precision": "mixed_precision",
     },
-    options=("hidden", "encoder_activation", "decoder_activation", "loss_normalization", "init", "input_dropout"),
+    options={
+        "hidden": {"type": "int", "default": 300, "min": 1, "help": "hidden units",
+                   "search": {"low": 100, "high": 1000, "log": True}},
+        "encoder_activation": {
+            "type": "str", "default": "sigmoid", "help": "encoder",
+            "choices": ["sigmoid", "linear", "relu", "elu", "selu", "tanh", "softplus", "swish", "gelu"],
+        },
+        "decoder_activation": {
+            "type": "str", "default": "linear", "help": "decoder",
+            "choices": ["sigmoid", "linear", "relu", "elu", "selu", "tanh", "softplus", "swish", "gelu"],
+        },
+        "loss_normalization": {"type": "str", "default": "observed", "choices": ["observed", "entries"],
+                               "help": "mean over observed ratings, or over every vector entry"},
+        "init": {"type": "str", "default": "torch", "choices": ["torch", "glorot"],
+                 "help": "kernel init: nn.Linear's U(+-1/sqrt(fan_in)), or Glorot's"},
+        "input_dropout": {"type": "float", "default": 0.25, "min": 0.0, "below": 1.0,
+                          "help": "rate of observed input ratings dropped in training",
+                          "search": {"low": 0.0, "high": 0.5}},
+    },
     mixed_precision=("autorec-i", "autorec-u"),
     threads_per_op="all",  # dense matrix products: one thread per core each
     rank=40,

@@ -50,7 +50,14 @@ FAMILY = Family(
     defaults={"dim": 8, "learning_rate": 0.005, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
     variant_defaults={"ffm": {"dim": 4, "learning_rate": 0.01}},
     arguments={"dim": "dim", "l2": "l2", "fields": "features"},
-    options=("features",),
+    options={
+        "features": {
+            "type": "names",
+            "default": ["user_id", "movie_id"],
+            "help": "fields, TFDS names: user_id,movie_id,bucketized_user_age,user_gender,"
+            "user_occupation_label,user_zip_code,movie_genres",
+        },
+    },
     side_features=True,
     rank=50,
 )

@@ -50,7 +50,17 @@ FAMILY = Family(
         "dim": "dim", "layers": "layers", "dropout": "dropout", "feedback": "feedback",
         "implicit_loss": "implicit_loss", "l2": "l2", "mixed_precision": "mixed_precision",
     },
-    options=("layers", "dropout", "feedback", "negatives", "implicit_loss"),
+    options={
+        "layers": {"type": "ints", "default": [64, 32, 16], "help": "MLP widths",
+                   "search": {"choices": [[64, 32, 16], [128, 64, 32], [256, 128, 64], [64, 32]]}},
+        "dropout": {"type": "float", "default": 0.0, "min": 0.0, "below": 1.0, "help": "before each MLP layer",
+                    "search": {"low": 0.0, "high": 0.5}},
+        "negatives": {"type": "int", "default": 4, "min": 1, "pipeline": True,
+                      "help": "implicit: sampled unrated items per rated pair, per epoch",
+                      "search": {"low": 1, "high": 8}},
+        "implicit_loss": {"type": "str", "default": "bce", "choices": ["bce", "mse"],
+                          "help": "implicit: the loss on the output (mse: on the sigmoid)"},
+    },
     implicit=True,
     mixed_precision=("ncf", "neumf"),  # GMF has no Dense layer but its output
     rank=30,

@@ -193,12 +193,11 @@ def test_the_export_of_a_user_file_answers_its_raw_ids_in_item_words(trained_on_
     saved = out / "models" / "shop" / "1"
     predicted = run_tfrec("predict", str(saved), "--user", str(users[0]), "--item", str(items[0]))
     assert predicted.returncode == 0 and 1.0 <= float(predicted.stdout) <= 5.0, predicted.stderr
-    top = run_tfrec("recommend", str(saved), "--user", str(users[0]), "-k", "3")
+    top = run_tfrec("recommend", str(saved), "--user", str(users[0]), "-k", "3", "--json", str(out / "top.json"))
     assert top.stdout.splitlines()[0].split() == ["rank", "item_id", "score"], top.stdout
     ranked = [line.split()[1] for line in top.stdout.splitlines()[1:]]
     assert len(ranked) == 3 and set(ranked) <= {str(i) for i in items}, top.stdout
-    listed = run_tfrec("recommend", str(saved), "--user", str(users[0]), "-k", "3", "--json", "-")
-    assert json.loads(listed.stdout)["item_id"] == ranked, listed.stdout
+    assert json.loads((out / "top.json").read_text())["item_id"] == ranked
     loaded = tf.saved_model.load(str(saved))
     assert set(loaded.signatures["serving_default"].structured_input_signature[1]) == {"user_id", "item_id"}
     assert set(loaded.signatures["recommend"].structured_outputs) == {"item_id", "scores"}

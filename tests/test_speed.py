@@ -189,6 +189,36 @@ def test_build_creates_every_variable_before_fit_with_the_values_fit_would_draw(
         np.testing.assert_array_equal(drawn.numpy(), expected)
 
 
+@pytest.mark.parametrize("name", ["biased-mf", "neumf", "autorec-i"])
+def test_keras_own_loop_and_tfrec_s_reach_the_same_weights(name):
+    """`model.fast_loop = False` hands `fit` back to Keras' loop of steps_per_execution steps: an epoch
+    (with a shortened last execution) ends at the same weights and loss as tfrec's loop, and Keras'
+    traces the step twice where tfrec's traces it once (what tfrec's loop is for)."""
+    from tfrec import data
+    from tfrec.config import TrainConfig
+    from tfrec.train import build, training_dataset
+
+    train = data.split(data.load("synthetic:users=60,items=50,ratings=2000,seed=2"), "ratio", seed=1).train
+    config = TrainConfig(model=name, epochs=1, steps_per_execution=8, batch_size=64, dropout=0.1)
+    if name != "neumf":
+        config.options.pop("dropout")
+    config.check()
+    ends = {}
+    for fast in (True, False):
+        tf.keras.utils.set_random_seed(7)
+        net = build(name, train, config)
+        net.fast_loop = fast
+        traced, step = [], net.train_step
+        net.train_step = lambda batch, step=step, traced=traced: traced.append(1) or step(batch)
+        history = net.fit(training_dataset(config, train, model=net), epochs=2, verbose=0)
+        ends[fast] = ([v.numpy() for v in net.trainable_variables], history.history["loss"], len(traced))
+    (fast, fast_loss, fast_traces), (keras, keras_loss, keras_traces) = ends[True], ends[False]
+    assert fast_traces == 1 and keras_traces == 2, (fast_traces, keras_traces)
+    assert fast_loss == keras_loss
+    for a, b in zip(fast, keras):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_validation_pipeline_scores_each_epoch_as_a_fresh_pass_over_the_id_strings_would():
     """`tfrec train`'s per-epoch validation reads row numbers, cached after the first pass, through one
     endless iterator; every epoch's val_rmse and val_mae must still be those of the whole validation set."""

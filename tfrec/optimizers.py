@@ -28,8 +28,7 @@ class SharedRowDedup:
     user's factors and bias; NeuMF's two user tables) get gradients whose
     indices are each a reshape of that one id tensor, so their ``tf.unique``
     is the same: it is computed once here and shared. Other gradients (eager
-    ones, or all-reduced ones under a strategy) take Keras' path. At ML-20M's
-    shape this is about a second an epoch (benchmarks/RESULTS.md).
+    ones, or all-reduced ones under a strategy) take Keras' path.
     """
 
     def _deduplicate_sparse_grad(self, grads):  # _internals.DEDUPLICATE_SPARSE_GRAD

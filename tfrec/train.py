@@ -48,9 +48,7 @@ def configure_threads(model: str, intra_op: int | None = None, inter_op: int | N
     process-wide. ``intra_op`` None: the family's ``threads_per_op`` (``tfrec.families``): 1 for the
     embedding models (MF, biased MF, NCF, FM), whose steps are chains of small ops that lose more to
     splitting each op between threads than they gain, and for AutoRec, whose step is dense matrix
-    products, as many as ``inter_op`` (None: TensorFlow's default, one per core). On 2 cores, one
-    thread per op made an ML-100K step 15-25% shorter for MF, biased MF, NCF and NeuMF, AutoRec's the
-    same, and biased MF's ML-20M epoch 6.2 s instead of 7.3 s (benchmarks/RESULTS.md).
+    products, as many as ``inter_op`` (None: TensorFlow's default, one per core).
     ``inter_op`` None: TensorFlow's default (one per core), so independent ops still run side by side.
 
     Returns:
@@ -153,10 +151,10 @@ def evaluation_dataset(table: tfdata.Ratings, batch_size: int, model=None, worke
 
     With ``model``, the ids come as its row numbers (no string lookups in the test step), and
     validation and test batches have one signature, so the test step is traced once: a test
-    ``evaluate`` after ``fit`` on the id strings traced it again (0.19 s for biased MF). ``cache``
-    keeps the batches after the first pass (on one worker); with :func:`endless` Keras then keeps
-    one iterator, and a later epoch's validation pass reads memory: 21 -> 5 ms an epoch for biased
-    MF's 20K test ratings (benchmarks/RESULTS.md). The cache holds the pairs once more (16-20 bytes a rating).
+    ``evaluate`` after ``fit`` on the id strings traced it again. ``cache`` keeps the batches after
+    the first pass (on one worker); with :func:`endless` Keras then keeps one iterator, and a later
+    epoch's validation pass reads memory instead of gathering again. The cache holds the pairs once
+    more (16-20 bytes a rating).
     """
     ds = tfdata.dataset(table, batch_size, features=PAIR_FEATURES, vocabularies=_vocabularies(model))
     if workers > 1:

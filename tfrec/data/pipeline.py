@@ -76,8 +76,8 @@ def dataset(
         names = tuple({"user_id": "user_row", "movie_id": "movie_row"}.get(n, n) for n in names)
     gather = _gatherer(table, names, vocabularies)
     if shuffle and gather.numbers_only and len(table) <= WHOLE_EPOCH_ROWS:
-        # Gathered an epoch at a time and sliced into batches: no per-batch map, whose cost (about 60 us a
-        # batch of the data threads' time) was 12% of an MF epoch on ML-100K (benchmarks/RESULTS.md).
+        # Gathered an epoch at a time and sliced into batches: no per-batch map, whose fixed cost per batch
+        # is a sizeable share of a step as small as an MF step.
         examples = epoch_batches(len(table), int(batch_size), seed, shuffle, drop_remainder, table.name,
                                  first_epoch, gather=gather, endless=endless)  # fmt: skip
         return epoch_pipeline(examples.prefetch(tf.data.AUTOTUNE))
@@ -213,8 +213,8 @@ def _gatherer(table: Ratings, names: tuple[str, ...], vocabularies=None):
             columns[name] = (table.user, table.user_features[name])
         else:
             columns[name] = (table.item, table.item_features[name])
-    # Each column becomes a tensor and TF stacks them: at ML-20M's 16M ratings the pipeline builds in 0.6-1.0 s
-    # with 0.12 GB less at the peak than np.stack and one copy into a tensor (2.1 s; benchmarks/RESULTS.md).
+    # Each column becomes a tensor and TF stacks them: one copy fewer at the peak than np.stack and then a
+    # copy into a tensor.
     packed_names = tuple(packed)
     block = tf.stack([tf.convert_to_tensor(packed.pop(name)) for name in packed_names], axis=1) if packed else None
     indexes = {id(index): tf.constant(index) for index, _ in columns.values() if index is not None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
-from tfrec import _internals
+from tfrec import _internals, _loop
 from tfrec._keras import tf
 import tensorflow_recommenders as tfrs
 
@@ -187,8 +187,7 @@ class RatingModel(tfrs.Model):
         """Sets plain-data attributes (vocabularies, side features) without Keras tracking them.
 
         They are not weights: ``get_config`` saves them. Tracked, each of their strings is
-        walked by every ``model.metrics`` call, which ``fit`` makes two or three times an epoch:
-        0.9 ms a call for MF on ML-100K, 3.7 ms for FM with its side features (measured).
+        walked by every ``model.metrics`` call, which ``fit`` makes two or three times an epoch.
         """
         for name, value in values.items():
             setattr(self, name, value)
@@ -307,7 +306,7 @@ class RatingModel(tfrs.Model):
 
         That is Keras' Adam, the same steps, each variable's step in one native op (faster, the
         same numbers). An optimizer instance is used as given: ``tf.keras.optimizers.Adam(0.01)``
-        works and is slower than ``tfrec.optimizers.Adam(0.01)`` (benchmarks/RESULTS.md).
+        works and takes more ops a step than ``tfrec.optimizers.Adam(0.01)``.
         """
         if isinstance(optimizer, str) and optimizer.lower() == "adam":
             from tfrec.optimizers import Adam
@@ -353,7 +352,7 @@ class RatingModel(tfrs.Model):
         """Creates every weight and optimizer slot now, from one pair of known ids, instead of in ``fit``.
 
         A ``tf.function`` that creates variables on its first call is traced twice; created here, the
-        train step is traced once (``tfrec.train.build`` calls it; 0.3-0.6 s off the first epoch).
+        train step is traced once (``tfrec.train.build`` calls it).
         The weights are drawn in the order the first training step would draw them, so the
         values are the same.
         """
@@ -363,66 +362,19 @@ class RatingModel(tfrs.Model):
             self.optimizer.build(self.trainable_variables)
             self._variables_created = True
 
+    #: Whether ``fit`` and ``evaluate`` run ``steps_per_execution`` steps through tfrec's loop
+    #: (:mod:`tfrec._loop`: each step traced once) or through Keras' own (set False before ``fit``).
+    fast_loop = True
+
     def make_train_function(self, force=False):
-        return self._multi_step_function("train", force)
+        if not self.fast_loop:
+            return super().make_train_function(force)
+        return _loop.multi_step_function(self, "train", force, super().make_train_function)
 
     def make_test_function(self, force=False):
-        return self._multi_step_function("test", force)
-
-    def _multi_step_function(self, kind: str, force: bool):
-        """Keras' loop of ``steps_per_execution`` steps around Keras' own one-step function.
-
-        Keras writes the loop as ``for _ in tf.range(n): outputs = step(...)``; AutoGraph traces
-        such a body twice (once to learn what ``outputs`` is). Calling a one-step ``tf.function``
-        there instead traces the step once: about 0.15 s off the first epoch of biased MF on
-        ML-100K. The loop is a ``tf.while_loop`` whose outputs start as zeros of the step's
-        shapes, and neither function goes through AutoGraph (Keras' step has no Python control
-        flow on tensors, and the train and test steps skip it already): the train function's
-        trace and first call 0.45 -> 0.37 s (benchmarks/RESULTS.md). Each step is Keras' (strategy,
-        counters, output reduction); only the loop is here. Eager runs, one step per execution and
-        parameter-server coordinators keep Keras' function.
-        """
-        make = getattr(super(), f"make_{kind}_function")
-        steps = _internals.steps_per_execution(self)
-        if (
-            (getattr(self, f"{kind}_function") is not None and not force)
-            or steps is None
-            or int(steps.numpy()) == 1
-            or self.run_eagerly
-            or _internals.has_cluster_coordinator(self)
-            or getattr(self, "autotune_steps_per_execution", False)
-        ):
-            return make(force)
-        _internals.set_steps_per_execution(self, None)  # Keras then makes its one-step function
-        try:
-            one_step = make(force=True)
-        finally:
-            _internals.set_steps_per_execution(self, steps)
-
-        step = tf.function(one_step.python_function, reduce_retracing=True, autograph=False)
-
-        def several_steps(iterator):
-            # The loop's outputs start as zeros shaped as the step's (traced here once, then called); AutoGraph's
-            # `for` would build the body twice to learn them, and a first step outside the loop would inline twice.
-            traced = step.get_concrete_function(iterator).structured_outputs
-            shapes = tf.nest.map_structure(lambda t: t.shape, traced)
-            zeros = tf.nest.map_structure(lambda t: tf.zeros([n or 0 for n in t.shape], t.dtype), traced)
-            _, outputs = tf.while_loop(
-                lambda done, _: done < steps,  # read at each call: Keras shortens the last execution of an epoch
-                lambda done, _: (done + 1, step(iterator)),
-                (tf.constant(0, steps.dtype), zeros),
-                shape_invariants=(tf.TensorShape([]), shapes),
-            )
-            return outputs
-
-        function = tf.function(several_steps, reduce_retracing=True, autograph=False)
-        # Each model makes its own loop function, traced once; with one call an epoch, a few models built in
-        # one process (a sweep) look to TF's retracing detector like one function retraced, and it warns.
-        # TF's own switch for that (restored SavedModel functions set it); without it, no harm.
-        _internals.omit_retracing_warning(function)
-        setattr(self, f"{kind}_function", function)
-        setattr(self, f"{kind}_tf_function", function)
-        return function
+        if not self.fast_loop:
+            return super().make_test_function(force)
+        return _loop.multi_step_function(self, "test", force, super().make_test_function)
 
     # Keras 2 runs `steps_per_execution` steps per call for the *_on_batch methods too, so with more than one
     # (tfrec.train.build compiles with 128) a single batch ends in "End of sequence". These run one step.
@@ -458,7 +410,7 @@ class RatingModel(tfrs.Model):
             steps.assign(count)
 
     # The steps are straight-line TensorFlow (no Python control flow on tensors), so AutoGraph has nothing to
-    # convert; skipping it (and so every layer and metric called inside) takes 0.3 s off tracing a train step.
+    # convert; skipping it (and so every layer and metric called inside) shortens tracing a train step.
     @tf.autograph.experimental.do_not_convert
     def train_step(self, inputs):
         inputs = self._unpack(inputs)

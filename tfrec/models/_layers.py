@@ -16,7 +16,7 @@ def id_lookup(vocabulary) -> tf.keras.layers.StringLookup:
     (factors, bias) reads the same row index.
     """
     # A tuple, which Keras keeps as it is: a list becomes a tracked ListWrapper, walked string by string by
-    # every `model.metrics` call (two or three an epoch; 0.5 ms a call at ML-100K's 2,600 ids, measured).
+    # every `model.metrics` call (two or three an epoch).
     vocabulary = tuple(str(v) for v in vocabulary)
     return tf.keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, mask_token=None)
 

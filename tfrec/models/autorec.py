@@ -135,8 +135,7 @@ class AutoRec(RatingModel):
         dropout keeps the model from learning to copy it. 0 is the paper's model.
       init: ``glorot`` (Keras' Glorot-uniform kernels, zero encoder bias) or
         ``torch`` (``nn.Linear``'s U(+-1/sqrt(fan_in)) kernels and encoder
-        bias). The parity metric tier measured the difference at 0.006 test
-        RMSE on ML-100K (hidden 500, 30 epochs; benchmarks/RESULTS.md).
+        bias); the parity metric tier compares the two.
       global_mean, rating_range: From the training table.
       ratings: ``(row_splits, columns, values)`` of the training ratings
         (:func:`tfrec.data.rating_rows`); None when restoring from a config,

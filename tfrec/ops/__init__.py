@@ -5,8 +5,8 @@ mostly cache misses: each of the batch's rows of the factor table and its slots
 is read and written once, in the batch's random order. TensorFlow's
 ``ResourceSparseApplyAdagradV2`` (and a gather/scatter Adam) take them one miss
 after another. ``rows.cc`` does the same arithmetic but prefetches a few rows
-ahead and splits the rows between the CPU worker threads: about 4x faster on the
-user table. Keras' Adam is one sweep per variable there: with a sparse gradient
+ahead and splits the rows between the CPU worker threads, so the misses overlap.
+Keras' Adam is one sweep per variable there: with a sparse gradient
 (every row decays and moves) instead of a duplicate sum and eight whole-table
 ops, with a dense one instead of eleven ops.
 
@@ -15,7 +15,7 @@ observed entries of its rating vectors (about 5% on MovieLens), so
 :func:`observed_matmul` and :func:`sampled_matmul` compute its encoder, its
 decoder at those entries and their gradients from the entries alone, where
 dense products multiply zeros. TensorFlow's ``SparseTensorDenseMatMul`` runs
-too slowly for that to pay (benchmarks/RESULTS.md); where these kernels are
+too slowly for that to pay; where these kernels are
 missing AutoRec takes its dense products.
 
 The kernels are compiled against the installed TensorFlow the first time a

@@ -249,7 +249,7 @@ def _side_main(argv) -> None:
 
 
 def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from parity._args import nonnegative as _nonnegative, positive as _positive, positive_float as _positive_float
+    from tfrec.arguments import nonnegative as _nonnegative, positive as _positive, positive_float as _positive_float
     from tfrec import registry
 
     p = parser_class(prog="tfrec bench", description=__doc__.splitlines()[0])

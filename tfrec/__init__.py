@@ -20,8 +20,8 @@ from tfrec.errors import DataError, DataNotFoundError, TfrecError  # noqa: E402
 __version__ = "0.1.0"
 # Every public module but cli, the command (importing it quiets TensorFlow's logs for the process).
 _SUBMODULES = (
-    "checkpoints", "cluster", "config", "convert", "data", "errors", "export", "families", "files", "metrics", "models",
-    "ops", "optimizers", "registry", "strategies", "train",
+    "arguments", "checkpoints", "cluster", "config", "convert", "data", "errors", "export", "families", "files",
+    "metrics", "models", "ops", "optimizers", "registry", "strategies", "train",
 )  # fmt: skip
 __all__ = ["DataError", "DataNotFoundError", "TfrecError", "__version__", *_SUBMODULES]
 

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; t
 
 from tfrec import families, registry  # noqa: E402
 from tfrec.config import FEEDBACK_NAMES, PRECISION_NAMES, TrainConfig  # noqa: E402
+from tfrec.arguments import nonnegative as _nonnegative, positive as _positive  # noqa: E402
 from tfrec.errors import TfrecError  # noqa: E402
 from tfrec.files import write_json_atomic  # noqa: E402
 
@@ -157,34 +158,6 @@ def _train_parser(sub) -> None:
     p.add_argument(
         "--tensorboard", metavar="DIR", help="write Keras' TensorBoard logs (per-epoch training and validation metrics)"
     )
-
-
-def _number(kind, text: str, what: str):
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-
-
-def _nonnegative(text: str) -> int:
-    value = _number(int, text, "0 or more")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _number(int, text, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _number(float, text, "a positive number")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def _serving_parsers(sub) -> None:

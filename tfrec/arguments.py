@@ -1,4 +1,7 @@
-"""Argument types of the harness's command lines (``tfrec bench``), its own."""
+"""Argument types for command lines: ``tfrec``'s own, and any other tool's (the parity harness's ``tfrec bench``).
+
+Each raises ``argparse.ArgumentTypeError``, which argparse turns into one usage line naming the flag.
+"""
 
 from __future__ import annotations
 

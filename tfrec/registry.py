@@ -66,8 +66,8 @@ class Entry:
 class Registry:
     """Names of one kind of extension (``optimizer``, ``strategy``, ``data source``) and their entries."""
 
-    def __init__(self, kind: str, capabilities: Mapping[str, Any] | None = None):
-        self.kind = kind
+    def __init__(self, kind: str, capabilities: Mapping[str, Any] | None = None, error: type = TfrecError):
+        self.kind, self.error = kind, error  # ``error``: what an unknown name raises
         #: Every capability an entry of this registry may declare, and its value when an entry does not.
         self.capabilities = dict(capabilities or {})
         self._entries: dict[str, Entry] = {}
@@ -130,8 +130,7 @@ class Registry:
         """
         found = self.find(name)
         if found is None:
-            error = DataError if self.kind == "data source" else TfrecError
-            raise error(f"unknown {self.kind} {name!r}: use one of {self.listed()}")
+            raise self.error(f"unknown {self.kind} {name!r}: use one of {self.listed()}")
         return found
 
     def help(self) -> str:
@@ -171,7 +170,7 @@ strategies.register("parameter-server", _builder("tfrec.strategies", "parameter_
 #: not load, called before TensorFlow is imported; None: nothing to check) and ``columns`` (it takes
 #: ``--columns``). A path to a file or a directory is not a registered name: files are read by
 #: ``tfrec.data.files``, directories as MovieLens files.
-sources = Registry("data source", {"check": None, "columns": False})
+sources = Registry("data source", {"check": None, "columns": False}, error=DataError)
 for _name in ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest", "ml-latest-small"):
     sources.register(_name, _builder("tfrec.data.sources", "load_movielens"))
 sources.register("tfds:", _builder("tfrec.data.sources", "load_tfds_name"), prefix=True, columns=True,

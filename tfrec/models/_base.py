@@ -320,8 +320,8 @@ class RatingModel(tfrs.Model):
         A pipeline from :meth:`training_dataset` or :meth:`dataset` (``tfrec.data``'s, unchanged) is
         read through one iterator for all epochs, as ``tfrec train`` reads it: ``x.repeat()`` with
         ``steps_per_epoch`` set to its length (the same for ``validation_data``). The batches are the
-        ones Keras gets by making a new iterator every epoch, which costs about 10 ms an epoch and the
-        prefetch across the epoch's end (``tfrec bench --path python`` measures it). Under
+        ones Keras gets by making a new iterator every epoch, which costs an iterator's start each epoch
+        and the prefetch across the epoch's end (``tfrec bench --path python`` measures it). Under
         MultiWorkerMirroredStrategy, or given ``steps_per_epoch``, Keras reads the pipeline as usual.
         """
         if not getattr(self, "_variables_created", False) and self.optimizer is not None:

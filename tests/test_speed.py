@@ -224,7 +224,8 @@ def test_validation_pipeline_scores_each_epoch_as_a_fresh_pass_over_the_id_strin
     endless iterator; every epoch's val_rmse and val_mae must still be those of the whole validation set."""
     from tfrec import data
     from tfrec.config import TrainConfig
-    from tfrec.train import _local_metrics, build, endless, training_dataset, evaluation_dataset
+    from tfrec.train.phases import _local_metrics
+    from tfrec.train import build, endless, training_dataset, evaluation_dataset
 
     parts = data.split(data.load("synthetic:users=40,items=30,ratings=900,seed=3"), "ratio", seed=1)
     config = TrainConfig(model="biased-mf", batch_size=64, learning_rate=0.05)

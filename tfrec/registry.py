@@ -186,6 +186,17 @@ sources.register("synthetic-fm:", _builder("tfrec.data.sources", "load_synthetic
 del _name
 
 
+#: PyTorch layouts (``tfrec import-torch``): how a model class's weights are named and shaped in PyTorch
+#: code, keyed by the model's class name; a target is a ``tfrec.convert.layouts.Layout`` (a class
+#: without an entry uses its nearest base class's).
+torch_layouts = Registry("PyTorch layout")
+torch_layouts.register("MatrixFactorization", _builder("tfrec.convert.layouts.mf", "MF"))
+torch_layouts.register("BiasedMatrixFactorization", _builder("tfrec.convert.layouts.mf", "BiasedMF"))
+torch_layouts.register("NeuralCollaborativeFiltering", _builder("tfrec.convert.layouts.ncf", "NCF"))
+torch_layouts.register("AutoRec", _builder("tfrec.convert.layouts.autorec", "AutoRec"))
+torch_layouts.register("FactorizationMachine", _builder("tfrec.convert.layouts.fm", "FM"))
+
+
 #: Commands other packages add to ``tfrec`` through the ``tfrec.commands`` entry point group (the
 #: harness's ``tfrec parity`` and ``tfrec bench``): a target is a callable ``(argv, parser_class) -> int``
 #: whose docstring's first line is its help; ``tensorflow = True`` on it asks for TensorFlow first.

@@ -4,11 +4,11 @@
     tfrec.export.save(model, "models/mf/1")
     report = tfrec.convert.verify("models/mf/1", model, state=..., pairs=...)   # or `tfrec import-torch`
 
-The weights are read without running code (:func:`read_weights`). Each model family knows its
-PyTorch layout: the tensor names of tfrec's own references (``parity/reference``) and the names
-the common tutorials give them (``RatingModel.TORCH_NAMES``; ``nn.Sequential`` towers are
-renumbered), the sizes read off the shapes, and how each tensor becomes a tfrec weight
-(``load_torch_state``): an ``nn.Embedding`` table ``[V, k]`` becomes rows 1..V of tfrec's table,
+The weights are read without running code (:func:`read_weights`). Each model family has a
+PyTorch layout (:mod:`tfrec.convert.layouts`, one module per family): the tensor names of tfrec's
+own references (``parity/reference``) and the names the common tutorials give them (``names``;
+``nn.Sequential`` towers are renumbered), the sizes read off the shapes, and how each tensor
+becomes a tfrec weight (``assign``): an ``nn.Embedding`` table ``[V, k]`` becomes rows 1..V of tfrec's table,
 whose row 0 stays the unseen-id row; an ``nn.Linear`` weight ``[out, in]`` is transposed into a
 Keras kernel ``[in, out]``; a scalar global bias is added to the model's ``global_mean``. Any other
 name is mapped with ``mapping`` (``--map THEIR_NAME=TFREC_NAME``). A tensor that is missing, left
@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from tfrec import families
+from tfrec.convert import layouts
 from tfrec.convert.weights import read_weights
 from tfrec.errors import DataError
 
@@ -132,7 +133,7 @@ def canonical_state(weights, model, mapping=None) -> tuple[dict, str]:
             raise DataError(f"{source}: --map {their}={ours}: no tensor {their!r} (it has {', '.join(sorted(state))})")
         state[ours] = state.pop(their)
     cls = families.model_class(model) if isinstance(model, str) else model
-    return cls.torch_canonical(state), source
+    return layouts.layout(cls).canonical(state), source
 
 
 def from_torch(weights, model: str, users, items, *, mapping=None, **kwargs):
@@ -160,7 +161,7 @@ def from_torch(weights, model: str, users, items, *, mapping=None, **kwargs):
     arguments = {"item_key": "item_id", **families.family(model).variants.get(model, {}), **kwargs}
 
     def build(state):
-        return cls.from_torch_state(state, user_ids, item_ids, **arguments)
+        return layouts.layout(cls).build(cls, state, user_ids, item_ids, **arguments)
 
     return _converted(weights, cls, model, mapping, build, id_maps=(len(user_ids), len(item_ids)))
 
@@ -175,7 +176,8 @@ def load_state(model, weights, *, mapping=None) -> None:
     Raises:
       DataError: a missing, unexpected or mis-shaped tensor.
     """
-    _converted(weights, type(model), type(model).__name__, mapping, model.load_torch_state)
+    cls = type(model)
+    _converted(weights, cls, cls.__name__, mapping, lambda state: layouts.layout(cls).assign(model, state))
 
 
 def _converted(weights, cls, name: str, mapping, load, id_maps=None):
@@ -186,7 +188,7 @@ def _converted(weights, cls, name: str, mapping, load, id_maps=None):
         result = load(recorded)
     except KeyError as e:
         missing = e.args[0]
-        others = cls.TORCH_NAMES.get(missing, ())
+        others = layouts.layout(cls).names.get(missing, ())
         known = f" (or {', '.join(others)})" if others else ""
         raise DataError(
             f"{source}: no tensor {missing!r}{known} for {name}; it has {', '.join(sorted(state))}: "

@@ -103,7 +103,7 @@ def _options(args) -> dict:
 def _verify(args, model, saved: Path, target: Path) -> None:
     """Scores the staged export in a separate process against what is expected; raises on a mismatch."""
     from tfrec import convert, data
-    from tfrec.convert import verify
+    from tfrec.convert import layouts, verify
 
     users, items = list(model.user_vocabulary), list(model.item_vocabulary)
     column = None if args.verify == "sample" else verify.prediction_column(args.verify)
@@ -117,7 +117,8 @@ def _verify(args, model, saved: Path, target: Path) -> None:
         else:
             u, i, left_out = verify.pairs_of(data.load(args.verify), users, items)
         state, _ = convert.canonical_state(args.weights, args.model, args.map)
-        expected, expected_from = model.torch_scores(state, u, i), "the weights in numpy (float64)"
+        expected = layouts.layout(type(model)).scores(model, state, u, i)
+        expected_from = "the weights in numpy (float64)"
     got = verify.saved_model_scores(saved, [users[k] for k in u], [items[k] for k in i])
     report = {**verify.compare(expected, got), "expected_from": expected_from, "left_out_pairs": left_out,
               "export": str(target)}  # fmt: skip

@@ -5,7 +5,7 @@ import tfrec (as TensorFlow Serving would load it), and its ``serving_default`` 
 The expected scores come either from the user's own PyTorch model (a file of ``user,item,prediction``
 rows it wrote: :func:`predictions_of`), the check that covers everything the model does, a mean
 added outside its weights included; or from the PyTorch weights themselves: the model family's numpy
-forward pass (``RatingModel.torch_scores``, float64, no torch), which proves the export equals the
+forward pass (``tfrec.convert.layouts``' ``scores``, float64, no torch), which proves the export equals the
 weights and nothing more. The check passes when the largest absolute difference is at most ``TOLERANCE`` (1e-5, the
 bound Hugging Face's PyTorch-to-TensorFlow equivalence tests use).
 """

@@ -13,7 +13,7 @@ from tfrec.config import PRECISION_NAMES
 from tfrec.data.pipeline import dataset as pair_dataset, is_epoch_pipeline
 from tfrec.data.table import ITEM_KEYS, Ratings
 from tfrec.errors import TfrecError
-from tfrec.models._layers import id_lookup, rename_torch
+from tfrec.models._layers import id_lookup
 
 
 #: What a rating-pair pipeline carries: the ids (as the model's row numbers when it has vocabularies) and
@@ -129,45 +129,6 @@ class RatingModel(tfrs.Model):
         these pairs out of ``recommend`` when it is given no training table.
         """
         return None
-
-    def load_torch_state(self, state: dict) -> None:
-        """Copies the weights of the family's PyTorch reference (``parity/reference``), a state dict of arrays.
-
-        The model must be built (called once). Tables of ids gain tfrec's row 0 (unseen ids) in front.
-        """
-        raise NotImplementedError(f"{type(self).__name__} has no PyTorch layout")
-
-    #: Other names PyTorch code gives the tensors :meth:`load_torch_state` reads, ``{tfrec name: (alias, ...)}``;
-    #: ``tfrec.convert`` renames them (its ``mapping`` covers any other layout).
-    TORCH_NAMES: dict = {}
-
-    @classmethod
-    def torch_canonical(cls, state: dict) -> dict:
-        """``state`` with the tensors of :attr:`TORCH_NAMES`' other names under tfrec's names."""
-        return rename_torch(state, cls.TORCH_NAMES)
-
-    @classmethod
-    def torch_sizes(cls, state: dict) -> dict:
-        """Constructor arguments read off the shapes of ``state``'s tensors (tfrec names): ``dim``, ``layers``..."""
-        raise NotImplementedError(f"{cls.__name__} has no PyTorch layout")
-
-    @classmethod
-    def from_torch_state(cls, state: dict, user_vocabulary, item_vocabulary, **kwargs):
-        """The model with the sizes and weights of a PyTorch state dict (tfrec names, rows in vocabulary order).
-
-        ``kwargs``: constructor arguments (a variant, ``global_mean``, ``rating_range``, ``feedback``...).
-        """
-        model = cls(list(user_vocabulary), list(item_vocabulary), **{**cls.torch_sizes(state), **kwargs})
-        model.create_variables()
-        model.load_torch_state(state)
-        return model
-
-    def torch_scores(self, state: dict, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """What the PyTorch model of ``state`` predicts for 0-based rows, computed in numpy float64 without torch.
-
-        An oracle written apart from the TensorFlow graph, for ``tfrec import-torch --verify``.
-        """
-        raise NotImplementedError(f"{type(self).__name__} has no PyTorch layout")
 
     def dense_policy(self):
         """The dtype policy of the model's Dense layers: ``mixed_<dtype>`` or float32."""

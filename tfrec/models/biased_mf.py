@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 from tfrec._keras import tf
-from tfrec.errors import DataError
 from tfrec.families import Family
-from tfrec.models._layers import IdEmbedding, assign_torch_table
+from tfrec.models._layers import IdEmbedding
 from tfrec.models.mf import MatrixFactorization
 
 
@@ -67,49 +65,6 @@ class BiasedMatrixFactorization(MatrixFactorization):
         factors = tf.matmul(self.user_factors(users), self.item_factors(items), transpose_b=True)
         user_terms = tf.where((users > 0)[:, tf.newaxis], self.user_bias(users) + factors, 0.0)
         return self.global_mean + tf.transpose(self.item_bias(items)) + user_terms
-
-    def load_torch_state(self, state: dict) -> None:
-        super().load_torch_state(state)
-        for name in ("user_bias", "item_bias"):
-            assign_torch_table(getattr(self, name), state, f"{name}.weight")
-
-    TORCH_NAMES = {
-        **MatrixFactorization.TORCH_NAMES,
-        **{
-            f"{who}_bias.weight": tuple(
-                f"{n}{suffix}"
-                for n in (f"{who}_biases", f"{who}_bias", f"bias_{who}", f"{who}_b", letter)
-                for suffix in (".weight", "")
-            )
-            for who, letter in (("user", "bu"), ("item", "bi"))
-        },
-        "global_bias": ("global_bias.weight", "global_mean", "mu", "mean", "bias"),
-    }
-
-    @classmethod
-    def from_torch_state(cls, state, user_vocabulary, item_vocabulary, global_mean=None, **kwargs):
-        """A scalar ``global_bias`` tensor (an ``nn.Parameter`` mean), if there is one, is added to ``global_mean``.
-
-        Without one, ``global_mean`` must be given: tutorial biased MFs add the training mean outside
-        their weights (``self.mean = train.rating.mean()``), and a silent 0 would import a model that
-        predicts ratings short by exactly that mean. ``global_mean=0`` says the model adds none.
-        """
-        if "global_bias" in state:
-            value = np.asarray(state["global_bias"], np.float64)
-            if value.size != 1:
-                raise DataError(f"tensor 'global_bias' has shape {list(value.shape)}, not one number")
-            global_mean = (global_mean or 0.0) + float(value.reshape(()))
-        elif global_mean is None:
-            raise DataError(
-                "no global mean among the weights (a global_bias, mu or mean tensor), and a biased MF usually adds "
-                "its training mean outside them: give it with --global-mean MEAN or --global-mean-from "
-                "RATINGS_FILE (Python: global_mean=MEAN), or --global-mean 0 if the model adds none"
-            )
-        return super().from_torch_state(state, user_vocabulary, item_vocabulary, global_mean=global_mean, **kwargs)
-
-    def torch_scores(self, state, users, items):
-        bu, bi = (np.asarray(state[f"{w}_bias.weight"], np.float64).reshape(-1) for w in ("user", "item"))
-        return self.global_mean + bu[users] + bi[items] + super().torch_scores(state, users, items)
 
     def get_config(self):
         return {**super().get_config(), "bias_l2": self.bias_l2}

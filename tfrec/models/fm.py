@@ -7,10 +7,9 @@ from tfrec._keras import tf
 
 from tfrec.data import fields as fieldlib
 from tfrec.data.table import Ratings
-from tfrec.errors import DataError
 from tfrec.families import Family
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import factor_initializer, id_lookup, torch_tensor
+from tfrec.models._layers import factor_initializer, id_lookup
 
 
 def pairwise_interaction(xv):
@@ -190,6 +189,10 @@ class FactorizationMachine(RatingModel):
             field_of.append(tf.fill([tf.shape(r)[1]], tf.constant(k, tf.int32)))
         return tf.concat(rows, 1), tf.concat(values, 1), tf.concat(field_of, 0)
 
+    def feature_slots(self) -> tuple:
+        """``(user_rows, user_values, item_rows, item_values)``: each user's and item's feature rows and values."""
+        return (*self._slots["user"], *self._slots["item"])
+
     def _encode(self, field: str, raw):
         """Raw values of a side field ``[batch]`` (multi-hot: ``[batch, n]``, ragged or padded with -1)."""
         if isinstance(raw, tf.RaggedTensor):
@@ -237,97 +240,6 @@ class FactorizationMachine(RatingModel):
         """The pairwise term from the slots' factors ``[batch, slots, k]`` and values."""
         del slot_field
         return pairwise_interaction(factors * values[..., tf.newaxis])
-
-    def load_torch_state(self, state: dict) -> None:
-        """``factors.weight`` and ``linear.weight`` over the one global feature-row space, and ``bias``.
-
-        A table of ``users + items`` rows (the FM tutorials' one-hot users then items, without tfrec's
-        out-of-vocabulary rows) is placed into that space: its row of user ``u`` (the id map's
-        order) becomes the user field's row of ``u``'s id, the out-of-vocabulary rows stay zero.
-        """
-        for layer, name in ((self.factors, "factors.weight"), (self.linear, "linear.weight")):
-            width = layer.embeddings.shape[1]
-            places = self._torch_rows(np.shape(state[name])[0])
-            value = torch_tensor(state, name, (self.num_features if places is None else len(places), width))
-            if places is not None:
-                value, placed = np.zeros((self.num_features, width), np.float32), value
-                value[places] = placed
-            layer.embeddings.assign(value)
-        bias = np.asarray(state["bias"], np.float32)
-        if bias.size != 1:
-            raise DataError(f"tensor 'bias' has shape {list(bias.shape)}, not one number")
-        self.bias.assign(bias.reshape(()))
-        self._check_torch_slots(state)
-
-    #: The buffers of tfrec's PyTorch FM (``parity/reference``): each user's and movie's feature rows and values.
-    TORCH_SLOTS = ("user_rows", "user_values", "item_rows", "item_values")
-
-    def _check_torch_slots(self, state) -> None:
-        """A state dict that carries its feature layout (the reference's buffers) must carry this model's.
-
-        They are data, not weights: an FM whose users and movies have other features (or other
-        ids, or another order) would put each weight on another feature, so a difference is an error.
-        """
-        mine = dict(zip(self.TORCH_SLOTS, (a.numpy() for a in (*self._slots["user"], *self._slots["item"]))))
-        for name in self.TORCH_SLOTS:
-            if name not in state:
-                continue
-            theirs = np.asarray(state[name])
-            if theirs.shape != mine[name].shape or not np.array_equal(theirs.astype(mine[name].dtype), mine[name]):
-                raise DataError(
-                    f"tensor {name!r} (the feature layout, shape {list(theirs.shape)}) is not this model's "
-                    f"(shape {list(mine[name].shape)}): the PyTorch FM was built over other features, ids or id order"
-                )
-
-    TORCH_NAMES = {
-        "factors.weight": ("embedding.weight", "embeddings.weight", "v.weight", "V.weight", "v", "V"),
-        "linear.weight": ("fc.weight", "w.weight", "w", "first_order.weight", "lin.weight"),
-        "bias": ("global_bias", "w0", "bias.weight", "fc.bias"),
-    }
-
-    @classmethod
-    def torch_sizes(cls, state):
-        width = torch_tensor(state, "factors.weight", (None, None)).shape[1]
-        return {"dim": width // len(fieldlib.ID_FIELDS) if cls.field_aware else width}
-
-    @classmethod
-    def from_torch_state(cls, state, user_vocabulary, item_vocabulary, **kwargs):
-        """An FM over the id fields only (the one-hot users and items of the FM tutorials)."""
-        sides = {
-            "user_side": {"user_id": [[u] for u in user_vocabulary]},
-            "item_side": {"movie_id": [[i] for i in item_vocabulary]},
-        }
-        return super().from_torch_state(
-            state, user_vocabulary, item_vocabulary, fields=fieldlib.ID_FIELDS, **sides, **kwargs
-        )
-
-    def _torch_rows(self, rows: int):
-        """Where each row of a ``users + items`` table goes in tfrec's rows; None for a table of tfrec's own rows."""
-        if rows == self.num_features or rows != len(self.user_vocabulary) + len(self.item_vocabulary):
-            return None
-        places = []
-        for field, ids in (("user_id", self.user_vocabulary), ("movie_id", self.item_vocabulary)):
-            position = {token: k for k, token in enumerate(self.vocabularies[field])}
-            places += [self.offsets[field] + 1 + position[str(i)] for i in ids]
-        return np.array(places, np.int64)
-
-    def torch_scores(self, state, users, items):
-        """Two one-hot fields in numpy: ``w0 + w_u + w_i + <v_u, v_i>`` (FFM: ``<v_{u,item}, v_{i,user}>``)."""
-        v, w = (np.asarray(state[n], np.float64) for n in ("factors.weight", "linear.weight"))
-        if self._torch_rows(len(v)) is None:  # tfrec's rows: ids by each field's (sorted) vocabulary
-            rows = {
-                f: {t: self.offsets[f] + 1 + k for k, t in enumerate(self.vocabularies[f])} for f in fieldlib.ID_FIELDS
-            }
-            u = np.array([rows["user_id"][str(self.user_vocabulary[r])] for r in users])
-            i = np.array([rows["movie_id"][str(self.item_vocabulary[r])] for r in items])
-        else:
-            u, i = users, len(self.user_vocabulary) + items
-        if self.field_aware:
-            shaped = v.reshape(len(v), len(fieldlib.ID_FIELDS), -1)
-            pair = np.einsum("nk,nk->n", shaped[u, 1], shaped[i, 0])
-        else:
-            pair = np.einsum("nk,nk->n", v[u], v[i])
-        return float(np.reshape(state["bias"], ())) + w[u, 0] + w[i, 0] + pair
 
     def serving_inputs(self) -> dict:
         """The ``serving_default`` inputs: the ids and each side field, by TFDS name and dtype.

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 
-import numpy as np
 from tfrec._keras import tf
 import tensorflow_recommenders as tfrs
 
@@ -13,13 +11,8 @@ from tfrec.errors import TfrecError
 from tfrec.families import Family
 from tfrec.models._base import RatingModel, rating_task
 from tfrec.models._layers import (
-    NUMPY_ACTIVATIONS,
     IdEmbedding,
-    assign_torch_linear,
-    assign_torch_table,
     mlp_tower,
-    rename_torch,
-    torch_tensor,
 )
 
 VARIANTS = ("mlp", "gmf", "neumf")
@@ -209,85 +202,6 @@ class NeuralCollaborativeFiltering(RatingModel):
         y = self.logits(*self.lookup(features), training=training)
         predictions = y if self.implicit_loss == "bce" else tf.sigmoid(y)
         return features[self.label][:, tf.newaxis], predictions[:, tf.newaxis], None
-
-    def load_torch_state(self, state: dict) -> None:
-        """``user_gmf``/``item_gmf``/``user_mlp``/``item_mlp`` tables, ``tower.{2k}`` Linear layers (an
-        ``nn.Sequential`` of Linear and ReLU), ``output``."""
-        for name in ("user_gmf", "item_gmf", "user_mlp", "item_mlp"):
-            if hasattr(self, name):
-                assign_torch_table(getattr(self, name), state, f"{name}.weight")
-        if hasattr(self, "tower"):
-            dense = [layer for layer in self.tower.layers if isinstance(layer, tf.keras.layers.Dense)]
-            for k, layer in enumerate(dense):
-                assign_torch_linear(layer, state, f"tower.{2 * k}")
-        assign_torch_linear(self.output_layer, state, "output")
-
-    TORCH_NAMES = {
-        **{
-            f"{who}_{branch}.weight": (
-                f"embed_{who}_{branch.upper()}.weight",
-                f"{who}_{branch}_embedding.weight",
-                f"{who}_embedding_{branch}.weight",
-                f"{branch}_{who}.weight",
-            )
-            for who in ("user", "item")
-            for branch in ("gmf", "mlp")
-        },  # fmt: skip
-        **{
-            f"output.{p}": (f"predict_layer.{p}", f"affine_output.{p}", f"output_layer.{p}", f"out.{p}")
-            for p in ("weight", "bias")
-        },
-    }
-    #: Names of an ``nn.Sequential`` (or ``nn.ModuleList``) MLP tower: its Linear layers become ``tower.{2k}``.
-    TORCH_TOWERS = ("tower", "MLP_layers", "mlp_layers", "mlp", "fc_layers", "layers")
-    #: A one-branch MLP model (the MLP-NCF tutorials) names its tables plainly.
-    TORCH_MLP_TABLES = {"user_mlp.weight": ("user_embedding.weight", "embed_user.weight"),
-                        "item_mlp.weight": ("item_embedding.weight", "embed_item.weight")}  # fmt: skip
-
-    @classmethod
-    def torch_canonical(cls, state):
-        """Aliases renamed, and the tower's Linear layers renumbered ``tower.0, tower.2, ...`` in their order."""
-        state = rename_torch(super().torch_canonical(state), cls.TORCH_MLP_TABLES)
-        for prefix in cls.TORCH_TOWERS:
-            pattern = re.compile(rf"{re.escape(prefix)}\.(\d+)\.(weight|bias)")
-            matches = {k: m for k in state if (m := pattern.fullmatch(k))}
-            linear = sorted({int(m[1]) for k, m in matches.items() if m[2] == "weight" and np.ndim(state[k]) == 2})
-            if linear:
-                position = {index: 2 * k for k, index in enumerate(linear)}
-                return {
-                    f"tower.{position[int(m[1])]}.{m[2]}" if (m := matches.get(k)) and int(m[1]) in position else k: v
-                    for k, v in state.items()
-                }
-        return state
-
-    @classmethod
-    def torch_sizes(cls, state):
-        sizes, k = {}, 0
-        if "user_mlp.weight" in state:
-            sizes["dim"] = torch_tensor(state, "user_mlp.weight", (None, None)).shape[1]
-        if "user_gmf.weight" in state:
-            gmf = torch_tensor(state, "user_gmf.weight", (None, None)).shape[1]
-            sizes["gmf_dim" if "dim" in sizes else "dim"] = gmf
-        layers = []
-        while f"tower.{k}.weight" in state:
-            layers.append(torch_tensor(state, f"tower.{k}.weight", (None, None)).shape[0])
-            k += 2
-        return {**sizes, "layers": layers} if layers else sizes
-
-    def torch_scores(self, state, users, items):
-        """The NCF forward pass in numpy: GMF product, MLP tower (``activation`` per layer), Linear output."""
-        w = {k: np.asarray(v, np.float64) for k, v in state.items()}
-        has_gmf, has_mlp = self.branches(self.variant)
-        branches = []
-        if has_gmf:
-            branches.append(w["user_gmf.weight"][users] * w["item_gmf.weight"][items])
-        if has_mlp:
-            x = np.concatenate([w["user_mlp.weight"][users], w["item_mlp.weight"][items]], axis=1)
-            for k in range(len(self.layer_sizes)):
-                x = NUMPY_ACTIVATIONS[self.activation](x @ w[f"tower.{2 * k}.weight"].T + w[f"tower.{2 * k}.bias"])
-            branches.append(x)
-        y = np.concatenate(branches, axis=1) @ w["output.weight"].T[:, 0] + w["output.bias"][0]
-        return 1 / (1 + np.exp(-y)) if self.feedback == "implicit" else y
 
     def training_dataset(self, table, batch_size=1024, *, shuffle=True, seed=42, negatives: int = 4, **kwargs):
         """Rating pairs, or with implicit feedback each interaction with ``negatives`` sampled items (label 0)."""

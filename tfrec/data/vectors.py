@@ -176,3 +176,25 @@ def vector_dataset(
     return epoch_pipeline(
         rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
     )
+
+
+def vectors_in(features):
+    """How many rating vectors a batch holds (int64), ragged or dense."""
+    ratings = features["ratings"]
+    return ratings.nrows() if isinstance(ratings, tf.RaggedTensor) else tf.shape(ratings, out_type=tf.int64)[0]
+
+
+def observed_entries(features):
+    """``(rows, columns, ratings, weights)`` of a batch's observed entries, in row-major order.
+
+    From ragged vectors (``vector_dataset(..., ragged=True)``: every entry is
+    observed, weight 1) or from dense ones and their mask (nonzero entries).
+    """
+    ratings = features["ratings"]
+    if isinstance(ratings, tf.RaggedTensor):
+        values = ratings.flat_values
+        columns = tf.cast(features["columns"].flat_values, tf.int64)
+        return ratings.value_rowids(), columns, values, tf.ones_like(values)
+    mask = features["mask"]
+    entries = tf.where(tf.not_equal(mask, 0))
+    return entries[:, 0], entries[:, 1], tf.gather_nd(ratings, entries), tf.gather_nd(mask, entries)

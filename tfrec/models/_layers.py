@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 from tfrec._keras import tf
-from tfrec.errors import DataError
 
 
 def id_lookup(vocabulary) -> tf.keras.layers.StringLookup:
@@ -22,8 +20,9 @@ def id_lookup(vocabulary) -> tf.keras.layers.StringLookup:
 
 
 def factor_initializer(value="default", std: float = 0.1):
-    """A factor table's initializer: ``"default"`` is N(0, 0.1) (trains faster with Adam than Keras'
-    U(-0.05, 0.05) or PyTorch's N(0, 1); measured on ML-100K), anything else goes to Keras."""
+    """A factor table's initializer: ``"default"`` is N(0, 0.1) (between Keras' U(-0.05, 0.05), whose
+    products start near zero, and PyTorch's N(0, 1), whose products start as large as the ratings),
+    anything else goes to Keras."""
     return tf.keras.initializers.RandomNormal(stddev=std) if value == "default" else value
 
 
@@ -35,8 +34,8 @@ class IdEmbedding(tf.keras.layers.Layer):
     factors and no bias, and a model answers for it with what it knows (global
     mean plus the item's terms). A model that answers for unseen ids itself
     (MF's and biased MF's ``tf.where``) passes ``mask_unseen=False`` and skips the
-    mask: on ML-100K the masks were 14% of an MF training epoch and 12% of a biased
-    MF one (benchmarks/RESULTS.md). NCF's tables keep it.
+    mask, a multiply on every looked-up row that is a large share of so small a step. NCF's
+    tables keep it.
 
     Args:
       num_ids: Vocabulary size V; the table has V + 1 rows.
@@ -155,54 +154,17 @@ def mlp_tower(sizes, dropout: float = 0.0, activation="relu", name: str = "mlp",
     return tf.keras.Sequential(layers, name=name)
 
 
-#: The activations the numpy oracles (``RatingModel.torch_scores``) evaluate.
-NUMPY_ACTIVATIONS = {
-    "relu": lambda x: np.maximum(x, 0.0), "linear": lambda x: x, None: lambda x: x, "tanh": np.tanh,
-    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
-}  # fmt: skip
+def gather_dense_gradient(vector, index):
+    """``tf.gather(vector, index)`` whose gradient is a dense vector, as the dense path's bias gets.
 
-
-def torch_tensor(state, name: str, shape: tuple) -> np.ndarray:
-    """``state[name]`` as float32 of ``shape`` (``None``: any size there); a wrong shape names both.
-
-    Raises:
-      DataError: the tensor's shape is not ``shape``. A missing name raises ``KeyError(name)``.
+    (``tf.gather``'s is ``IndexedSlices``, which Keras' Adam applies in another order of operations.)
     """
-    value = np.asarray(state[name], np.float32)
-    if value.ndim != len(shape) or any(want is not None and got != want for got, want in zip(value.shape, shape)):
-        want = "[" + ", ".join("any" if w is None else str(w) for w in shape) + "]"
-        raise DataError(f"tensor {name!r} has shape {list(value.shape)}, the model needs {want}")
-    return value
 
+    @tf.custom_gradient
+    def gather(vector):
+        def grad(upstream):
+            return tf.math.unsorted_segment_sum(upstream, index, tf.shape(vector)[0])
 
-def assign_torch_table(layer: IdEmbedding, state, name: str) -> None:
-    """Sets an :class:`IdEmbedding`'s rows 1..V to an ``nn.Embedding`` weight ``[V, dim]``; row 0 (unseen ids) stays."""
-    table = layer.embedding.embeddings
-    weight = torch_tensor(state, name, (table.shape[0] - 1, table.shape[1]))
-    table.assign(np.concatenate([table.numpy()[:1], weight], axis=0))
+        return tf.gather(vector, index), grad
 
-
-def assign_torch_linear(layer: tf.keras.layers.Dense, state, name: str) -> None:
-    """Sets a Dense layer to ``nn.Linear`` ``name``'s weights: ``{name}.weight`` ``[out, in]`` is transposed."""
-    units, inputs = layer.kernel.shape[1], layer.kernel.shape[0]
-    layer.kernel.assign(torch_tensor(state, f"{name}.weight", (units, inputs)).T)
-    layer.bias.assign(torch_tensor(state, f"{name}.bias", (units,)))
-
-
-def rename_torch(state: dict, names: dict) -> dict:
-    """``state`` with each tensor known under another name (``names``: ``{tfrec name: (alias, ...)}``) renamed.
-
-    Raises:
-      DataError: two of a name's aliases are both present.
-    """
-    out = dict(state)
-    for canonical, aliases in names.items():
-        found = [a for a in aliases if a in out]
-        if canonical in out or not found:
-            continue
-        if len(found) > 1:
-            raise DataError(
-                f"tensors {', '.join(found)} could each be {canonical!r}: map one with --map NAME={canonical}"
-            )
-        out[canonical] = out.pop(found[0])
-    return out
+    return gather(tf.convert_to_tensor(vector))

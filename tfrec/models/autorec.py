@@ -9,37 +9,15 @@ from tfrec import ops
 
 from tfrec.data.pipeline import vocabulary_rows
 from tfrec.data.table import Ratings
-from tfrec.data.vectors import compress, rating_rows, sparse_rows, vector_dataset
-from tfrec.errors import DataError, TfrecError
+from tfrec.data.vectors import compress, observed_entries, rating_rows, sparse_rows, vector_dataset, vectors_in
+from tfrec.errors import TfrecError
 from tfrec.families import Family
 from tfrec.models._base import RatingModel
-from tfrec.models._layers import NUMPY_ACTIVATIONS, SeededDropout, assign_torch_linear, torch_tensor
+from tfrec.models._layers import SeededDropout, gather_dense_gradient
 
 KINDS = ("item", "user")
 NORMALIZATIONS = ("observed", "entries")
 INITS = ("glorot", "torch")
-
-
-def _gather_dense_gradient(vector, index):
-    """``tf.gather(vector, index)`` whose gradient is a dense vector, as the dense path's bias gets.
-
-    (``tf.gather``'s is ``IndexedSlices``, which Keras' Adam applies in another order of operations.)
-    """
-
-    @tf.custom_gradient
-    def gather(vector):
-        def grad(upstream):
-            return tf.math.unsorted_segment_sum(upstream, index, tf.shape(vector)[0])
-
-        return tf.gather(vector, index), grad
-
-    return gather(tf.convert_to_tensor(vector))
-
-
-def _vectors_in(features):
-    """How many rating vectors a batch holds (int64), ragged or dense."""
-    ratings = features["ratings"]
-    return ratings.nrows() if isinstance(ratings, tf.RaggedTensor) else tf.shape(ratings, out_type=tf.int64)[0]
 
 
 FAMILY = Family(
@@ -214,7 +192,7 @@ class AutoRec(RatingModel):
             hidden, encoder_activation, kernel_initializer=kernel(), bias_initializer=encoder_bias,
             kernel_regularizer=regularizer, name="encoder", dtype=self.dense_policy(),
         )  # fmt: skip
-        # An identity decoder starts at the training mean rather than at 0 (measured: fewer epochs on ML-100K).
+        # An identity decoder starts at the training mean rather than at 0: it need not learn the rating level first.
         start = self.global_mean if decoder_activation == "linear" else 0.0
         self.decoder = tf.keras.layers.Dense(
             self.width, decoder_activation, kernel_initializer=kernel(), kernel_regularizer=regularizer,
@@ -239,34 +217,6 @@ class AutoRec(RatingModel):
     @classmethod
     def vector_kind(cls, name: str) -> str:
         return FAMILY.variants[name]["kind"]
-
-    def load_torch_state(self, state: dict) -> None:
-        assign_torch_linear(self.encoder, state, "encoder")
-        assign_torch_linear(self.decoder, state, "decoder")
-
-    @classmethod
-    def torch_sizes(cls, state):
-        return {"hidden": torch_tensor(state, "encoder.weight", (None, None)).shape[0]}
-
-    @classmethod
-    def from_torch_state(cls, state, user_vocabulary, item_vocabulary, ratings=None, **kwargs):
-        """AutoRec predicts from the known ratings of each item (or user): ``ratings`` is that table."""
-        if ratings is None:
-            raise DataError("AutoRec predicts from each row's known ratings: give them (ratings=TABLE, --ratings FILE)")
-        model = super().from_torch_state(state, user_vocabulary, item_vocabulary, **kwargs)
-        model.set_ratings(ratings)
-        return model
-
-    def torch_scores(self, state, users, items):
-        """``g(W f(V r + mu) + b)`` in numpy over the stored rating vectors (zeros where unobserved)."""
-        rows, columns = (items, users) if self.kind == "item" else (users, items)
-        splits = self.row_splits.numpy()
-        vectors = np.zeros((len(splits) - 1, self.width))
-        vectors[np.repeat(np.arange(len(splits) - 1), np.diff(splits)), self.columns.numpy()] = self.values.numpy()
-        w = {k: np.asarray(v, np.float64) for k, v in state.items()}
-        encode, decode = (NUMPY_ACTIVATIONS[a] for a in (self.encoder_activation, self.decoder_activation))
-        hidden = encode(vectors[rows] @ w["encoder.weight"].T + w["encoder.bias"])
-        return decode(np.einsum("nh,nh->n", hidden, w["decoder.weight"][columns]) + w["decoder.bias"][columns])
 
     def stored_ratings(self):
         splits, columns = self.row_splits.numpy(), self.columns.numpy().astype(np.int64)
@@ -357,42 +307,26 @@ class AutoRec(RatingModel):
             flat = lambda x: tf.reshape(x, [-1, 1])  # noqa: E731
             return flat(ratings), flat(predictions), flat(mask)
         # Only the observed entries, which are all the loss reads: the same numbers in a twentieth of the work.
-        rows, columns, ratings, weights = self._observed(features)
+        rows, columns, ratings, weights = observed_entries(features)
         inputs = ratings * weights
         if self.input_dropout:  # the draws of the dense path, which also draws at the observed entries only
             inputs = self.dropout(inputs, training=training)
-        batch = _vectors_in(features)
+        batch = vectors_in(features)
         hidden = ops.observed_matmul(kernels, rows, columns, inputs, self.encoder.kernel, batch)
         hidden = self.encoder.activation(hidden + self.encoder.bias)
         decoded = ops.sampled_matmul(kernels, rows, columns, hidden, self.decoder.kernel)
-        predictions = self.decoder.activation(decoded + _gather_dense_gradient(self.decoder.bias, columns))
+        predictions = self.decoder.activation(decoded + gather_dense_gradient(self.decoder.bias, columns))
         if self.rating_range is not None and not training:  # as call() clips
             predictions = tf.clip_by_value(predictions, *self.rating_range)
         return ratings[:, tf.newaxis], predictions[:, tf.newaxis], weights[:, tf.newaxis]
-
-    @staticmethod
-    def _observed(features):
-        """``(rows, columns, ratings, weights)`` of a batch's observed entries, in row-major order.
-
-        From ragged vectors (``vector_dataset(..., ragged=True)``: every entry is
-        observed, weight 1) or from dense ones and their mask (nonzero entries).
-        """
-        ratings = features["ratings"]
-        if isinstance(ratings, tf.RaggedTensor):
-            values = ratings.flat_values
-            columns = tf.cast(features["columns"].flat_values, tf.int64)
-            return ratings.value_rowids(), columns, values, tf.ones_like(values)
-        mask = features["mask"]
-        entries = tf.where(tf.not_equal(mask, 0))
-        return entries[:, 0], entries[:, 1], tf.gather_nd(ratings, entries), tf.gather_nd(mask, entries)
 
     def _dense_vectors(self, features):
         """``(ratings, mask)``, each ``[B, width]``, of dense or ragged vectors."""
         if not isinstance(features["ratings"], tf.RaggedTensor):
             return features["ratings"], features["mask"]
-        rows, columns, ratings, weights = self._observed(features)
+        rows, columns, ratings, weights = observed_entries(features)
         entries = tf.stack([rows, columns], axis=1)
-        shape = tf.stack([_vectors_in(features), tf.constant(self.width, tf.int64)])
+        shape = tf.stack([vectors_in(features), tf.constant(self.width, tf.int64)])
         return tf.scatter_nd(entries, ratings, shape), tf.scatter_nd(entries, weights, shape)
 
     # Refused where Keras makes its step functions, not in compile(): Keras skips a custom compile() when it
@@ -428,7 +362,7 @@ class AutoRec(RatingModel):
         if self.loss_normalization == "entries" and "ratings" in features:
             # Over all B x n entries of the global batch, as Keras' weighted MSE; the observed ones may be fewer.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            entries = _vectors_in(features) * self.width * replicas
+            entries = vectors_in(features) * self.width * replicas
             return tf.reduce_sum(per_example) / tf.cast(entries, per_example.dtype)
         return self.reduce_loss(per_example, weights)
 

@@ -26,7 +26,7 @@ need around it:
 
 tfrec's native optimizer kernels do not run on a parameter server's variables (the op would
 have to be registered in every ``ps`` process); TensorFlow's kernels update them
-(``tfrec.ops``), which cost nothing measurable on a two-core cluster (benchmarks/RESULTS.md).
+(``tfrec.ops``): a parameter server's step is bound by the round trips, not by the update.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from tfrec.errors import TfrecError
 
 FEEDBACK_NAMES = ("explicit", "implicit")
 PRECISION_NAMES = ("float16", "bfloat16")
-#: The fields every family's ``defaults`` sets (``tfrec.families.Family``), measured per family on
-#: ML-100K 80/20 seed 42 by the validation cut of the training part (benchmarks/RESULTS.md).
+#: The fields every family's ``defaults`` sets (``tfrec.families.Family``), chosen per family by the
+#: validation cut of the training part, never by the test part.
 #: The epoch cap: early stopping, not the cap, should end a run; without a validation cut nothing else does.
 DEFAULT_EPOCHS, DEFAULT_EPOCHS_WITHOUT_VALIDATION = 500, 50
 PER_MODEL = ("dim", "learning_rate", "l2", "batch_size", "patience", "refit")
@@ -18,7 +18,7 @@ PER_MODEL = ("dim", "learning_rate", "l2", "batch_size", "patience", "refit")
 
 @dataclasses.dataclass(init=False)
 class TrainConfig:
-    """Everything ``tfrec train`` needs; defaults measured on ML-100K (benchmarks/RESULTS.md).
+    """Everything ``tfrec train`` needs; a setting not given takes its family's default.
 
     A field left at None takes the model's default (its family's ``defaults``,
     ``tfrec.families``) or, for ``split``, the feedback's, when :meth:`check` runs. What only some

@@ -42,7 +42,7 @@ class Family:
       variants: ``tfrec train --model`` name -> constructor arguments fixed for that name
         (``{"gmf": {"variant": "gmf"}}``); most families have one variant and nothing fixed.
       defaults: ``TrainConfig`` values the family trains with when the user gives none (``dim``,
-        ``learning_rate``, ``l2``, ``batch_size``, ``patience``, ``refit``), measured on ML-100K.
+        ``learning_rate``, ``l2``, ``batch_size``, ``patience``, ``refit``), chosen on a validation cut.
       variant_defaults: Per variant name, defaults that differ from ``defaults``.
       variant_models: Per variant name, a class other than ``model`` (a subclass in the same file).
       arguments: Constructor argument -> the ``TrainConfig`` field or the option (below) it is taken from.

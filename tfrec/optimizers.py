@@ -62,8 +62,7 @@ class TorchAdagrad(SharedRowDedup, tf.keras.optimizers.Adagrad):
 
     def update_step(self, grad, variable):
         # One pass over the touched rows, dividing as PyTorch does (the base class has summed duplicate
-        # rows already): tfrec's native kernel on CPU tables, else TF's fused Adagrad V2 kernel
-        # (tfrec.ops; benchmarks/RESULTS.md).
+        # rows already): tfrec's native kernel on CPU tables (tfrec.ops), else TF's fused Adagrad V2 kernel.
         lr = tf.cast(self.learning_rate, variable.dtype)
         epsilon = tf.cast(self.epsilon, variable.dtype)
         accumulator = _internals.optimizer_slot(self, "accumulators", variable)
@@ -140,7 +139,7 @@ class LazyAdam(SharedRowDedup, tf.keras.optimizers.Adam):
 
     The trajectory differs from Adam's wherever a row's momentum would have
     carried it on between its batches, so results are close to Adam's, not
-    equal (benchmarks/RESULTS.md); the parity fixtures use plain Adam.
+    equal; the parity fixtures use plain Adam.
     """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name="LazyAdam", **kwargs):

@@ -4,8 +4,8 @@
 gzip included), finds the user, item, rating and timestamp columns by name (or by ``columns``),
 and builds a :class:`~tfrec.data.Ratings` whose ids are the file's own, as strings as written
 ("007" stays "007"; an integer column gives its decimal digits; spaces around an id are dropped).
-Ids are dictionary-encoded in Arrow, so no per-row Python string is ever made: a 20M-row CSV loads
-in a few GB (benchmarks/RESULTS.md).
+Ids are dictionary-encoded in Arrow, so no per-row Python string is ever made: memory grows with
+the rows' numbers and the distinct ids, not with a Python object per row.
 
 A file without a rating column holds interactions (clicks, purchases): every row becomes a rating
 of 1.0 and the table says ``feedback == "implicit"``; ``tfrec train`` then trains the implicit

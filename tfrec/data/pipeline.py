@@ -55,8 +55,8 @@ def dataset(
         then come as ``user_row``, ``movie_row`` (int64: 1 + the id's position
         in the vocabulary, 0 for an unseen id, what the model's ``StringLookup``
         gives) instead of ``user_id``, ``movie_id`` strings, so no batch
-        gathers or hashes strings: at ML-20M's 16M training ratings that is
-        most of an epoch (benchmarks/RESULTS.md). Models take either form.
+        gathers or hashes strings, which on large data is most of an
+        epoch's input work. Models take either form.
       endless: With ``shuffle``, epoch after epoch without end, each epoch's
         number carried by the dataset itself instead of a variable it owns:
         the form ``ParameterServerStrategy``'s ``dataset_fn`` needs (it may
@@ -192,8 +192,7 @@ def _gatherer(table: Ratings, names: tuple[str, ...], vocabularies=None):
 
     The per-rating numbers (row numbers of a model's vocabularies, the rating) sit side by side in
     one ``[n, k]`` int32 block, so a batch reads an example's numbers with one gather (one cache line per
-    example): at ML-20M's 16M ratings five separate gathers cost about a second an epoch more
-    (benchmarks/RESULTS.md). Strings, timestamps and side features are gathered apart.
+    example) instead of one gather per column. Strings, timestamps and side features are gathered apart.
     """
     packed, columns = {}, {}
     for name in names:

@@ -19,8 +19,8 @@ too slowly for that to pay; where these kernels are
 missing AutoRec takes its dense products.
 
 The kernels are compiled against the installed TensorFlow the first time a
-process needs them (a C++17 compiler, ``$CXX`` or ``c++``; 20-40 s on two
-cores, announced on stderr; ``tfrec build-kernels`` does it ahead)
+process needs them (a C++17 compiler, ``$CXX`` or ``c++``;
+announced on stderr, as a compile takes a while; ``tfrec build-kernels`` does it ahead)
 into ``$TFREC_OPS_CACHE`` or ``~/.cache/tfrec/ops``, under a key of the sources,
 the TensorFlow version and build and the compile flags without paths (so virtual
 environments with the same TensorFlow share a build), and loaded from there afterwards.

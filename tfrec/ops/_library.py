@@ -81,7 +81,7 @@ def build(announce: bool = True) -> Path:
         if announce:
             print(
                 f"tfrec: building tfrec's native kernels into {target.parent}, once per TensorFlow install "
-                "(20-40 s on two cores; `tfrec build-kernels` does it ahead)",
+                "(a compile of its own, which takes a while; `tfrec build-kernels` does it ahead)",
                 file=sys.stderr,
                 flush=True,
             )

@@ -261,6 +261,40 @@ def test_a_family_registered_outside_tfrec_is_on_the_command_line_with_an_option
     assert no_flag.value.code == 2
 
 
+def test_a_family_registered_outside_tfrec_imports_pytorch_weights_through_its_own_layout(tmp_path, capsys):
+    """The toy family's PyTorch layout, registered by a test, is what ``tfrec import-torch`` uses: tensor
+    names of its own, a mean read from the weights, and ``--verify`` against its numpy forward pass in
+    a separate process. Without the layout the command names what is missing in one line."""
+    from safetensors.numpy import save_file
+
+    from tfrec import cli
+
+    rng = np.random.default_rng(3)
+    users, items = [f"u{k}" for k in range(30)], [f"i{k}" for k in range(20)]
+    state = {"bu": rng.normal(0, 0.3, (30, 1)).astype(np.float32), "bi": rng.normal(0, 0.3, (20, 1)).astype(np.float32),
+             "mean": np.array(3.25, np.float32)}  # fmt: skip
+    save_file(state, str(tmp_path / "toy.safetensors"))
+    (tmp_path / "users.txt").write_text("\n".join(users) + "\n")
+    (tmp_path / "items.txt").write_text("\n".join(items) + "\n")
+    common = ["import-torch", str(tmp_path / "toy.safetensors"), "--model", toy_family.NAME,
+              "--users", str(tmp_path / "users.txt"), "--items", str(tmp_path / "items.txt")]  # fmt: skip
+    with toy_family.registered():
+        missing = cli.main([*common, "--export", str(tmp_path / "none")])
+        refused = capsys.readouterr().err
+        with toy_family.layout_registered():
+            status = cli.main([*common, "--export", str(tmp_path / "toy"), "--verify", "sample", "--pairs", "200"])
+        out = capsys.readouterr().out
+    assert missing == 1 and "BaselinePredictor has no PyTorch layout" in refused and refused.count("\n") == 1, refused
+    assert not (tmp_path / "none").exists()
+    assert status == 0 and "PASS: 200 pairs" in out, out
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(tmp_path / "toy")).signatures["serving_default"]
+    got = served(user_id=tf.constant(["u3", "u7"]), item_id=tf.constant(["i5", "i0"]))["predictions"].numpy()
+    want = 3.25 + state["bu"][[3, 7], 0] + state["bi"][[5, 0], 0]
+    np.testing.assert_allclose(got.reshape(-1), want, rtol=0, atol=1e-5)
+
+
 def test_every_public_subpackage_is_an_attribute_after_import_tfrec():
     import pkgutil
 

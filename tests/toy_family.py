@@ -6,9 +6,12 @@ Tests register it with :func:`registered` and then drive it through everything a
 
 import contextlib
 
+import numpy as np
+
 import tfrec  # noqa: F401  (selects Keras 2 before tensorflow below)
 import tensorflow as tf
-from tfrec import families
+from tfrec import families, registry
+from tfrec.convert import layouts
 from tfrec.models import IdEmbedding, RatingModel
 
 NAME = "toy-biases"
@@ -51,6 +54,34 @@ class BaselinePredictor(RatingModel):
             **super().get_config(), "user_vocabulary": self.user_vocabulary, "item_vocabulary": self.item_vocabulary,
             "l2": self.l2, "global_mean": self.global_mean, "item_bias_scale": self.item_bias_scale,
         }  # fmt: skip
+
+
+class BaselineLayout(layouts.Layout):
+    """The PyTorch baseline predictor: ``bu``, ``bi`` (``nn.Embedding(n, 1)``) and a ``mu`` parameter."""
+
+    names = {"user_bias.weight": ("bu.weight", "bu"), "item_bias.weight": ("bi.weight", "bi"), "mu": ("mean",)}
+
+    def sizes(self, cls, state):
+        return {}
+
+    def build(self, cls, state, user_vocabulary, item_vocabulary, **kwargs):
+        mu = float(np.reshape(state["mu"], ()))
+        return super().build(cls, state, user_vocabulary, item_vocabulary, global_mean=mu, **kwargs)
+
+    def assign(self, model, state):
+        layouts.assign_table(model.user_bias, state, "user_bias.weight")
+        layouts.assign_table(model.item_bias, state, "item_bias.weight")
+
+    def scores(self, model, state, users, items):
+        bu, bi = (np.asarray(state[f"{w}_bias.weight"], np.float64)[:, 0] for w in ("user", "item"))
+        return float(np.reshape(state["mu"], ())) + bu[users] + model.item_bias_scale * bi[items]
+
+
+@contextlib.contextmanager
+def layout_registered():
+    """The toy family's PyTorch layout in ``tfrec.registry.torch_layouts`` for the duration."""
+    with registry.torch_layouts.registered(FAMILY.model, BaselineLayout()):
+        yield
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ FAMILY = families.Family(
     variants={NAME: {}},
     defaults={"dim": 1, "learning_rate": 0.05, "l2": 0.001, "batch_size": 256, "patience": 3, "refit": False},
     arguments={"l2": "l2", "item_bias_scale": "item_bias_scale"},
+    search={"learning_rate": {"low": 0.005, "high": 0.2, "log": True}},  # what `tfrec tune` tries
     options={  # an option tfrec knows nothing of: --item-bias-scale on the command line
         "item_bias_scale": {
             "type": "float",

@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 # Every public module but cli, the command (importing it quiets TensorFlow's logs for the process).
 _SUBMODULES = (
     "arguments", "checkpoints", "cluster", "config", "convert", "data", "errors", "export", "families", "files",
-    "metrics", "models", "ops", "optimizers", "registry", "report", "strategies", "train",
+    "metrics", "models", "ops", "optimizers", "registry", "report", "strategies", "train", "tune",
 )  # fmt: skip
 __all__ = ["DataError", "DataNotFoundError", "TfrecError", "__version__", *_SUBMODULES]
 

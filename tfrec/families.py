@@ -55,6 +55,9 @@ class Family:
         (grouped under the family's title in ``--help``), a key of ``TrainConfig.options`` checked
         against the spec, an entry of the run's recorded config, and a constructor argument when
         ``arguments`` maps one to it. Families may share an option name only with the same type.
+      search: What ``tfrec tune`` tries for the settings every family has, setting -> ``{"low": ...,
+        "high": ...[, "log": True]}`` or ``{"choices": [...]}``: any of ``learning_rate``, ``dim``,
+        ``l2``, ``batch_size`` (its options carry their own ``search``).
       implicit: It trains on implicit feedback too (``--feedback implicit``).
       side_features: It reads side features (``--features``) besides the two ids.
       mixed_precision: Variant names whose Dense layers can compute in float16/bfloat16.
@@ -74,6 +77,7 @@ class Family:
     variant_models: Mapping[str, str] = dataclasses.field(default_factory=dict)
     arguments: Mapping[str, str] = dataclasses.field(default_factory=dict)
     options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     implicit: bool = False
     side_features: bool = False
     mixed_precision: tuple[str, ...] = ()
@@ -96,8 +100,14 @@ class Family:
             raise TfrecError(f"family {self.model}: mixed_precision names unknown variants {', '.join(sorted(stray))}")
         for name, spec in self.options.items():
             _check_option(self.model, name, spec)
+            if "search" in spec:
+                _check_search(f"family {self.model}: option {name!r}", spec["search"])
+        for name, spec in self.search.items():
+            if name not in SEARCHED_FIELDS:
+                raise TfrecError(f"family {self.model}: search names {name!r}, not one of {', '.join(SEARCHED_FIELDS)}")
+            _check_search(f"family {self.model}: search of {name!r}", spec)
         # Read-only views: a family is shared by every run in the process.
-        for key in ("variants", "defaults", "variant_defaults", "variant_models", "arguments"):
+        for key in ("variants", "defaults", "variant_defaults", "variant_models", "arguments", "search"):
             object.__setattr__(self, key, MappingProxyType(dict(getattr(self, key))))
         options = {name: MappingProxyType(dict(spec)) for name, spec in self.options.items()}
         object.__setattr__(self, "options", MappingProxyType(options))
@@ -112,6 +122,23 @@ class Family:
 
 
 OPTION_TYPES = ("int", "float", "str", "bool", "ints", "names")
+#: The settings every family has that its ``search`` may name.
+SEARCHED_FIELDS = ("learning_rate", "dim", "l2", "batch_size")
+
+
+def _check_search(where: str, spec: Mapping) -> None:
+    """A search range: ``{"low", "high"[, "log"]}`` with low < high (both > 0 with log), or ``{"choices"}``."""
+    if set(spec) == {"choices"}:
+        if not spec["choices"]:
+            raise TfrecError(f"{where}: choices must not be empty")
+        return
+    if not {"low", "high"} <= set(spec) <= {"low", "high", "log"}:
+        raise TfrecError(f"{where}: give low and high (and log), or choices, got {sorted(spec)}")
+    low, high = spec["low"], spec["high"]
+    if not low < high or (spec.get("log") and low <= 0):
+        raise TfrecError(f"{where}: needs low < high (and low > 0 on a log scale), got {low}, {high}")
+
+
 _SPEC_KEYS = {"type", "default", "help", "choices", "min", "below", "search", "pipeline"}
 
 

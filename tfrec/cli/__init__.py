@@ -1,6 +1,6 @@
-"""The ``tfrec`` command: ``train``, ``export``, ``predict``, ``recommend``, ``data``, ``import-torch``,
+"""The ``tfrec`` command: ``train``, ``tune``, ``export``, ``predict``, ``recommend``, ``data``, ``import-torch``,
 ``build-kernels``, and the commands other packages register (``tfrec.registry.commands``: the parity
-harness's ``parity`` and ``bench``). One module per group: :mod:`tfrec.cli.train`,
+harness's ``parity`` and ``bench``). One module per group: :mod:`tfrec.cli.train`, :mod:`tfrec.cli.tune`,
 :mod:`tfrec.cli.serving`, :mod:`tfrec.cli.data`, :mod:`tfrec.cli.tools`.
 
 A user's mistake (a bad flag, an unknown dataset, a malformed file) ends with
@@ -15,13 +15,13 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; the CLI, not the library
 
 from tfrec import registry  # noqa: E402
-from tfrec.cli import data, serving, tools, train  # noqa: E402
+from tfrec.cli import data, serving, tools, train, tune  # noqa: E402
 from tfrec.cli._common import DATA_ERROR, USAGE_ERROR, Parser, import_tensorflow_quietly  # noqa: E402
 from tfrec.errors import TfrecError  # noqa: E402
 
 __all__ = ["main", "DATA_ERROR", "USAGE_ERROR"]
 
-GROUPS = (train, serving, data, tools)
+GROUPS = (train, tune, serving, data, tools)
 
 
 def _parser() -> tuple[Parser, dict]:

@@ -45,3 +45,18 @@ def import_tensorflow_quietly(list_devices: bool = True) -> None:
 
 def listed(names) -> str:
     return ", ".join(names) or "none"
+
+
+def set_threads(model: str, asked=None) -> None:
+    """TensorFlow's thread pools for training ``model`` (``tfrec.train.configure_threads``), or a note when
+    TensorFlow runs in this process already and none was asked for."""
+    from tfrec.errors import TfrecError
+    from tfrec.train import configure_threads
+
+    try:
+        configure_threads(model, asked)
+    except TfrecError:
+        if asked is not None:  # asked for: a mistake to report
+            raise
+        # Called from a process whose TensorFlow runs already (a notebook, a test): its threads stay as they are.
+        print("tfrec: note: TensorFlow is running in this process already; its thread settings stay", file=sys.stderr)

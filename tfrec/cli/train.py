@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tfrec import families, registry
 from tfrec.arguments import nonnegative
-from tfrec.cli._common import import_tensorflow_quietly, listed
+from tfrec.cli._common import import_tensorflow_quietly, listed, set_threads
 from tfrec.config import FEEDBACK_NAMES, PRECISION_NAMES, TrainConfig
 from tfrec.errors import TfrecError
 from tfrec.files import write_json_atomic
@@ -36,13 +36,20 @@ def _per_model(key: str) -> str:
     return "default per model: " + ", ".join(f"{m} {show(d[key])}" for m, d in every)
 
 
+# Flags default to None, so that what was typed can be told from what was not: TrainConfig fills in
+# its defaults, and with --config FILE the file's settings come between the two.
+
+
 def _data_flags(p) -> None:
     d = TrainConfig()
-    p.add_argument("--model", choices=families.names(), default=d.model)
     p.add_argument(
-        "--data", default=d.data,
-        help="dataset name, file, directory or spec (default %(default)s; the list: tfrec data --help)",
+        "--config", metavar="FILE",
+        help="settings from a JSON file: tfrec tune's best.json, or a run's --json report (flags override it)",
     )  # fmt: skip
+    p.add_argument("--model", choices=families.names(), help=f"default {d.model}")
+    p.add_argument(
+        "--data", help=f"dataset name, file, directory or spec (default {d.data}; the list: tfrec data --help)"
+    )
     p.add_argument(
         "--columns", metavar="ROLE=COL,...",
         help="your file's columns: user=COL,item=COL[,rating=COL][,timestamp=COL] (default: found by name; "
@@ -69,28 +76,29 @@ def _fit_flags(p) -> None:
     p.add_argument("--lr", type=float, help=_per_model("learning_rate"))
     p.add_argument("--l2", type=float, help=_per_model("l2"))
     p.add_argument(
-        "--optimizer", choices=registry.optimizers.names(), default=d.optimizer, metavar="OPTIMIZER",
-        help=f"{registry.optimizers.help()} (default %(default)s)",
+        "--optimizer", choices=registry.optimizers.names(), metavar="OPTIMIZER",
+        help=f"{registry.optimizers.help()} (default {d.optimizer})",
     )  # fmt: skip
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
+    p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--validation-fraction", type=float, help=f"default {d.validation_fraction}")
     p.add_argument("--patience", type=int, help="early-stopping epochs; " + _per_model("patience"))
     p.add_argument(
         "--refit", action=argparse.BooleanOptionalAction,
         help="after early stopping, retrain on the whole training part for the best epoch count "
         f"({_per_model('refit')})",
     )  # fmt: skip
-    p.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution)
+    p.add_argument("--steps-per-execution", type=int, help=f"default {d.steps_per_execution}")
     p.add_argument(
-        "--deterministic", action="store_true", help="TensorFlow op determinism: the same command, the same bits"
-    )
+        "--deterministic", action="store_true", default=None,
+        help="TensorFlow op determinism: the same command, the same bits",
+    )  # fmt: skip
 
 
 def _placement_flags(p) -> None:
     d = TrainConfig()
     p.add_argument(
-        "--strategy", choices=registry.strategies.names(), default=d.strategy, metavar="STRATEGY",
-        help=f"{registry.strategies.help()} (default %(default)s); a cluster's strategies read it from TF_CONFIG, "
+        "--strategy", choices=registry.strategies.names(), metavar="STRATEGY",
+        help=f"{registry.strategies.help()} (default {d.strategy}); a cluster's strategies read it from TF_CONFIG, "
         "and when tables are split the chief trains and a worker or ps task serves until the chief ends "
         "(docs/distributed.md)",
     )  # fmt: skip
@@ -160,12 +168,39 @@ def _output_flags(p) -> None:
 
 
 def _config(args) -> TrainConfig:
-    """The checked config of the flags: ``TrainConfig``'s fields, and each family flag as an option."""
+    """The checked config: the flags given, over ``--config``'s settings, over ``TrainConfig``'s defaults."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"options"}
-    given = {k.partition(".")[2]: v for k, v in vars(args).items() if k.startswith("options.") and v is not None}
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}, learning_rate=args.lr, options=given)
+    typed = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.lr is not None:
+        typed["learning_rate"] = args.lr
+    options = {k.partition(".")[2]: v for k, v in vars(args).items() if k.startswith("options.") and v is not None}
+    settings = _settings_file(args.config) if args.config else {}
+    if "model" in typed and settings.get("model") not in (None, typed["model"]):
+        # Another model's settings (its options, dims, rates) do not carry over: only the run's own.
+        settings = {k: v for k, v in settings.items() if k in RUN_SETTINGS}
+    config = TrainConfig.from_dict({**settings, **typed, **options})
     config.check()
     return config
+
+
+#: What a ``--config`` file sets for any model: the data and the run, not the model's own settings.
+RUN_SETTINGS = ("data", "columns", "delimiter", "split", "seed", "validation_fraction", "feedback", "strategy")
+
+
+def _settings_file(path: str) -> dict:
+    """A ``--config`` file's settings: a flat JSON object of ``TrainConfig`` fields and options (``tfrec tune``'s
+    ``best.json``), or a run report (``tfrec train --json``) whose ``config`` entry is one."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise TfrecError(f"--config {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise TfrecError(f"--config {path}: not JSON ({e})") from None
+    if isinstance(record, dict) and isinstance(record.get("config"), dict):
+        record = record["config"]
+    if not isinstance(record, dict):
+        raise TfrecError(f"--config {path}: expected a JSON object of settings")
+    return {k: v for k, v in record.items() if v is not None and k != "checkpoint_dir"}
 
 
 def _cluster_task() -> str | None:
@@ -189,18 +224,6 @@ def _check_outputs(config: TrainConfig, args) -> None:
             raise TfrecError(f"{flag} {target}: already exists")
 
 
-def _set_threads(config: TrainConfig, asked) -> None:
-    from tfrec.train import configure_threads
-
-    try:
-        configure_threads(config.model, asked)
-    except TfrecError:
-        if asked is not None:  # asked for: a mistake to report
-            raise
-        # Called from a process whose TensorFlow runs already (a notebook, a test): its threads stay as they are.
-        print("tfrec: note: TensorFlow is running in this process already; its thread settings stay", file=sys.stderr)
-
-
 def _train(args) -> None:
     config = _config(args)
     if config.splits_tables and _cluster_task() in ("worker", "ps"):
@@ -215,7 +238,7 @@ def _train(args) -> None:
     from tfrec.checkpoints import RunFinished
     from tfrec.train import run
 
-    _set_threads(config, args.intra_op_threads)
+    set_threads(config.model, args.intra_op_threads)
     try:
         result = run(config, verbose=0 if args.quiet else 2, tensorboard=args.tensorboard)
     except RunFinished as finished:  # not a mistake: a retry loop around a finished run ends here

@@ -52,6 +52,8 @@ FAMILY = Family(
                           "help": "rate of observed input ratings dropped in training",
                           "search": {"low": 0.0, "high": 0.5}},
     },
+    search={"learning_rate": {"low": 0.0003, "high": 0.01, "log": True},
+            "l2": {"low": 0.0001, "high": 0.1, "log": True}, "batch_size": {"choices": [32, 64, 128, 256, 512]}},
     mixed_precision=("autorec-i", "autorec-u"),
     threads_per_op="all",  # dense matrix products: one thread per core each
     rank=40,

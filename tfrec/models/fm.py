@@ -57,6 +57,12 @@ FAMILY = Family(
             "user_occupation_label,user_zip_code,movie_genres",
         },
     },
+    search={
+        "learning_rate": {"low": 0.001, "high": 0.03, "log": True},
+        "dim": {"low": 2, "high": 64, "log": True},
+        "l2": {"low": 0.001, "high": 1.0, "log": True},
+        "batch_size": {"choices": [256, 512, 1024, 2048]},
+    },
     side_features=True,
     rank=50,
 )

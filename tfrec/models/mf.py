@@ -17,6 +17,12 @@ FAMILY = Family(
     # Plain MF, with no mean or bias terms to carry the rating level, overfits at lr 0.01 before it converges.
     defaults={"dim": 32, "learning_rate": 0.003, "l2": 0.1, "batch_size": 1024, "patience": 3, "refit": False},
     arguments={"dim": "dim", "l2": "l2"},
+    search={
+        "learning_rate": {"low": 0.001, "high": 0.03, "log": True},
+        "dim": {"low": 4, "high": 128, "log": True},
+        "l2": {"low": 0.001, "high": 1.0, "log": True},
+        "batch_size": {"choices": [256, 512, 1024, 2048]},
+    },
     rank=10,
 )
 

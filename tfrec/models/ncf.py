@@ -54,6 +54,8 @@ FAMILY = Family(
         "implicit_loss": {"type": "str", "default": "bce", "choices": ["bce", "mse"],
                           "help": "implicit: the loss on the output (mse: on the sigmoid)"},
     },
+    search={"learning_rate": {"low": 0.0003, "high": 0.01, "log": True}, "dim": {"low": 8, "high": 64, "log": True},
+            "l2": {"low": 0.0001, "high": 0.1, "log": True}, "batch_size": {"choices": [256, 512, 1024, 2048]}},
     implicit=True,
     mixed_precision=("ncf", "neumf"),  # GMF has no Dense layer but its output
     rank=30,

@@ -11,6 +11,7 @@ import dataclasses
 
 from tfrec import data as tfdata
 from tfrec.config import TrainConfig
+from tfrec.errors import TfrecError
 from tfrec.train import phases
 from tfrec.train.building import (
     build,
@@ -25,8 +26,8 @@ from tfrec.train.building import (
 )
 
 __all__ = [
-    "RunResult", "run", "build", "configure_threads", "endless", "evaluation_dataset", "is_chief", "model_kwargs",
-    "strategy", "training_dataset", "workers",
+    "RunResult", "run", "validate", "build", "configure_threads", "endless", "evaluation_dataset", "is_chief",
+    "model_kwargs", "strategy", "training_dataset", "workers",
 ]  # fmt: skip
 
 
@@ -77,3 +78,28 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
     scores = phases.score(setup, fitted.net)
     report, net = phases.report(setup, fitted, scores)
     return RunResult(report, net, setup.parts.train)
+
+
+def validate(config: TrainConfig, verbose: int = 0, callbacks=()) -> dict:
+    """The fit of :func:`run` alone, with early stopping on the validation cut: what a search ranks.
+
+    The test part is not read: no refit, no test score. ``tfrec tune`` calls it once per trial.
+
+    Returns:
+      ``{"monitored", "validation", "epochs", "best_epoch"}``: the monitored score's name
+      (``val_rmse``, or ``val_ndcg@10`` for implicit feedback) and its value at the best epoch.
+
+    Raises:
+      TfrecError: ``validation_fraction`` is 0 (nothing to rank by).
+    """
+    if config.validation_fraction <= 0:
+        raise TfrecError("validation needs a validation cut: give validation_fraction above 0")
+    setup = phases.prepare(config, verbose)
+    fitted = phases.fit(setup, callbacks)
+    best = fitted.best(config.implicit)
+    return {
+        "monitored": fitted.monitored,
+        "validation": float(fitted.scores[best]),
+        "epochs": len(fitted.fit_logs),
+        "best_epoch": int(best) + 1,
+    }

@@ -1,0 +1,202 @@
+"""`tfrec tune`: a search of a family's declared settings with Optuna, ranked on the validation cut only,
+kept in a SQLite study that a killed search resumes, and a best.json that `tfrec train --config` trains."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import toy_family
+from conftest import ENV, run_tfrec
+from tfrec import families
+from tfrec.errors import TfrecError
+
+optuna = pytest.importorskip("optuna", reason="optuna not installed (the README install command adds the tune extra)")
+
+SPEC = "synthetic:users=80,items=50,ratings=3000,seed=1"
+FLAGS = ["--model", "biased-mf", "--data", SPEC, "--epochs", "8"]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """Six trials of biased MF on small planted data, through the command."""
+    out = tmp_path_factory.mktemp("tune") / "bmf"
+    result = run_tfrec("tune", *FLAGS, "--trials", "6", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout, json.loads((out / "report.json").read_text())
+
+
+def test_every_trial_is_reported_with_settings_from_the_family_s_space(searched):
+    out, printed, report = searched
+    space = families.family("biased-mf").search
+    finished = [t for t in report["trials"] if t["state"] in ("complete", "pruned")]
+    assert len(finished) == 6 and report["space"].keys() == space.keys()
+    for trial in finished:
+        for name, value in trial["params"].items():
+            low, high = space[name].get("low"), space[name].get("high")
+            assert value in space[name]["choices"] if "choices" in space[name] else low <= value <= high, (name, value)
+        assert trial["per_epoch"] and all(0 < v < 2 for v in trial["per_epoch"].values())
+    assert printed.count("\ntrial ") + printed.startswith("trial ") == 6  # a line per trial as it ended
+    values = [t["value"] for t in finished if t["state"] == "complete"]
+    assert report["best"]["validation"] == min(values)
+    assert max(values) - min(values) > 0.02  # the settings tried differ in what they reach
+    # the best settings learned: far under the training mean on the test part, scored once at the end
+    assert report["best"]["test_rmse"] < report["best"]["mean_test_rmse"] - 0.2
+    assert (out / "study.db").read_bytes()[:16] == b"SQLite format 3\x00"
+    for plot in ("history.png", "importances.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
+
+
+def test_tfrec_train_config_reproduces_the_best_trial(searched, tmp_path):
+    out, _, report = searched
+    best = json.loads((out / "best.json").read_text())
+    assert {k: best[k] for k in report["best"]["params"]} == report["best"]["params"]
+    result = run_tfrec("train", "--config", str(out / "best.json"), "--quiet", "--json", str(tmp_path / "run.json"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["validation"]["val_rmse"] == report["best"]["validation"] == report["best"]["validation_again"]
+    assert run["test_rmse"] == report["best"]["test_rmse"]
+    # a flag given beside the file wins over it
+    result = run_tfrec("train", "--config", str(out / "best.json"), "--epochs", "1", "--quiet",
+                       "--json", str(tmp_path / "one.json"))  # fmt: skip
+    assert result.returncode == 0 and json.loads((tmp_path / "one.json").read_text())["epochs"] == 1
+
+
+def _states(storage, name):
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{storage}")
+    return [(t.number, t.state.name, t.params) for t in study.trials]
+
+
+def test_a_killed_search_resumes_from_its_study(tmp_path):
+    """Killed mid-trial: the finished trials stay, the interrupted one is tried again with its settings."""
+    out, name = tmp_path / "killed", f"biased-mf on {SPEC}"
+    command = [sys.executable, "-m", "tfrec", "tune", *FLAGS[:-1], "40", "--trials", "8", "--out", str(out)]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # killed once two trials are in and a third is running
+            time.sleep(0.2)
+            if (out / "study.db").exists():
+                try:
+                    states = [s for _, s, _ in _states(out / "study.db", name)]
+                except Exception:  # the study is being created
+                    continue
+                if states.count("COMPLETE") >= 2 and "RUNNING" in states:
+                    break
+        else:
+            pytest.fail("the search did not reach its third trial in 120 s")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    before = _states(out / "study.db", name)
+    interrupted = [(n, p) for n, s, p in before if s == "RUNNING"]
+    assert len(interrupted) == 1
+    result = run_tfrec("tune", *FLAGS[:-1], "40", "--trials", "8", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith(f"resuming: {sum(s == 'COMPLETE' for _, s, _ in before)} finished trials")
+    after = _states(out / "study.db", name)
+    kept = {n: p for n, s, p in before if s == "COMPLETE"}
+    assert all((n, "COMPLETE", p) in after for n, p in kept.items())  # nothing finished was run again
+    number, params = interrupted[0]
+    assert (number, "FAIL", params) in after
+    assert any(s in ("COMPLETE", "PRUNED") and p == params and n > number for n, s, p in after)  # tried again
+    assert sum(s in ("COMPLETE", "PRUNED") for _, s, _ in after) == 8
+    seen = [tuple(sorted(p.items())) for n, s, p in after if s != "FAIL"]
+    assert len(set(seen)) == len(seen)  # a resumed sampler draws new settings, not the first ones again
+
+
+def _rated(name, **_):
+    """Planted ratings; ``tune-b:`` has every test-part rating replaced, nothing else."""
+    from tfrec import data
+
+    table = data.load(SPEC)
+    rating = table.rating.copy()
+    if name.startswith("tune-b"):
+        test = data.split(table, "ratio", seed=42).test
+        in_test = set(zip(test.user_id, test.movie_id))
+        mask = np.array([pair in in_test for pair in zip(table.user_id, table.movie_id)])
+        assert 0 < mask.sum() < len(mask)
+        rating[mask] = 6.0 - rating[mask]
+    users = np.asarray(table.user_id)
+    items = np.asarray(table.movie_id)
+    return data.Ratings.from_arrays(users, items, rating, name=name, source=name)
+
+
+def test_the_search_never_reads_the_test_part(tmp_path):
+    """Two data sets that differ only in the test part's ratings give the same trials, to the bit;
+    only the test score of the best settings, computed once at the end, tells them apart."""
+    from tfrec import registry, tune
+    from tfrec.config import TrainConfig
+
+    results = {}
+    with (
+        registry.sources.registered("tune-a:", _rated, prefix=True),
+        registry.sources.registered("tune-b:", _rated, prefix=True),
+    ):
+        for which in ("a", "b"):
+            config = TrainConfig(model="biased-mf", data=f"tune-{which}:x", epochs=6)
+            results[which] = tune.tune(config, trials=4, out=tmp_path / which, announce=lambda line: None).report
+    a, b = results["a"], results["b"]
+    strip = [{k: t[k] for k in ("state", "params", "value", "per_epoch")} for t in a["trials"]]
+    assert strip == [{k: t[k] for k in ("state", "params", "value", "per_epoch")} for t in b["trials"]]
+    assert abs(a["best"]["test_rmse"] - b["best"]["test_rmse"]) > 0.1
+
+
+def test_a_family_registered_outside_tfrec_is_tunable_with_its_own_option(tmp_path):
+    from tfrec import tune
+    from tfrec.config import TrainConfig
+
+    with toy_family.registered():
+        config = TrainConfig(model=toy_family.NAME, data=SPEC, epochs=4)
+        assert set(tune.space(config)) == {"learning_rate", "item_bias_scale"}
+        report = tune.tune(config, trials=3, out=tmp_path, announce=lambda line: None).report
+    scales = [t["params"]["item_bias_scale"] for t in report["trials"]]
+    assert len(set(scales)) == 3 and all(0.0 <= s <= 2.0 for s in scales)
+
+
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["--trials", "0"], 2, "argument --trials: must be a positive integer"),
+        (["--validation-fraction", "0"], 1, "a search ranks settings on the validation cut"),
+        (["--fix", "momentum=1"], 1, "--fix momentum: biased-mf searches learning_rate, dim, l2, batch_size"),
+        (["--optimizer", "adam,nope"], 1, "unknown optimizer 'nope'"),
+        (["--trials", "3", "--time", "5"], 2, "not allowed with argument"),
+    ],
+)
+def test_command_line_mistakes_are_one_line(args, status, message, tmp_path, capsys):
+    from tfrec import cli
+
+    try:
+        code = cli.main(["tune", *FLAGS, "--out", str(tmp_path / "t"), *args])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if not line.startswith("tfrec: note:")]  # TF runs in-process
+    assert code == status and len(errors) == 1 and message in errors[0], err
+    assert not (tmp_path / "t" / "best.json").exists()
+
+
+def test_a_study_of_other_fixed_settings_is_refused(searched, capsys):
+    from tfrec import cli
+
+    out, _, _ = searched
+    code = cli.main(["tune", *FLAGS[:-1], "9", "--trials", "7", "--out", str(out)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tfrec: note:")]
+    assert code == 1 and len(errors) == 1 and "searched with other fixed settings (epochs differ)" in errors[0], errors
+
+
+def test_a_search_range_is_checked_when_the_family_is_declared():
+    with pytest.raises(TfrecError, match="search names 'momentum'"):
+        families.Family(
+            model="M", title="M", variants={"m": {}}, defaults={}, search={"momentum": {"low": 0, "high": 1}}
+        )
+    with pytest.raises(TfrecError, match="low > 0 on a log scale"):
+        families.Family(model="M", title="M", variants={"m": {}}, defaults={},
+                        search={"l2": {"low": 0.0, "high": 1.0, "log": True}})  # fmt: skip

@@ -1,0 +1,105 @@
+"""``tfrec tune``: search a model's settings on the validation cut (Optuna), then score the best once."""
+
+from __future__ import annotations
+
+import sys
+
+from tfrec import families, registry
+from tfrec.arguments import positive
+from tfrec.cli._common import import_tensorflow_quietly, set_threads
+from tfrec.config import FEEDBACK_NAMES, TrainConfig
+from tfrec.errors import TfrecError
+
+
+def add_parsers(sub) -> dict:
+    """``tune``; returns its handler."""
+    d = TrainConfig()
+    p = sub.add_parser(
+        "tune", help="search a model's settings on the validation cut, then score the best on the test part",
+        description="Searches the family's declared settings (learning rate, dim, L2, batch size and its own "
+        "options) with Optuna on the validation cut of the training part, then scores the best settings once "
+        "on the test part. The study lives in OUT/study.db: the same command started again carries on.",
+    )  # fmt: skip
+    p.add_argument("--model", choices=families.names(), default=d.model)
+    p.add_argument("--data", default=d.data, help="as tfrec train's (default %(default)s)")
+    p.add_argument("--columns", metavar="ROLE=COL,...", help="as tfrec train's")
+    p.add_argument("--delimiter", help="as tfrec train's")
+    p.add_argument("--split", help="as tfrec train's")
+    p.add_argument("--feedback", choices=FEEDBACK_NAMES, help="as tfrec train's")
+    p.add_argument("--seed", type=int, default=d.seed, help="the split's, each trial's and the sampler's")
+    p.add_argument("--epochs", type=positive, help="each trial's epoch cap (default: tfrec train's)")
+    p.add_argument("--patience", type=positive, help="each trial's early-stopping patience (default per model)")
+    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
+    p.add_argument(
+        "--optimizer", default=d.optimizer, metavar="NAME[,NAME...]",
+        help=f"one optimizer, or several to choose among (of {registry.optimizers.listed()}; default %(default)s)",
+    )  # fmt: skip
+    p.add_argument("--fix", action="append", default=[], metavar="SETTING=VALUE",
+                   help="leave a searched setting at VALUE (repeatable), e.g. --fix dim=32")  # fmt: skip
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--trials", type=positive, help="finished trials in the study, earlier ones counted (default 30)")
+    stop.add_argument("--time", type=positive, metavar="SECONDS", help="start no trial after this many seconds")
+    p.add_argument("--jobs", type=positive, default=1, help="processes searching side by side (default %(default)s)")
+    p.add_argument("--out", metavar="DIR", help="study, best.json, report.json and plots (default tune/MODEL)")
+    p.add_argument("--storage", metavar="FILE", help="the study's SQLite file (default OUT/study.db)")
+    p.add_argument("--json", metavar="PATH", help="also write the report here")
+    return {"tune": _tune}
+
+
+def _fixed(items) -> dict:
+    fixed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise TfrecError(f"--fix {item!r}: expected SETTING=VALUE")
+        fixed[name.replace("-", "_")] = value
+    return fixed
+
+
+def _tune(args) -> None:
+    fixed = _fixed(args.fix)
+    optimizers = [o for o in args.optimizer.split(",") if o]
+    for name in optimizers:
+        registry.optimizers.entry(name)  # an unknown name: one line naming the known ones
+    numbers = {"learning_rate": float, "l2": float, "dim": int, "batch_size": int}
+    try:
+        typed = {k: numbers[k](v) if k in numbers else v for k, v in fixed.items()}
+    except ValueError as e:
+        raise TfrecError(f"--fix: {e}") from None
+    settings = {k: v for k, v in vars(args).items()
+                if k in ("model", "data", "columns", "delimiter", "split", "feedback", "seed", "epochs", "patience",
+                         "validation_fraction") and v is not None}  # fmt: skip
+    from tfrec import tune  # no TensorFlow yet: a mistake answers at once
+    from tfrec.data.sources import check_name
+
+    searched = tune.space(TrainConfig(model=settings["model"]))
+    for name in fixed:
+        if name not in searched:
+            raise TfrecError(f"--fix {name}: {settings['model']} searches {', '.join(searched) or 'nothing'}")
+    config = TrainConfig(**settings, optimizer=optimizers[0], **typed)
+    config.check()
+    if config.validation_fraction <= 0:
+        raise TfrecError("a search ranks settings on the validation cut: give --validation-fraction above 0")
+    check_name(config.data, config.columns, config.delimiter)
+    import_tensorflow_quietly()
+    set_threads(config.model)
+    out = args.out or f"tune/{config.model}"
+    result = tune.tune(config, trials=args.trials, timeout=args.time, jobs=args.jobs, out=out,
+                       storage=args.storage, fixed=tuple(fixed), optimizers=optimizers,
+                       announce=lambda line: print(line, flush=True))  # fmt: skip
+    if args.json:
+        from tfrec.files import write_json_atomic
+
+        write_json_atomic(args.json, result.report)
+    best = result.report["best"]
+    shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
+    lines = [f"best trial {best['trial']}: validation {best['validation']:.4f} ({shown})"]
+    if best.get("test_rmse") is not None:
+        lines.append(f"test RMSE {best['test_rmse']:.4f}, MAE {best['test_mae']:.4f} "
+                     f"(the training mean: {best['mean_test_rmse']:.4f})")  # fmt: skip
+    else:
+        lines.append(f"test HR@10 {best['test_hit_rate@10']:.4f}, NDCG@10 {best['test_ndcg@10']:.4f}")
+    lines.append(f"settings  {best['config']}  (tfrec train --config {best['config']})")
+    lines.append(f"report    {out}/report.json; plots: {', '.join(v for v in result.report['plots'].values())}")
+    print("\n".join(lines))
+    sys.stdout.flush()

@@ -78,10 +78,15 @@ def _kind(config: TrainConfig, name: str) -> str:
     return FIELD_TYPES.get(name) or families.family(config.model).options[name]["type"]
 
 
+def _as_choice(value):
+    """A setting as a search draws it: a list (NCF's layers) as the command line writes it."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+
 def _suggest(trial, name: str, spec: dict, kind: str):
     """One setting drawn by ``trial``: a choice, or an int or a float in ``[low, high]`` (log scale with ``log``)."""
     if "choices" in spec:  # a list value (NCF's layers) as the command line writes it
-        choices = [",".join(map(str, c)) if isinstance(c, (list, tuple)) else c for c in spec["choices"]]
+        choices = [_as_choice(c) for c in spec["choices"]]
         return trial.suggest_categorical(name, choices)
     log = bool(spec.get("log"))
     if kind == "int":
@@ -147,6 +152,9 @@ def _study(opt, storage: Path, config: TrainConfig, base: dict, space_: dict):
     if recorded is None:
         study.set_user_attr("fixed", base)
         study.set_user_attr("space", space_)
+        # The first trial is the settings as given (the family's defaults unless set): a search then
+        # ends no worse on the validation cut than training without one.
+        study.enqueue_trial({name: _as_choice(base[name]) for name in space_ if name in base})
     elif recorded != base:
         changed = sorted(k for k in set(recorded) | set(base) if recorded.get(k) != base.get(k))
         raise TfrecError(
@@ -164,8 +172,9 @@ def _sampler(opt, seed: int, study):
 
 def _pruner(opt):
     """Stops a trial whose score at an epoch is worse than the median of earlier trials' at that epoch,
-    once five trials have finished and from its third epoch on (the first two say little)."""
-    return opt.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    once five trials have finished and from its fifth epoch on: settings that learn slowly but far
+    (a small learning rate, a strong L2) trail in the first epochs."""
+    return opt.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=4)
 
 
 def _retry_interrupted(opt, study) -> int:
@@ -289,10 +298,11 @@ def _start_helpers(storage: Path, base: dict, space_: dict, trials, deadline, co
 
 def _helper(order: dict) -> int:
     """A helper process's search: the same study, settings and stopping rule as the search that started it."""
-    from tfrec import train
     from tfrec.cli._common import import_tensorflow_quietly  # a process of the command: TensorFlow's start-up noise off
 
     import_tensorflow_quietly()
+    from tfrec import train
+
     train.configure_threads(order["base"]["model"])
     opt = optuna()
     name = f"{order['base']['model']} on {order['base']['data']}"

@@ -7,7 +7,8 @@ A search tries settings from the family's declared space (``Family.search`` for 
 family has, the ``search`` of each of its own options) on the validation cut of the training part.
 Each trial is one ``fit`` with early stopping that reports its validation score every epoch, and
 Optuna's median pruner ends a trial whose score at an epoch trails the median of earlier trials'
-at that epoch. The test part is read once, after the search, to score the best settings.
+at that epoch. The test part is read once, after the search, to score the best settings, trained again on the
+whole training part for the best trial's epoch count (``refit``).
 
 Built on Optuna rather than a loop of tfrec's own: its TPE sampler, pruners, storage and plots are
 maintained and known, and its studies live in a database. tfrec keeps the study in a SQLite file,
@@ -240,12 +241,18 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
       storage: The SQLite file of the study; default ``out/study.db``.
       fixed: Settings the search leaves at ``config``'s values.
       optimizers: Optimizer names to choose among (two or more); default: ``config.optimizer``.
+
+    The best settings are written with ``refit`` on unless ``config.refit`` says otherwise: trained
+    again on the whole training part, validation cut included, for the best trial's epoch count
+    (as Surprise's ``GridSearchCV`` refits its best estimator on all the training data); the
+    search itself ranks the first fit's validation score.
       announce: Called with a line per finished trial.
 
     Raises:
       TfrecError: no validation cut, an unknown setting in ``fixed``, or a storage of another search.
     """
     opt = optuna()
+    refit = True if config.refit is None else config.refit  # read before check() fills in the family's
     config.check()
     if config.validation_fraction <= 0:
         raise TfrecError("a search ranks settings on the validation cut: give a validation fraction above 0")
@@ -283,7 +290,7 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
     finally:
         for helper in helpers:
             helper.wait()
-    return _finish(opt, study, base, out, storage, space_, time.perf_counter() - start)
+    return _finish(opt, study, {**base, "refit": refit}, out, storage, space_, time.perf_counter() - start)
 
 
 def _start_helpers(storage: Path, base: dict, space_: dict, trials, deadline, count: int) -> list:
@@ -324,7 +331,7 @@ def _finish(opt, study, base: dict, out: Path, storage: Path, space_: dict, seco
     best = study.best_trial
     config = TrainConfig.from_dict({**base, **best.params})
     write_json_atomic(out / BEST, config.as_dict())
-    result = train.run(TrainConfig.from_dict({**base, **best.params}), verbose=0).report
+    result = train.run(TrainConfig.from_dict(config.as_dict()), verbose=0).report
     report = {
         "model": base["model"], "data": base["data"], "study": study.study_name, "storage": str(storage),
         "direction": study.direction.name.lower(), "space": space_, "search_seconds": round(seconds, 3),

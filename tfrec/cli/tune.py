@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from tfrec import families, registry
@@ -30,6 +31,10 @@ def add_parsers(sub) -> dict:
     p.add_argument("--epochs", type=positive, help="each trial's epoch cap (default: tfrec train's)")
     p.add_argument("--patience", type=positive, help="each trial's early-stopping patience (default per model)")
     p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
+    p.add_argument(
+        "--refit", action=argparse.BooleanOptionalAction,
+        help="the best settings trained again on the whole training part for the best trial's epochs (default on)",
+    )  # fmt: skip
     p.add_argument(
         "--optimizer", default=d.optimizer, metavar="NAME[,NAME...]",
         help=f"one optimizer, or several to choose among (of {registry.optimizers.listed()}; default %(default)s)",
@@ -68,7 +73,7 @@ def _tune(args) -> None:
         raise TfrecError(f"--fix: {e}") from None
     settings = {k: v for k, v in vars(args).items()
                 if k in ("model", "data", "columns", "delimiter", "split", "feedback", "seed", "epochs", "patience",
-                         "validation_fraction") and v is not None}  # fmt: skip
+                         "validation_fraction", "refit") and v is not None}  # fmt: skip
     from tfrec import tune  # no TensorFlow yet: a mistake answers at once
     from tfrec.data.sources import check_name
 

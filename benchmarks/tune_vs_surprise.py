@@ -67,7 +67,7 @@ def main() -> None:
         default = train.run(TrainConfig(model=model, data="ml-100k", seed=args.seed), verbose=0).report
         with tempfile.TemporaryDirectory() as out:
             config = TrainConfig(model=model, data="ml-100k", seed=args.seed)
-            result = tune.tune(config, trials=args.trials, jobs=args.jobs, out=out, announce=lambda line: None)
+            result = tune.tune(config, trials=args.trials, jobs=args.jobs, out=out, announce=None)
         best, trials = result.report["best"], result.report["trials"]
         pruned = sum(t["state"] == "pruned" for t in trials)
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())

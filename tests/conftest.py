@@ -17,7 +17,8 @@ import pytest  # noqa: E402
 #: (most tests first) left the two-process distributed test running alone at the end.
 LONGEST_FIRST = (
     "test_docs.py", "test_export.py", "test_cli_and_train.py", "test_parity.py", "test_speed.py",
-    "test_distributed.py", "test_parameter_server.py", "test_convert.py", "test_reliability.py", "test_models.py",
+    "test_distributed.py", "test_parameter_server.py", "test_convert.py", "test_tune.py", "test_reliability.py",
+    "test_models.py",
     "test_files.py",
 )  # fmt: skip
 

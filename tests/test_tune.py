@@ -62,9 +62,11 @@ def test_tfrec_train_config_reproduces_the_best_trial(searched, tmp_path):
     assert run["validation"]["val_rmse"] == report["best"]["validation"] == report["best"]["validation_again"]
     assert run["test_rmse"] == report["best"]["test_rmse"]
     # a flag given beside the file wins over it
-    result = run_tfrec("train", "--config", str(out / "best.json"), "--epochs", "1", "--quiet",
-                       "--json", str(tmp_path / "one.json"))  # fmt: skip
-    assert result.returncode == 0 and json.loads((tmp_path / "one.json").read_text())["epochs"] == 1
+    from tfrec import cli
+
+    status = cli.main(["train", "--config", str(out / "best.json"), "--epochs", "1", "--quiet",
+                       "--json", str(tmp_path / "one.json")])  # fmt: skip
+    assert status == 0 and json.loads((tmp_path / "one.json").read_text())["epochs"] == 1
 
 
 def _states(storage, name):
@@ -75,7 +77,7 @@ def _states(storage, name):
 def test_a_killed_search_resumes_from_its_study(tmp_path):
     """Killed mid-trial: the finished trials stay, the interrupted one is tried again with its settings."""
     out, name = tmp_path / "killed", f"biased-mf on {SPEC}"
-    command = [sys.executable, "-m", "tfrec", "tune", *FLAGS[:-1], "40", "--trials", "8", "--out", str(out)]
+    command = [sys.executable, "-m", "tfrec", "tune", *FLAGS[:-1], "25", "--trials", "4", "--out", str(out)]
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                start_new_session=True)  # fmt: skip
     try:
@@ -97,7 +99,7 @@ def test_a_killed_search_resumes_from_its_study(tmp_path):
     before = _states(out / "study.db", name)
     interrupted = [(n, p) for n, s, p in before if s == "RUNNING"]
     assert len(interrupted) == 1
-    result = run_tfrec("tune", *FLAGS[:-1], "40", "--trials", "8", "--out", str(out))
+    result = run_tfrec("tune", *FLAGS[:-1], "25", "--trials", "4", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith(f"resuming: {sum(s == 'COMPLETE' for _, s, _ in before)} finished trials")
     after = _states(out / "study.db", name)
@@ -106,7 +108,8 @@ def test_a_killed_search_resumes_from_its_study(tmp_path):
     number, params = interrupted[0]
     assert (number, "FAIL", params) in after
     assert any(s in ("COMPLETE", "PRUNED") and p == params and n > number for n, s, p in after)  # tried again
-    assert sum(s in ("COMPLETE", "PRUNED") for _, s, _ in after) == 8
+    assert sum(s in ("COMPLETE", "PRUNED") for _, s, _ in after) == 4
+    assert f"(trial {number} again)" in result.stdout
     seen = [tuple(sorted(p.items())) for n, s, p in after if s != "FAIL"]
     assert len(set(seen)) == len(seen)  # a resumed sampler draws new settings, not the first ones again
 
@@ -141,7 +144,7 @@ def test_the_search_never_reads_the_test_part(tmp_path):
     ):
         for which in ("a", "b"):
             config = TrainConfig(model="biased-mf", data=f"tune-{which}:x", epochs=6)
-            results[which] = tune.tune(config, trials=4, out=tmp_path / which, announce=lambda line: None).report
+            results[which] = tune.tune(config, trials=3, out=tmp_path / which, announce=None).report
     a, b = results["a"], results["b"]
     strip = [{k: t[k] for k in ("state", "params", "value", "per_epoch")} for t in a["trials"]]
     assert strip == [{k: t[k] for k in ("state", "params", "value", "per_epoch")} for t in b["trials"]]
@@ -155,7 +158,7 @@ def test_a_family_registered_outside_tfrec_is_tunable_with_its_own_option(tmp_pa
     with toy_family.registered():
         config = TrainConfig(model=toy_family.NAME, data=SPEC, epochs=4)
         assert set(tune.space(config)) == {"learning_rate", "item_bias_scale"}
-        report = tune.tune(config, trials=3, out=tmp_path, announce=lambda line: None).report
+        report = tune.tune(config, trials=3, out=tmp_path, announce=None).report
     scales = [t["params"]["item_bias_scale"] for t in report["trials"]]
     assert len(set(scales)) == 3 and all(0.0 <= s <= 2.0 for s in scales)
 
@@ -168,6 +171,9 @@ def test_a_family_registered_outside_tfrec_is_tunable_with_its_own_option(tmp_pa
         (["--fix", "momentum=1"], 1, "--fix momentum: biased-mf searches learning_rate, dim, l2, batch_size"),
         (["--optimizer", "adam,nope"], 1, "unknown optimizer 'nope'"),
         (["--trials", "3", "--time", "5"], 2, "not allowed with argument"),
+        (["--split", "foo"], 1, "unknown split 'foo'"),  # once, not a failed trial after another
+        (["--fix", "epochs=5"], 1, "(a setting of every trial: --epochs)"),
+        (["--fix", "dim=abc"], 1, "--fix dim=abc: not an integer"),
     ],
 )
 def test_command_line_mistakes_are_one_line(args, status, message, tmp_path, capsys):
@@ -190,6 +196,34 @@ def test_a_study_of_other_fixed_settings_is_refused(searched, capsys):
     code = cli.main(["tune", *FLAGS[:-1], "9", "--trials", "7", "--out", str(out)])
     errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tfrec: note:")]
     assert code == 1 and len(errors) == 1 and "searched with other fixed settings (epochs differ)" in errors[0], errors
+
+
+def test_an_interrupted_trial_is_queued_again_once_whether_failed_or_left_running(tmp_path):
+    """Ctrl-C lets Optuna mark its trial failed; SIGKILL leaves it running: both are tried again, once."""
+    from tfrec import tune
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    for value in (0.5, 0.7):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        study.tell(trial, value)
+    failed = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)  # as after Ctrl-C
+    running = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # as after SIGKILL
+    assert tune._retry_interrupted(optuna, study) == 2
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert sorted(t.user_attrs["retry_of"] for t in waiting) == [failed.number, running.number]
+    assert tune._retry_interrupted(optuna, study) == 0  # queued already: not again
+
+
+def test_the_optimizer_can_be_a_searched_choice(tmp_path):
+    from tfrec import tune
+    from tfrec.config import TrainConfig
+
+    config = TrainConfig(model="biased-mf", data=SPEC, epochs=2)
+    report = tune.tune(config, trials=2, out=tmp_path, optimizers=("adam", "lazy-adam"), announce=None).report
+    assert report["space"]["optimizer"] == {"choices": ["adam", "lazy-adam"]}
+    assert {t["params"]["optimizer"] for t in report["trials"]} <= {"adam", "lazy-adam"}
+    assert json.loads((tmp_path / "best.json").read_text())["optimizer"] == report["best"]["params"]["optimizer"]
 
 
 def test_a_search_range_is_checked_when_the_family_is_declared():

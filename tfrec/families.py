@@ -50,7 +50,8 @@ class Family:
         ``float``, ``str``, ``bool``, ``ints``: comma-separated positive integers, ``names``:
         comma-separated names), ``default``, ``help``, and optionally ``choices``, ``min`` (inclusive),
         ``below`` (exclusive upper bound), ``search`` (what a search may try: ``{"low": ..., "high":
-        ..., "log": bool}`` or ``{"choices": [...]}``) and ``pipeline`` (True: an argument of the
+        ..., "log": bool}`` or ``{"choices": [...]}``), ``feedback`` (the one feedback it matters for:
+        a search of the other leaves it alone) and ``pipeline`` (True: an argument of the
         model's ``training_dataset``, not of its constructor). Each becomes ``tfrec train --NAME``
         (grouped under the family's title in ``--help``), a key of ``TrainConfig.options`` checked
         against the spec, an entry of the run's recorded config, and a constructor argument when
@@ -139,7 +140,7 @@ def _check_search(where: str, spec: Mapping) -> None:
         raise TfrecError(f"{where}: needs low < high (and low > 0 on a log scale), got {low}, {high}")
 
 
-_SPEC_KEYS = {"type", "default", "help", "choices", "min", "below", "search", "pipeline"}
+_SPEC_KEYS = {"type", "default", "help", "choices", "min", "below", "search", "pipeline", "feedback"}
 
 
 def _check_option(model: str, name: str, spec: Mapping) -> None:
@@ -153,6 +154,8 @@ def _check_option(model: str, name: str, spec: Mapping) -> None:
         raise TfrecError(f"{where}: type must be one of {', '.join(OPTION_TYPES)}, got {spec.get('type')!r}")
     if "default" not in spec:
         raise TfrecError(f"{where}: give it a default")
+    if spec.get("feedback", "explicit") not in ("explicit", "implicit"):
+        raise TfrecError(f"{where}: feedback must be 'explicit' or 'implicit', got {spec['feedback']!r}")
     parse_option(name, spec, spec["default"], where)
 
 

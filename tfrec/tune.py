@@ -35,7 +35,7 @@ from tfrec.files import write_json_atomic
 STUDY, BEST, REPORT = "study.db", "best.json", "report.json"
 HISTORY_PLOT, IMPORTANCE_PLOT = "history.png", "importances.png"
 #: The type of each ``TrainConfig`` field a family's ``search`` may name.
-FIELD_TYPES = {"learning_rate": "float", "dim": "int", "l2": "float", "batch_size": "int"}
+FIELD_TYPES = {"learning_rate": "float", "dim": "int", "l2": "float", "batch_size": "int", "optimizer": "str"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,7 @@ def optuna():
         import optuna as module
     except ImportError:
         raise TfrecError("tfrec tune needs Optuna: pip install 'tfrec[tune]'") from None
-    module.logging.set_verbosity(module.logging.WARNING)
+    module.logging.set_verbosity(module.logging.ERROR)  # a failed trial ends the search with tfrec's own error
     return module
 
 
@@ -71,7 +71,10 @@ def space(config: TrainConfig, fixed=()) -> dict[str, dict]:
     """
     family = families.family(config.model)
     found = {name: dict(spec) for name, spec in family.search.items()}
-    found.update({name: dict(spec["search"]) for name, spec in family.options.items() if "search" in spec})
+    found.update({
+        name: dict(spec["search"]) for name, spec in family.options.items()
+        if "search" in spec and spec.get("feedback") in (None, config.feedback or "explicit")
+    })  # fmt: skip
     return {name: spec for name, spec in found.items() if name not in set(fixed)}
 
 
@@ -105,13 +108,14 @@ def _pruning_callback(trial, monitor: str):
             if value is None:
                 return
             trial.report(float(value), epoch + 1)
+            trial.set_user_attr("epochs", epoch + 1)
             if trial.should_prune():
                 raise optuna().TrialPruned(f"epoch {epoch + 1}: {monitor} {float(value):.4f}")
 
     return Pruning()
 
 
-def _objective(base: dict, space_: dict, announce):
+def _objective(base: dict, space_: dict):
     """Optuna's objective: the validation score of one fit with the trial's settings."""
     from tfrec import train
     from tfrec._keras import tf
@@ -173,18 +177,28 @@ def _sampler(opt, seed: int, study):
 
 def _pruner(opt):
     """Stops a trial whose score at an epoch is worse than the median of earlier trials' at that epoch,
-    once five trials have finished and from its fifth epoch on: settings that learn slowly but far
-    (a small learning rate, a strong L2) trail in the first epochs."""
-    return opt.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=4)
+    once five trials have finished and from its fifth epoch on (Optuna's steps here are epochs, from 1):
+    settings that learn slowly but far (a small learning rate, a strong L2) trail in the first epochs."""
+    return opt.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5)
 
 
 def _retry_interrupted(opt, study) -> int:
-    """Trials left running by a killed search: marked failed and queued again with their settings."""
-    running = study.get_trials(deepcopy=False, states=(opt.trial.TrialState.RUNNING,))
-    for trial in running:
-        study.tell(trial.number, state=opt.trial.TrialState.FAIL)
+    """Trials a killed search left unfinished, queued again with their settings (once each).
+
+    A kill that Python sees (Ctrl-C) lets Optuna mark its trial failed; one that it does not (SIGKILL,
+    a lost machine) leaves it running. A search started again is the only one on its study, so it
+    marks the running ones failed, then queues every failed trial not queued again before. (A trial
+    that fails by itself ends the search with its error, so failed trials here are interrupted ones.)
+    """
+    state = opt.trial.TrialState
+    for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        study.tell(trial.number, state=state.FAIL)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    again = [t for t in trials if t.state == state.FAIL and t.number not in retried and t.params]
+    for trial in again:
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-    return len(running)
+    return len(again)
 
 
 def _finished(opt, study) -> int:
@@ -209,8 +223,8 @@ def _search(study, base: dict, space_: dict, trials: int | None, deadline: float
             study_.stop()
 
     timeout = None if deadline is None else max(0.0, deadline - time.time())
-    study.optimize(_objective(base, space_, announce), timeout=timeout, callbacks=[*stops, progress],
-                   catch=(TfrecError,), gc_after_trial=True)  # fmt: skip
+    study.optimize(_objective(base, space_), timeout=timeout, callbacks=[*stops, progress],
+                   gc_after_trial=True)  # fmt: skip
 
 
 def _line(trial, base: dict) -> str:
@@ -224,7 +238,8 @@ def _line(trial, base: dict) -> str:
         outcome = f"pruned after {steps[-1] if steps else 0} epochs"
     else:
         outcome = state
-    return f"trial {trial.number:>3}  {outcome:<28} {shown}"
+    again = f"  (trial {trial.user_attrs['retry_of']} again)" if "retry_of" in trial.user_attrs else ""
+    return f"trial {trial.number:>3}  {outcome:<28} {shown}{again}"
 
 
 def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | None = None, jobs: int = 1,
@@ -246,12 +261,13 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
     again on the whole training part, validation cut included, for the best trial's epoch count
     (as Surprise's ``GridSearchCV`` refits its best estimator on all the training data); the
     search itself ranks the first fit's validation score.
-      announce: Called with a line per finished trial.
+      announce: Called with a line per finished trial (helper processes print theirs); None: silent.
 
     Raises:
       TfrecError: no validation cut, an unknown setting in ``fixed``, or a storage of another search.
     """
     opt = optuna()
+    quiet, announce = announce is None, announce or (lambda line: None)
     refit = True if config.refit is None else config.refit  # read before check() fills in the family's
     config.check()
     if config.validation_fraction <= 0:
@@ -266,11 +282,15 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
         raise TfrecError(f"--fix {unknown[0]}: {config.model} searches {', '.join(searched) or 'nothing'}")
     from tfrec import data as tfdata
 
-    config.for_data(tfdata.load(config.data, columns=config.columns, delimiter=config.delimiter).feedback)
+    table = tfdata.load(config.data, columns=config.columns, delimiter=config.delimiter)
+    config.for_data(table.feedback)
+    tfdata.split(table, config.split, seed=config.seed)  # a bad split is one error here, not every trial's
     base, space_ = config.as_dict(), space(config, fixed)
     if len(optimizers) > 1:
         space_["optimizer"] = {"choices": list(optimizers)}
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TfrecError(f"{out}: exists and is not a directory (a search writes its files into one)")
     out.mkdir(parents=True, exist_ok=True)
     storage = Path(storage) if storage else out / STUDY
     study = _study(opt, storage, config, base, space_)
@@ -284,7 +304,7 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
     trials = 30 if trials is None and timeout is None else trials
     deadline = None if timeout is None else time.time() + timeout
     start = time.perf_counter()
-    helpers = _start_helpers(storage, base, space_, trials, deadline, jobs - 1)
+    helpers = _start_helpers(storage, base, space_, trials, deadline, jobs - 1, quiet)
     try:
         _search(study, base, space_, trials, deadline, announce)
     finally:
@@ -293,9 +313,10 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
     return _finish(opt, study, {**base, "refit": refit}, out, storage, space_, time.perf_counter() - start)
 
 
-def _start_helpers(storage: Path, base: dict, space_: dict, trials, deadline, count: int) -> list:
+def _start_helpers(storage: Path, base: dict, space_: dict, trials, deadline, count: int, quiet: bool) -> list:
     """``count`` more processes running trials of the same study (``python -m tfrec.tune``)."""
-    order = {"storage": str(storage), "base": base, "space": space_, "trials": trials, "deadline": deadline}
+    order = {"storage": str(storage), "base": base, "space": space_, "trials": trials, "deadline": deadline,
+             "quiet": quiet}  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     return [
         subprocess.Popen([sys.executable, "-m", "tfrec.tune", json.dumps({**order, "helper": k + 1})], env=env)
@@ -315,9 +336,12 @@ def _helper(order: dict) -> int:
     name = f"{order['base']['model']} on {order['base']['data']}"
     study = opt.load_study(study_name=name, storage=f"sqlite:///{order['storage']}", pruner=_pruner(opt))
     study.sampler = _sampler(opt, order["base"]["seed"] + 7919 * order["helper"], study)
-    _search(
-        study, order["base"], order["space"], order["trials"], order["deadline"], lambda line: print(line, flush=True)
-    )
+
+    def announce(line):
+        if not order["quiet"]:
+            print(line, flush=True)
+
+    _search(study, order["base"], order["space"], order["trials"], order["deadline"], announce)
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import dataclasses
 
 from tfrec import families, registry
 from tfrec.arguments import positive
@@ -21,7 +21,7 @@ def add_parsers(sub) -> dict:
         "options) with Optuna on the validation cut of the training part, then scores the best settings once "
         "on the test part. The study lives in OUT/study.db: the same command started again carries on.",
     )  # fmt: skip
-    p.add_argument("--model", choices=families.names(), default=d.model)
+    p.add_argument("--model", choices=families.names(), default=d.model, help="default %(default)s")
     p.add_argument("--data", default=d.data, help="as tfrec train's (default %(default)s)")
     p.add_argument("--columns", metavar="ROLE=COL,...", help="as tfrec train's")
     p.add_argument("--delimiter", help="as tfrec train's")
@@ -30,7 +30,10 @@ def add_parsers(sub) -> dict:
     p.add_argument("--seed", type=int, default=d.seed, help="the split's, each trial's and the sampler's")
     p.add_argument("--epochs", type=positive, help="each trial's epoch cap (default: tfrec train's)")
     p.add_argument("--patience", type=positive, help="each trial's early-stopping patience (default per model)")
-    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
+    p.add_argument(
+        "--validation-fraction", type=float, default=d.validation_fraction,
+        help="the share of the training part each trial is ranked on (default %(default)s)",
+    )  # fmt: skip
     p.add_argument(
         "--refit", action=argparse.BooleanOptionalAction,
         help="the best settings trained again on the whole training part for the best trial's epochs (default on)",
@@ -51,6 +54,9 @@ def add_parsers(sub) -> dict:
     return {"tune": _tune}
 
 
+FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"options"}
+
+
 def _fixed(items) -> dict:
     fixed = {}
     for item in items:
@@ -61,32 +67,43 @@ def _fixed(items) -> dict:
     return fixed
 
 
-def _tune(args) -> None:
+def _config(args) -> tuple[TrainConfig, dict, list]:
+    """``(config, fixed settings, optimizers)`` of the flags, checked without TensorFlow; the config is
+    left unchecked for ``tune``, which tells a ``refit`` given from one left to the family."""
+    from tfrec import tune
+    from tfrec.data.sources import check_name
+
     fixed = _fixed(args.fix)
     optimizers = [o for o in args.optimizer.split(",") if o]
     for name in optimizers:
         registry.optimizers.entry(name)  # an unknown name: one line naming the known ones
-    numbers = {"learning_rate": float, "l2": float, "dim": int, "batch_size": int}
-    try:
-        typed = {k: numbers[k](v) if k in numbers else v for k, v in fixed.items()}
-    except ValueError as e:
-        raise TfrecError(f"--fix: {e}") from None
     settings = {k: v for k, v in vars(args).items()
                 if k in ("model", "data", "columns", "delimiter", "split", "feedback", "seed", "epochs", "patience",
                          "validation_fraction", "refit") and v is not None}  # fmt: skip
-    from tfrec import tune  # no TensorFlow yet: a mistake answers at once
-    from tfrec.data.sources import check_name
-
-    searched = tune.space(TrainConfig(model=settings["model"]))
-    for name in fixed:
+    searched = tune.space(TrainConfig(model=settings["model"], feedback=settings.get("feedback")))
+    for name, value in fixed.items():
         if name not in searched:
-            raise TfrecError(f"--fix {name}: {settings['model']} searches {', '.join(searched) or 'nothing'}")
-    config = TrainConfig(**settings, optimizer=optimizers[0], **typed)
-    config.check()
+            flag = f" (a setting of every trial: --{name.replace('_', '-')})" if name in FIELDS else ""
+            raise TfrecError(f"--fix {name}: {settings['model']} searches {', '.join(searched) or 'nothing'}{flag}")
+        kind = tune.FIELD_TYPES.get(name)
+        if kind in ("int", "float"):
+            try:
+                fixed[name] = int(value) if kind == "int" else float(value)
+            except ValueError:
+                raise TfrecError(f"--fix {name}={value}: not {'an integer' if kind == 'int' else 'a number'}") from None
+    config = TrainConfig(**settings, optimizer=optimizers[0], **fixed)
+    TrainConfig.from_dict(config.as_dict()).check()  # a copy: the config itself stays unchecked
     if config.validation_fraction <= 0:
         raise TfrecError("a search ranks settings on the validation cut: give --validation-fraction above 0")
     check_name(config.data, config.columns, config.delimiter)
+    return config, fixed, optimizers
+
+
+def _tune(args) -> None:
+    config, fixed, optimizers = _config(args)  # no TensorFlow yet: a mistake answers at once
     import_tensorflow_quietly()
+    from tfrec import tune
+
     set_threads(config.model)
     out = args.out or f"tune/{config.model}"
     result = tune.tune(config, trials=args.trials, timeout=args.time, jobs=args.jobs, out=out,
@@ -96,15 +113,22 @@ def _tune(args) -> None:
         from tfrec.files import write_json_atomic
 
         write_json_atomic(args.json, result.report)
+    print(_summary(result, out))
+
+
+def _summary(result, out: str) -> str:
+    """The lines after the trials': the best trial, its test score, and what was written where."""
     best = result.report["best"]
     shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
     lines = [f"best trial {best['trial']}: validation {best['validation']:.4f} ({shown})"]
+    trial = next(t for t in result.report["trials"] if t["number"] == best["trial"])
+    if trial["epochs"] == result.best.epochs and trial["best_epoch"] == trial["epochs"]:
+        lines.append(f"note: it was still improving at the epoch cap ({result.best.epochs}): raise --epochs")
     if best.get("test_rmse") is not None:
         lines.append(f"test RMSE {best['test_rmse']:.4f}, MAE {best['test_mae']:.4f} "
                      f"(the training mean: {best['mean_test_rmse']:.4f})")  # fmt: skip
     else:
         lines.append(f"test HR@10 {best['test_hit_rate@10']:.4f}, NDCG@10 {best['test_ndcg@10']:.4f}")
     lines.append(f"settings  {best['config']}  (tfrec train --config {best['config']})")
-    lines.append(f"report    {out}/report.json; plots: {', '.join(v for v in result.report['plots'].values())}")
-    print("\n".join(lines))
-    sys.stdout.flush()
+    lines.append(f"report    {out}/report.json; plots: {', '.join(result.report['plots'].values())}")
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ FAMILY = Family(
         "learning_rate": {"low": 0.001, "high": 0.03, "log": True},
         "dim": {"low": 4, "high": 128, "log": True},
         "l2": {"low": 0.001, "high": 1.0, "log": True},
-        "batch_size": {"choices": [256, 512, 1024, 2048]},
+        "batch_size": {"choices": [64, 128, 256, 512, 1024]},
     },
     rank=20,
     default="biased-mf",  # what `tfrec train` trains without --model

@@ -48,7 +48,7 @@ FAMILY = Family(
                    "search": {"choices": [[64, 32, 16], [128, 64, 32], [256, 128, 64], [64, 32]]}},
         "dropout": {"type": "float", "default": 0.0, "min": 0.0, "below": 1.0, "help": "before each MLP layer",
                     "search": {"low": 0.0, "high": 0.5}},
-        "negatives": {"type": "int", "default": 4, "min": 1, "pipeline": True,
+        "negatives": {"type": "int", "default": 4, "min": 1, "pipeline": True, "feedback": "implicit",
                       "help": "implicit: sampled unrated items per rated pair, per epoch",
                       "search": {"low": 1, "high": 8}},
         "implicit_loss": {"type": "str", "default": "bce", "choices": ["bce", "mse"],

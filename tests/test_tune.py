@@ -19,14 +19,14 @@ from tfrec.errors import TfrecError
 optuna = pytest.importorskip("optuna", reason="optuna not installed (the README install command adds the tune extra)")
 
 SPEC = "synthetic:users=80,items=50,ratings=3000,seed=1"
-FLAGS = ["--model", "biased-mf", "--data", SPEC, "--epochs", "8"]
+FLAGS = ["--model", "biased-mf", "--data", SPEC, "--epochs", "6"]
 
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """Six trials of biased MF on small planted data, through the command."""
+    """Five trials of biased MF on small planted data, through the command."""
     out = tmp_path_factory.mktemp("tune") / "bmf"
-    result = run_tfrec("tune", *FLAGS, "--trials", "6", "--out", str(out))
+    result = run_tfrec("tune", *FLAGS, "--trials", "5", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result.stdout, json.loads((out / "report.json").read_text())
 
@@ -35,13 +35,13 @@ def test_every_trial_is_reported_with_settings_from_the_family_s_space(searched)
     out, printed, report = searched
     space = families.family("biased-mf").search
     finished = [t for t in report["trials"] if t["state"] in ("complete", "pruned")]
-    assert len(finished) == 6 and report["space"].keys() == space.keys()
+    assert len(finished) == 5 and report["space"].keys() == space.keys()
     for trial in finished:
         for name, value in trial["params"].items():
             low, high = space[name].get("low"), space[name].get("high")
             assert value in space[name]["choices"] if "choices" in space[name] else low <= value <= high, (name, value)
         assert trial["per_epoch"] and all(0 < v < 2 for v in trial["per_epoch"].values())
-    assert printed.count("\ntrial ") + printed.startswith("trial ") == 6  # a line per trial as it ended
+    assert printed.count("\ntrial ") + printed.startswith("trial ") == 5  # a line per trial as it ended
     values = [t["value"] for t in finished if t["state"] == "complete"]
     assert report["best"]["validation"] == min(values)
     assert max(values) - min(values) > 0.02  # the settings tried differ in what they reach
@@ -77,7 +77,7 @@ def _states(storage, name):
 def test_a_killed_search_resumes_from_its_study(tmp_path):
     """Killed mid-trial: the finished trials stay, the interrupted one is tried again with its settings."""
     out, name = tmp_path / "killed", f"biased-mf on {SPEC}"
-    command = [sys.executable, "-m", "tfrec", "tune", *FLAGS[:-1], "25", "--trials", "4", "--out", str(out)]
+    command = [sys.executable, "-m", "tfrec", "tune", *FLAGS[:-1], "25", "--trials", "3", "--out", str(out)]
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                start_new_session=True)  # fmt: skip
     try:
@@ -99,7 +99,7 @@ def test_a_killed_search_resumes_from_its_study(tmp_path):
     before = _states(out / "study.db", name)
     interrupted = [(n, p) for n, s, p in before if s == "RUNNING"]
     assert len(interrupted) == 1
-    result = run_tfrec("tune", *FLAGS[:-1], "25", "--trials", "4", "--out", str(out))
+    result = run_tfrec("tune", *FLAGS[:-1], "25", "--trials", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith(f"resuming: {sum(s == 'COMPLETE' for _, s, _ in before)} finished trials")
     after = _states(out / "study.db", name)
@@ -108,7 +108,7 @@ def test_a_killed_search_resumes_from_its_study(tmp_path):
     number, params = interrupted[0]
     assert (number, "FAIL", params) in after
     assert any(s in ("COMPLETE", "PRUNED") and p == params and n > number for n, s, p in after)  # tried again
-    assert sum(s in ("COMPLETE", "PRUNED") for _, s, _ in after) == 4
+    assert sum(s in ("COMPLETE", "PRUNED") for _, s, _ in after) == 3
     assert f"(trial {number} again)" in result.stdout
     seen = [tuple(sorted(p.items())) for n, s, p in after if s != "FAIL"]
     assert len(set(seen)) == len(seen)  # a resumed sampler draws new settings, not the first ones again
@@ -143,8 +143,8 @@ def test_the_search_never_reads_the_test_part(tmp_path):
         registry.sources.registered("tune-b:", _rated, prefix=True),
     ):
         for which in ("a", "b"):
-            config = TrainConfig(model="biased-mf", data=f"tune-{which}:x", epochs=6)
-            results[which] = tune.tune(config, trials=3, out=tmp_path / which, announce=None).report
+            config = TrainConfig(model="biased-mf", data=f"tune-{which}:x", epochs=4)
+            results[which] = tune.tune(config, trials=2, out=tmp_path / which, announce=None).report
     a, b = results["a"], results["b"]
     strip = [{k: t[k] for k in ("state", "params", "value", "per_epoch")} for t in a["trials"]]
     assert strip == [{k: t[k] for k in ("state", "params", "value", "per_epoch")} for t in b["trials"]]
@@ -156,11 +156,11 @@ def test_a_family_registered_outside_tfrec_is_tunable_with_its_own_option(tmp_pa
     from tfrec.config import TrainConfig
 
     with toy_family.registered():
-        config = TrainConfig(model=toy_family.NAME, data=SPEC, epochs=4)
+        config = TrainConfig(model=toy_family.NAME, data=SPEC, epochs=3)
         assert set(tune.space(config)) == {"learning_rate", "item_bias_scale"}
-        report = tune.tune(config, trials=3, out=tmp_path, announce=None).report
+        report = tune.tune(config, trials=2, out=tmp_path, announce=None).report
     scales = [t["params"]["item_bias_scale"] for t in report["trials"]]
-    assert len(set(scales)) == 3 and all(0.0 <= s <= 2.0 for s in scales)
+    assert len(set(scales)) == 2 and all(0.0 <= s <= 2.0 for s in scales)
 
 
 @pytest.mark.parametrize(
@@ -200,7 +200,7 @@ def test_a_study_of_other_fixed_settings_is_refused(searched, capsys):
 
 def test_an_interrupted_trial_is_queued_again_once_whether_failed_or_left_running(tmp_path):
     """Ctrl-C lets Optuna mark its trial failed; SIGKILL leaves it running: both are tried again, once."""
-    from tfrec import tune
+    from tfrec import _search
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
     for value in (0.5, 0.7):
@@ -209,10 +209,10 @@ def test_an_interrupted_trial_is_queued_again_once_whether_failed_or_left_runnin
     failed = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     study.tell(failed, state=optuna.trial.TrialState.FAIL)  # as after Ctrl-C
     running = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # as after SIGKILL
-    assert tune._retry_interrupted(optuna, study) == 2
+    assert _search.retry_interrupted(optuna, study) == 2
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert sorted(t.user_attrs["retry_of"] for t in waiting) == [failed.number, running.number]
-    assert tune._retry_interrupted(optuna, study) == 0  # queued already: not again
+    assert _search.retry_interrupted(optuna, study) == 0  # queued already: not again
 
 
 def test_the_optimizer_can_be_a_searched_choice(tmp_path):

@@ -66,7 +66,7 @@ def test_a_fixture_for_another_split_is_refused(monkeypatch):
         check.trajectory(CASES["mf-sgd"], record, arrays)
 
 
-SLOW_CASES = {"mf-per-sample-sgd"}  # 80K steps an epoch at one rating per step: ~2 min per seed here (issue 6)
+SLOW_CASES = {"mf-per-sample-sgd"}  # 80K steps an epoch at one rating per step: minutes per seed
 # The suite's time budget (~10 min on 2 cores) keeps one metric case per model family in the default run;
 # these run with `pytest -m slow`, `tfrec parity` and `python -m parity report` (parity/report/REPORT.md).
 SLOW_CASES |= {"mf-ml100k-u1", "biased-mf-ml100k-u1", "gmf-ml100k-ratio", "neumf-ml100k-ratio",

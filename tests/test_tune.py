@@ -77,7 +77,7 @@ def _states(storage, name):
 def test_a_killed_search_resumes_from_its_study(tmp_path):
     """Killed mid-trial: the finished trials stay, the interrupted one is tried again with its settings."""
     out, name = tmp_path / "killed", f"biased-mf on {SPEC}"
-    command = [sys.executable, "-m", "tfrec", "tune", *FLAGS[:-1], "25", "--trials", "3", "--out", str(out)]
+    command = [sys.executable, "-m", "tfrec", "tune", *FLAGS[:-1], "12", "--trials", "3", "--out", str(out)]
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                start_new_session=True)  # fmt: skip
     try:
@@ -99,7 +99,7 @@ def test_a_killed_search_resumes_from_its_study(tmp_path):
     before = _states(out / "study.db", name)
     interrupted = [(n, p) for n, s, p in before if s == "RUNNING"]
     assert len(interrupted) == 1
-    result = run_tfrec("tune", *FLAGS[:-1], "25", "--trials", "3", "--out", str(out))
+    result = run_tfrec("tune", *FLAGS[:-1], "12", "--trials", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith(f"resuming: {sum(s == 'COMPLETE' for _, s, _ in before)} finished trials")
     after = _states(out / "study.db", name)

@@ -78,12 +78,12 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
       storage: The SQLite file of the study; default ``out/study.db``.
       fixed: Settings the search leaves at ``config``'s values.
       optimizers: Optimizer names to choose among (two or more); default: ``config.optimizer``.
+      announce: Called with a line per finished trial (helper processes print theirs); None: silent.
 
     The best settings are written with ``refit`` on unless ``config.refit`` says otherwise: trained
     again on the whole training part, validation cut included, for the best trial's epoch count
     (as Surprise's ``GridSearchCV`` refits its best estimator on all the training data); the
     search itself ranks the first fit's validation score.
-      announce: Called with a line per finished trial (helper processes print theirs); None: silent.
 
     Raises:
       TfrecError: no validation cut, an unknown setting in ``fixed``, or a storage of another search.
@@ -91,25 +91,7 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
     opt = _search.optuna()
     quiet, announce = announce is None, announce or (lambda line: None)
     refit = True if config.refit is None else config.refit  # read before check() fills in the family's
-    config.check()
-    if config.validation_fraction <= 0:
-        raise TfrecError("a search ranks settings on the validation cut: give a validation fraction above 0")
-    if config.checkpoint_dir:
-        raise TfrecError("a search does not checkpoint its trials: the study itself resumes")
-    if trials is not None and trials < 1:
-        raise TfrecError(f"trials must be at least 1, got {trials}")
-    searched = space(config)
-    unknown = sorted(set(fixed) - set(searched))
-    if unknown:
-        raise TfrecError(f"--fix {unknown[0]}: {config.model} searches {', '.join(searched) or 'nothing'}")
-    from tfrec import data as tfdata
-
-    table = tfdata.load(config.data, columns=config.columns, delimiter=config.delimiter)
-    config.for_data(table.feedback)
-    tfdata.split(table, config.split, seed=config.seed)  # a bad split is one error here, not every trial's
-    base, space_ = config.as_dict(), space(config, fixed)
-    if len(optimizers) > 1:
-        space_["optimizer"] = {"choices": list(optimizers)}
+    base, space_ = _settled(config, trials, fixed, optimizers)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TfrecError(f"{out}: exists and is not a directory (a search writes its files into one)")
@@ -133,6 +115,31 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
         for helper in helpers:
             helper.wait()
     return _finish(opt, study, {**base, "refit": refit}, out, storage, space_, time.perf_counter() - start)
+
+
+def _settled(config: TrainConfig, trials, fixed, optimizers) -> tuple[dict, dict]:
+    """``(fixed settings, search space)`` of a checked config whose data loads and splits: every mistake
+    is one error before the first trial, not each trial's."""
+    config.check()
+    if config.validation_fraction <= 0:
+        raise TfrecError("a search ranks settings on the validation cut: give a validation fraction above 0")
+    if config.checkpoint_dir:
+        raise TfrecError("a search does not checkpoint its trials: the study itself resumes")
+    if trials is not None and trials < 1:
+        raise TfrecError(f"trials must be at least 1, got {trials}")
+    searched = space(config)
+    unknown = sorted(set(fixed) - set(searched))
+    if unknown:
+        raise TfrecError(f"--fix {unknown[0]}: {config.model} searches {', '.join(searched) or 'nothing'}")
+    from tfrec import data as tfdata
+
+    table = tfdata.load(config.data, columns=config.columns, delimiter=config.delimiter)
+    config.for_data(table.feedback)
+    tfdata.split(table, config.split, seed=config.seed)
+    space_ = space(config, fixed)
+    if len(optimizers) > 1:
+        space_["optimizer"] = {"choices": list(optimizers)}
+    return config.as_dict(), space_
 
 
 def _finish(opt, study, base: dict, out: Path, storage: Path, space_: dict, seconds: float) -> TuneResult:

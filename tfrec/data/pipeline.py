@@ -38,8 +38,7 @@ def dataset(
     """A batched, prefetched ``tf.data.Dataset`` of example dicts (TFDS MovieLens names).
 
     Args:
-      table: The ratings.
-      batch_size: Examples per batch; the last batch may be smaller.
+      table, batch_size: The ratings, and examples per batch (the last may be smaller).
       shuffle: Draw a new order every epoch (for training). Epoch ``e`` uses
         ``stateless_shuffle(range(n), seed=[seed, e])``, so runs are repeatable.
       seed: Seed of the epoch permutations.
@@ -54,17 +53,15 @@ def dataset(
       vocabularies: A model's ``(user_vocabulary, item_vocabulary)``. The ids
         then come as ``user_row``, ``movie_row`` (int64: 1 + the id's position
         in the vocabulary, 0 for an unseen id, what the model's ``StringLookup``
-        gives) instead of ``user_id``, ``movie_id`` strings, so no batch
-        gathers or hashes strings, which on large data is most of an
-        epoch's input work. Models take either form.
+        gives) instead of strings, so no batch gathers or hashes strings
+        (on large data most of an epoch's input work). Models take either.
       endless: With ``shuffle``, epoch after epoch without end, each epoch's
         number carried by the dataset itself instead of a variable it owns:
         the form ``ParameterServerStrategy``'s ``dataset_fn`` needs (it may
         create no variables); the batches are those of the repeated pipeline.
 
     Returns:
-      A dataset of dicts of tensors of shape ``[batch]`` (``movie_genres``:
-      a ``[batch, None]`` ragged tensor).
+      Dicts of ``[batch]`` tensors (``movie_genres``: ``[batch, None]``, ragged).
 
     Raises:
       DataError: a bad batch size or a feature the table does not have.

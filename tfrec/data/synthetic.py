@@ -95,9 +95,7 @@ def generate(
     Raises:
       DataError: a non-positive size or more ratings than cells.
     """
-    for key, value in (("users", users), ("items", items), ("ratings", ratings), ("rank", rank)):
-        if value < 1:
-            raise DataError(f"synthetic: {key} must be at least 1, got {value}")
+    _check_sizes("synthetic", users=users, items=items, ratings=ratings, rank=rank)
     if sigma < 0:
         raise DataError(f"synthetic: sigma must be >= 0, got {sigma}")
     rng = np.random.default_rng(seed)
@@ -109,29 +107,45 @@ def generate(
     u = (cells // items).astype(np.int32)
     i = (cells % items).astype(np.int32)
     del cells
-    expected = np.empty(ratings, np.float32)
-    for start in range(0, ratings, 1 << 21):
-        s = slice(start, start + (1 << 21))
-        expected[s] = global_mean + bu[u[s]] + bi[i[s]] + np.einsum("nk,nk->n", p[u[s]], q[i[s]])
+    expected = _planted_mf(global_mean, bu, bi, p, q, u, i)
     rating = expected + rng.normal(0, sigma, ratings).astype(np.float32)
     if round:
         rating = np.clip(np.rint(rating), 1, 5).astype(np.float32)
     user_ids, user_pos = _sorted_ids(users)
     item_ids, item_pos = _sorted_ids(items)
-    table = Ratings(
-        user_ids=user_ids,
-        item_ids=item_ids,
-        user=user_pos[u],
-        item=item_pos[i],
-        rating=rating,
-        timestamp=np.arange(ratings, dtype=np.int64),
-        name="synthetic",
-        source=(
-            f"synthetic(users={users}, items={items}, ratings={ratings}, rank={rank}, "
-            f"sigma={sigma}, round={round}, seed={seed})"
-        ),
-    )
+    source = f"synthetic(users={users}, items={items}, ratings={ratings}, rank={rank}, sigma={sigma}, " \
+             f"round={round}, seed={seed})"  # fmt: skip
+    table = Ratings(user_ids=user_ids, item_ids=item_ids, user=user_pos[u], item=item_pos[i], rating=rating,
+                    timestamp=np.arange(ratings, dtype=np.int64), name="synthetic", source=source)  # fmt: skip
     return Synthetic(table, expected, sigma, p, q, bu, bi, global_mean)
+
+
+def _check_sizes(source: str, **sizes) -> None:
+    for key, value in sizes.items():
+        if value < 1:
+            raise DataError(f"{source}: {key} must be at least 1, got {value}")
+
+
+def _planted_mf(global_mean, bu, bi, p, q, u, i) -> np.ndarray:
+    """``mu + b_u + b_i + p_u . q_i`` for every pair, in chunks (a few arrays of float32 at the peak)."""
+    expected = np.empty(len(u), np.float32)
+    for start in range(0, len(u), 1 << 21):
+        s = slice(start, start + (1 << 21))
+        expected[s] = global_mean + bu[u[s]] + bi[i[s]] + np.einsum("nk,nk->n", p[u[s]], q[i[s]])
+    return expected
+
+
+def _fm_features(u, i, genre_offset, users, items, occupation, movie_genres, n_features) -> np.ndarray:
+    """The FM's ``x`` of every pair: the user, the movie and the user's occupation (``x = 1``), and
+    each of the movie's genres (``x = 1 / genres``)."""
+    x = np.zeros((len(u), n_features))
+    rows = np.arange(len(u))
+    x[rows, u] = 1.0
+    x[rows, users + i] = 1.0
+    x[rows, users + items + occupation[u]] = 1.0
+    for item, g in enumerate(movie_genres):
+        x[np.ix_(i == item, genre_offset + g)] = 1.0 / len(g)
+    return x
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -174,10 +188,7 @@ def generate_fm(
     """
     from tfrec.data.table import RaggedColumn
 
-    for key, value in (("users", users), ("items", items), ("rank", rank), ("occupations", occupations),
-                       ("genres", genres)):  # fmt: skip
-        if value < 1:
-            raise DataError(f"synthetic-fm: {key} must be at least 1, got {value}")
+    _check_sizes("synthetic-fm", users=users, items=items, rank=rank, occupations=occupations, genres=genres)
     rng = np.random.default_rng(seed)
     n_features = users + items + occupations + genres
     w = rng.normal(0, weight_std, n_features)
@@ -186,13 +197,7 @@ def generate_fm(
     movie_genres = [np.sort(rng.choice(genres, rng.integers(1, 4), replace=False)) for _ in range(items)]
     cells = rng.permutation(users * items)
     u, i = cells // items, cells % items
-    x = np.zeros((len(cells), n_features))
-    rows = np.arange(len(cells))
-    x[rows, u] = 1.0
-    x[rows, users + i] = 1.0
-    x[rows, users + items + occupation[u]] = 1.0
-    for item, g in enumerate(movie_genres):
-        x[np.ix_(i == item, users + items + occupations + g)] = 1.0 / len(g)
+    x = _fm_features(u, i, users + items + occupations, users, items, occupation, movie_genres, n_features)
     xv = x @ v
     expected = global_bias + x @ w + 0.5 * np.sum(xv**2 - (x**2) @ (v**2), axis=1)
     rating = (expected + rng.normal(0, sigma, len(cells))).astype(np.float32)

@@ -142,6 +142,16 @@ def vector_dataset(
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     csr = rating_rows(table, by)
     n, width = csr.shape
+    gather = _gatherer(csr, ragged)
+    rows = epoch_batches(n, int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
+    return epoch_pipeline(
+        rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _gatherer(csr, ragged: bool):
+    """The map from a batch of row numbers to its vectors: ragged, or dense with their mask."""
+    n, width = csr.shape
     if ragged:
         columns = tf.RaggedTensor.from_row_splits(csr.columns, csr.row_splits, validate=False)
         values = tf.RaggedTensor.from_row_splits(csr.values, csr.row_splits, validate=False)
@@ -172,10 +182,7 @@ def vector_dataset(
             ratings, mask = dense_rows(splits, cols, vals, rows, width)
             return {"ratings": ratings, "mask": mask}
 
-    rows = epoch_batches(n, int(batch_size), seed, shuffle, drop_remainder, table.name, first_epoch)
-    return epoch_pipeline(
-        rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
-    )
+    return gather
 
 
 def vectors_in(features):

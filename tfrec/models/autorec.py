@@ -164,6 +164,14 @@ class AutoRec(RatingModel):
         self._add_lookups(user_vocabulary, item_vocabulary)
         users, items = len(self.user_vocabulary), len(self.item_vocabulary)
         rows, self.width = (items, users) if kind == "item" else (users, items)
+        self._store_ratings(ratings, rows)
+        if init not in INITS:
+            raise TfrecError(f"init must be 'glorot' or 'torch', got {init!r}")
+        self.init = init
+        self._build_layers(hidden, encoder_activation, decoder_activation)
+
+    def _store_ratings(self, ratings, rows: int) -> None:
+        """The input ratings as CSR variables (``row_splits``, ``columns``, ``values``) of ``rows`` rows."""
         if ratings is None:  # from a config: the weights bring the ratings back
             ratings = np.zeros(rows + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
         splits, columns, values = (np.asarray(a) for a in ratings)
@@ -172,15 +180,15 @@ class AutoRec(RatingModel):
                 f"ratings: row_splits of length {len(splits)} ending at {splits[-1]}, {len(columns)} columns and "
                 f"{len(values)} values do not describe {rows} rows"
             )
-
         # Plain variables, not Keras weights: the number of ratings may change (set_ratings).
         self.row_splits = tf.Variable(np.asarray(splits, np.int64), trainable=False, name="row_splits")
         self.columns = tf.Variable(np.asarray(columns, np.int32), trainable=False, name="columns", shape=[None])
         self.values = tf.Variable(np.asarray(values, np.float32), trainable=False, name="values", shape=[None])
+
+    def _build_layers(self, hidden: int, encoder_activation, decoder_activation) -> None:
+        """The encoder and decoder, built, with ``init``'s initializers."""
+        init = self.init
         regularizer = tf.keras.regularizers.L2(self.l2) if self.l2 else None
-        if init not in INITS:
-            raise TfrecError(f"init must be 'glorot' or 'torch', got {init!r}")
-        self.init = init
 
         def kernel():  # a fresh instance per layer: one unseeded instance reused draws the same values
             if init == "torch":  # nn.Linear: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in))

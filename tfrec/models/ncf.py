@@ -164,20 +164,23 @@ class NeuralCollaborativeFiltering(RatingModel):
             embeddings_initializer = tf.keras.initializers.RandomNormal(stddev=self.default_embedding_std)
         self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
         self._add_lookups(user_vocabulary, item_vocabulary)
+        if not has_mlp and self.mixed_precision:
+            raise TfrecError(f"mixed_precision: the {variant} variant has no MLP tower to compute in it")
+        self._build_layers(has_gmf, has_mlp, start=0.0 if implicit else self.global_mean)
+
+    def _build_layers(self, has_gmf: bool, has_mlp: bool, start: float) -> None:
+        """The branches' tables, the MLP tower and the output layer (its bias starting at ``start``)."""
         users, items = len(self.user_vocabulary), len(self.item_vocabulary)
 
         def table(n, width, name):
             return IdEmbedding(n, width, self.embeddings_initializer, self.l2, name=name)
 
-        if not has_mlp and self.mixed_precision:
-            raise TfrecError(f"mixed_precision: the {variant} variant has no MLP tower to compute in it")
         if has_mlp:
             self.user_mlp, self.item_mlp = table(users, self.dim, "user_mlp"), table(items, self.dim, "item_mlp")
-            self.tower = mlp_tower(self.layer_sizes, self.dropout, activation, dtype=self.dense_policy())
+            self.tower = mlp_tower(self.layer_sizes, self.dropout, self.activation, dtype=self.dense_policy())
         if has_gmf:
             self.user_gmf = table(users, self.gmf_dim, "user_gmf")
             self.item_gmf = table(items, self.gmf_dim, "item_gmf")
-        start = 0.0 if implicit else self.global_mean
         self.output_layer = tf.keras.layers.Dense(1, bias_initializer=tf.keras.initializers.Constant(start))
 
     def logits(self, users, items, training=False):

@@ -15,9 +15,9 @@ each has its own peak resident memory and neither warms the other's caches):
 - **torch**: the parity package's reference model and its one PyTorch loop
   (``parity/reference``, the loop the fixtures come from, here without recording
   steps): ``torch.randperm`` per epoch, the same loss with the same
-  L2, ``torch.optim.Adam`` with the same learning rate (``--optimizer lazy-adam``:
-  sparse embeddings with ``torch.optim.SparseAdam``; ``adagrad``: sparse embeddings with
-  ``torch.optim.Adagrad``), ``torch.set_num_threads``. ``--mixed-precision bfloat16``:
+  L2, the same optimizer with the same learning rate (``adam``: ``torch.optim.Adam``; ``lazy-adam``,
+  MF's and biased MF's default: sparse embeddings with ``torch.optim.SparseAdam``; ``adagrad``: sparse
+  embeddings with ``torch.optim.Adagrad``), ``torch.set_num_threads``. ``--mixed-precision bfloat16``:
   tfrec's Dense layers in ``mixed_bfloat16``, the torch forward pass under
   ``torch.autocast("cpu", torch.bfloat16)``.
 
@@ -56,7 +56,9 @@ def _parts(spec: str, seed: int):
     return data.split(data.load(spec), "ratio", seed=seed)
 
 
-def _config(args):
+def _config(args, train=None):
+    """The run's settings, ``tfrec train``'s defaults where none are given (those that follow the data
+    from ``train``, the part fit on)."""
     from tfrec.config import TrainConfig
 
     config = TrainConfig(
@@ -64,7 +66,7 @@ def _config(args):
         learning_rate=args.lr, steps_per_execution=args.steps_per_execution or TrainConfig.steps_per_execution,
         mixed_precision=args.mixed_precision,
     )  # fmt: skip
-    config.check()
+    config.check() if train is None else config.for_table(train)
     return config
 
 
@@ -77,7 +79,7 @@ def cli_side(args) -> dict:
 
     configure_threads(args.model, args.intra_op_threads, args.threads)
     parts = _parts(args.data, args.seed)
-    config = _config(args)
+    config = _config(args, parts.train)
     tf.keras.utils.set_random_seed(config.seed)
     start = time.perf_counter()
     model = build(config.model, parts.train, config)
@@ -97,7 +99,7 @@ def python_side(args) -> dict:
 
     tfrec.train.configure_threads(args.model, args.intra_op_threads, args.threads)
     parts = _parts(args.data, args.seed)
-    config = _config(args)
+    config = _config(args, parts.train)
     tf.keras.utils.set_random_seed(config.seed)
     start = time.perf_counter()
     model = tfrec.families.model_class(config.model).from_table(parts.train, **tfrec.train.model_kwargs(config))
@@ -152,7 +154,9 @@ def torch_side(args) -> dict:
     # N(0, 0.01) embedding products go denormal and run 20x slower (measured). Compare like with like.
     torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
-    config = _config(args)
+    parts = _parts(args.data, args.seed)
+    config = _config(args, parts.train)  # the defaults that follow the data, as the tfrec sides have them
+    del parts  # freed before the reference loads its own copy: the side's peak memory is its own
     if config.mixed_precision not in (None, "bfloat16"):
         raise TfrecError("the torch side runs on the CPU: bfloat16 autocast, not float16 (use --sides tfrec)")
     if config.optimizer == "sgd":
@@ -259,7 +263,10 @@ def _parser(parser_class=argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, default=6, help="epochs per side (the first is reported apart)")
     p.add_argument("--batch-size", type=_positive, help="default: each model's `tfrec train` default")
     p.add_argument("--lr", type=_positive_float, help="default: each model's `tfrec train` default")
-    p.add_argument("--optimizer", default="adam", choices=registry.optimizers.names(), help="the torch side: not sgd")
+    p.add_argument(
+        "--optimizer", choices=registry.optimizers.names(),
+        help="default: each model's `tfrec train` default; the torch side runs adam, lazy-adam or adagrad",
+    )  # fmt: skip
     p.add_argument("--steps-per-execution", type=_positive)
     p.add_argument("--mixed-precision", choices=["float16", "bfloat16"], help="ncf, neumf, autorec-*: Dense layers")
     p.add_argument(
@@ -290,9 +297,9 @@ def run(args) -> list[dict]:
             argv = [
                 sys.executable, "-m", "parity.bench", "--side", side, "--model", model, "--data", args.data,
                 "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed),
-                "--optimizer", args.optimizer,
             ]  # fmt: skip
-            for flag, value in (("--batch-size", args.batch_size), ("--lr", args.lr), ("--target", args.target),
+            for flag, value in (("--optimizer", args.optimizer), ("--batch-size", args.batch_size),
+                                ("--lr", args.lr), ("--target", args.target),
                                 ("--steps-per-execution", args.steps_per_execution),
                                 ("--mixed-precision", args.mixed_precision),
                                 ("--intra-op-threads", args.intra_op_threads)):  # fmt: skip
@@ -355,9 +362,9 @@ def main(argv=None, parser_class=argparse.ArgumentParser) -> int:
         _side_main(argv if argv is not None else sys.argv[1:])
         return 0
     for model in args.models:  # a bad setting is refused here, not after a subprocess has loaded the data
-        _config(argparse.Namespace(**{**vars(args), "model": model}))
-    if "torch" in args.sides and args.optimizer == "sgd":
-        parser.error("--optimizer sgd: the torch side runs adam, lazy-adam or adagrad (or use --sides tfrec)")
+        config = _config(argparse.Namespace(**{**vars(args), "model": model}))
+        if "torch" in args.sides and config.optimizer == "sgd":
+            parser.error("--optimizer sgd: the torch side runs adam, lazy-adam or adagrad (or use --sides tfrec)")
     print(markdown(run(args), args))
     return 0
 

@@ -166,7 +166,7 @@ def trained_on_shop_csv(files, tmp_path_factory):
     root = files[0]
     out = tmp_path_factory.mktemp("run")
     result = run_tfrec(
-        "train", "--data", str(root / "shop.csv"), "--epochs", "8", "--quiet",
+        "train", "--data", str(root / "shop.csv"), "--epochs", "16", "--quiet",
         "--export", str(out / "models" / "shop" / "1"), "--json", str(out / "run.json"),
         "--save", str(out / "runs" / "shop"),  # neither parent exists yet: both are made
     )  # fmt: skip

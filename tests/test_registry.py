@@ -386,3 +386,21 @@ def test_an_optimizer_a_strategy_and_a_data_source_registered_in_a_test_train_th
         assert not any(n.startswith("toy") for n in registry_.names())  # unregistered again
     assert cli.main(["train", "--data", "toy:80", "--epochs", "1"]) == 1
     assert "unknown dataset 'toy:80'" in capsys.readouterr().err
+
+
+def test_a_scaled_default_follows_the_data_and_a_given_value_does_not():
+    """``Family.scaled``: biased MF's L2 left to its default is 5.8 over the ratings per user and item of
+    the part it fits on (two digits); a value given, or a family that scales nothing, is left alone."""
+    from tfrec.config import TrainConfig
+    from tfrec.data.synthetic import generate
+
+    table = generate(users=100, items=50, ratings=2000, seed=3).ratings  # 2000 / sqrt(100 * 50) = 28.3
+    assert families.ratings_per_id(2000, 100, 50) == pytest.approx(28.28, abs=0.01)
+    defaulted, given, other = (TrainConfig(model="biased-mf"), TrainConfig(model="biased-mf", l2=0.5),
+                               TrainConfig(model="ncf"))  # fmt: skip
+    for config in (defaulted, given, other):
+        config.for_table(table)
+    assert (defaulted.l2, given.l2, other.l2) == (0.21, 0.5, 0.01)
+    assert TrainConfig.from_dict(defaulted.as_dict()).l2 == 0.21  # a run's recorded config keeps the value it ran
+    with pytest.raises(families.TfrecError, match="scaled maps one of learning_rate, l2 to a positive number"):
+        families.Family(model="Z", title="z", variants={"z": {}}, defaults={}, scaled={"dim": 3.0})

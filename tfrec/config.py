@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from tfrec import families, registry
 from tfrec.errors import TfrecError
 
@@ -14,6 +16,8 @@ PRECISION_NAMES = ("float16", "bfloat16")
 #: The epoch cap: early stopping, not the cap, should end a run; without a validation cut nothing else does.
 DEFAULT_EPOCHS, DEFAULT_EPOCHS_WITHOUT_VALIDATION = 500, 50
 PER_MODEL = ("dim", "learning_rate", "l2", "batch_size", "patience", "refit")
+#: The optimizer of a family that names none in its ``defaults``.
+DEFAULT_OPTIMIZER = "adam"
 
 
 @dataclasses.dataclass(init=False)
@@ -41,7 +45,8 @@ class TrainConfig:
         kernels (AutoRec).
       optimizer: A name in ``tfrec.registry.optimizers``: ``adam``, ``lazy-adam`` (moves only the
         embedding rows in the batch: ``tfrec.optimizers.LazyAdam``), ``adagrad`` (PyTorch's:
-        ``tfrec.optimizers.TorchAdagrad``), ``sgd``, or one the user registered.
+        ``tfrec.optimizers.TorchAdagrad``), ``sgd``, or one the user registered. None: the
+        family's default (``lazy-adam`` for MF and biased MF, ``adam`` for the others).
       seed: Seeds the split, the validation cut, initial weights, batch order
         and negative samples.
       validation_fraction: Share of the training part held out for early
@@ -87,7 +92,7 @@ class TrainConfig:
     dim: int | None = None
     learning_rate: float | None = None
     l2: float | None = None
-    optimizer: str = "adam"
+    optimizer: str | None = None
     seed: int = 42
     validation_fraction: float = 0.1
     patience: int | None = None
@@ -188,9 +193,29 @@ class TrainConfig:
             )
         self.check()
 
+    def for_table(self, table) -> None:
+        """Sets each setting the family scales by the data (``Family.scaled``) and the user left to its
+        default: ``coefficient / d``, ``d`` the geometric mean of ratings per user and per item of
+        ``table``, the part the model fits on. Called once per run, before the first model is built.
+        """
+        self.check()
+        scaled = self.family.scaled
+        if not scaled:
+            return
+        per_id = families.ratings_per_id(len(table), len(np.unique(table.user)), len(np.unique(table.item)))
+        for key, coefficient in scaled.items():
+            if self._defaulted.get(key):
+                setattr(self, key, float(f"{coefficient / per_id:.2g}"))  # two digits: a rule of thumb
+                self._defaulted[key] = {"coefficient": coefficient, "ratings_per_id": round(per_id, 1)}
+
+    @property
+    def scaled(self) -> dict:
+        """The settings :meth:`for_table` set from the data: ``{name: {"coefficient", "ratings_per_id"}}``."""
+        return {key: how for key, how in self._defaulted.items() if isinstance(how, dict)}
+
     @property
     def _defaulted(self) -> dict:
-        """Which of ``feedback`` and ``split`` :meth:`check` filled in (the data may still change them)."""
+        """Which settings :meth:`check` filled in (the data may still change them)."""
         if "_filled" not in self.__dict__:
             self.__dict__["_filled"] = {}
         return self.__dict__["_filled"]
@@ -198,6 +223,8 @@ class TrainConfig:
     def check(self) -> None:
         """Fills model defaults; raises TfrecError naming the first field with a bad value."""
         family = self.family  # raises for an unknown model, listing the known ones
+        if self.optimizer is None:
+            self.optimizer = family.defaults_for(self.model).get("optimizer", DEFAULT_OPTIMIZER)
         registry.optimizers.entry(self.optimizer)  # raises for an unknown name, listing the registered ones
         registry.strategies.entry(self.strategy)
         if self.feedback not in (*FEEDBACK_NAMES, None):
@@ -225,6 +252,7 @@ class TrainConfig:
         for key, value in family.defaults_for(self.model).items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+                self._defaulted[key] = True
         missing = [key for key in PER_MODEL if getattr(self, key) is None]
         if missing:
             raise TfrecError(f"model {self.model!r}: its family sets no default for {', '.join(missing)}")

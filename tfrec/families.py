@@ -42,7 +42,12 @@ class Family:
       variants: ``tfrec train --model`` name -> constructor arguments fixed for that name
         (``{"gmf": {"variant": "gmf"}}``); most families have one variant and nothing fixed.
       defaults: ``TrainConfig`` values the family trains with when the user gives none (``dim``,
-        ``learning_rate``, ``l2``, ``batch_size``, ``patience``, ``refit``), chosen on a validation cut.
+        ``learning_rate``, ``l2``, ``batch_size``, ``patience``, ``refit``, and optionally
+        ``optimizer``, else ``adam``), chosen on a validation cut.
+      scaled: Settings whose default follows the data, setting -> coefficient ``c``: a run that is
+        not given the setting uses ``c / d``, where ``d`` is :func:`ratings_per_id` of the part it
+        fits on (``TrainConfig.for_table``); ``defaults`` holds the value at ML-100K's ``d`` (58),
+        which is what is shown before data is loaded.
       variant_defaults: Per variant name, defaults that differ from ``defaults``.
       variant_models: Per variant name, a class other than ``model`` (a subclass in the same file).
       arguments: Constructor argument -> the ``TrainConfig`` field or the option (below) it is taken from.
@@ -79,6 +84,7 @@ class Family:
     arguments: Mapping[str, str] = dataclasses.field(default_factory=dict)
     options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    scaled: Mapping[str, float] = dataclasses.field(default_factory=dict)
     implicit: bool = False
     side_features: bool = False
     mixed_precision: tuple[str, ...] = ()
@@ -107,8 +113,14 @@ class Family:
             if name not in SEARCHED_FIELDS:
                 raise TfrecError(f"family {self.model}: search names {name!r}, not one of {', '.join(SEARCHED_FIELDS)}")
             _check_search(f"family {self.model}: search of {name!r}", spec)
+        for name, coefficient in self.scaled.items():
+            if name not in SCALED_FIELDS or not isinstance(coefficient, (int, float)) or not coefficient > 0:
+                raise TfrecError(
+                    f"family {self.model}: scaled maps one of {', '.join(SCALED_FIELDS)} to a positive number, "
+                    f"got {name!r}: {coefficient!r}"
+                )
         # Read-only views: a family is shared by every run in the process.
-        for key in ("variants", "defaults", "variant_defaults", "variant_models", "arguments", "search"):
+        for key in ("variants", "defaults", "variant_defaults", "variant_models", "arguments", "search", "scaled"):
             object.__setattr__(self, key, MappingProxyType(dict(getattr(self, key))))
         options = {name: MappingProxyType(dict(spec)) for name, spec in self.options.items()}
         object.__setattr__(self, "options", MappingProxyType(options))
@@ -125,6 +137,20 @@ class Family:
 OPTION_TYPES = ("int", "float", "str", "bool", "ints", "names")
 #: The settings every family has that its ``search`` may name.
 SEARCHED_FIELDS = ("learning_rate", "dim", "l2", "batch_size")
+
+
+#: The settings a family's ``scaled`` may name.
+SCALED_FIELDS = ("learning_rate", "l2")
+
+
+def ratings_per_id(ratings: int, users: int, items: int) -> float:
+    """The geometric mean of ratings per user and ratings per item, ``ratings / sqrt(users * items)``:
+    how many ratings a learned row sees. An L2 weight applied per rating (as MF's is) pulls a row
+    toward zero once per rating it is in, so a row's whole pull grows with its ratings, as its evidence
+    does; the prior that weight stands for pulls the same however much evidence there is. A default
+    that divides by this keeps the typical row's whole pull the same from one data set to another.
+    """
+    return ratings / (users * items) ** 0.5
 
 
 def _check_search(where: str, spec: Mapping) -> None:

@@ -17,6 +17,7 @@ def rows(config: TrainConfig, report: dict) -> list[tuple[str, str]]:
     if config.family.side_features:
         out.append(("features", ", ".join(config.features)))
     out += _scores(config, report)
+    out.append(("settings", _settings(config, report.get("scaled") or {})))
     out.append(("epochs", f"{report['epochs']}{best}"))
     if report["stopped"] == "epoch cap":
         out.append(("stopped", f"at the epoch cap ({config.epochs}) while validation was still improving: "
@@ -45,6 +46,16 @@ def _scores(config: TrainConfig, report: dict) -> list[tuple[str, str]]:
         ]
     mean = f"  (the training mean: {report['mean_test_rmse']:.4f})"
     return [("test RMSE", f"{report['test_rmse']:.4f}{mean}"), ("test MAE", f"{report['test_mae']:.4f}")]
+
+
+def _settings(config: TrainConfig, scaled: dict) -> str:
+    """The optimizer, learning rate, batch, dim and L2 the run used, and where one followed the data."""
+    text = (f"{config.optimizer} {config.learning_rate:g}, batch {config.batch_size}, dim {config.dim}, "
+            f"l2 {config.l2:g}")  # fmt: skip
+    if "l2" in scaled:
+        how = scaled["l2"]
+        text += f" ({how['coefficient']:g} / {how['ratings_per_id']:g} ratings per user and item)"
+    return text
 
 
 def table(rows_: list[tuple[str, str]]) -> str:

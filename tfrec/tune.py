@@ -135,7 +135,9 @@ def _settled(config: TrainConfig, trials, fixed, optimizers) -> tuple[dict, dict
 
     table = tfdata.load(config.data, columns=config.columns, delimiter=config.delimiter)
     config.for_data(table.feedback)
-    tfdata.split(table, config.split, seed=config.seed)
+    from tfrec.train.phases import cut
+
+    config.for_table(cut(config, table)[1])  # the first trial is what `tfrec train` would run on this data
     space_ = space(config, fixed)
     if len(optimizers) > 1:
         space_["optimizer"] = {"choices": list(optimizers)}

@@ -12,7 +12,7 @@ from pathlib import Path
 from tfrec import families, registry
 from tfrec.arguments import nonnegative
 from tfrec.cli._common import import_tensorflow_quietly, listed, set_threads
-from tfrec.config import FEEDBACK_NAMES, PRECISION_NAMES, TrainConfig
+from tfrec.config import DEFAULT_OPTIMIZER, FEEDBACK_NAMES, PRECISION_NAMES, TrainConfig
 from tfrec.errors import TfrecError
 from tfrec.files import write_json_atomic
 
@@ -30,10 +30,17 @@ def add_parsers(sub) -> dict:
 
 def _per_model(key: str) -> str:
     def show(value):
-        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value if isinstance(value, str) else f"{value:g}"
 
     every = ((name, families.family(name).defaults_for(name)) for name in families.names())
-    return "default per model: " + ", ".join(f"{m} {show(d[key])}" for m, d in every)
+    fallback = {"optimizer": DEFAULT_OPTIMIZER}
+    text = "default per model: " + ", ".join(f"{m} {show(d.get(key, fallback.get(key)))}" for m, d in every)
+    following = [m for m in families.names() if key in families.family(m).scaled]
+    if following:
+        text += f" ({', '.join(following)}: on ML-100K; theirs follows the data's ratings per user and item)"
+    return text
 
 
 # Flags default to None, so that what was typed can be told from what was not: TrainConfig fills in
@@ -77,7 +84,7 @@ def _fit_flags(p) -> None:
     p.add_argument("--l2", type=float, help=_per_model("l2"))
     p.add_argument(
         "--optimizer", choices=registry.optimizers.names(), metavar="OPTIMIZER",
-        help=f"{registry.optimizers.help()} (default {d.optimizer})",
+        help=f"{registry.optimizers.help()} ({_per_model('optimizer')})",
     )  # fmt: skip
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument("--validation-fraction", type=float, help=f"default {d.validation_fraction}")

@@ -39,8 +39,8 @@ def add_parsers(sub) -> dict:
         help="the best settings trained again on the whole training part for the best trial's epochs (default on)",
     )  # fmt: skip
     p.add_argument(
-        "--optimizer", default=d.optimizer, metavar="NAME[,NAME...]",
-        help=f"one optimizer, or several to choose among (of {registry.optimizers.listed()}; default %(default)s)",
+        "--optimizer", metavar="NAME[,NAME...]",
+        help=f"one optimizer, or several to choose among (of {registry.optimizers.listed()}; default: the model's)",
     )  # fmt: skip
     p.add_argument("--fix", action="append", default=[], metavar="SETTING=VALUE",
                    help="leave a searched setting at VALUE (repeatable), e.g. --fix dim=32")  # fmt: skip
@@ -74,7 +74,7 @@ def _config(args) -> tuple[TrainConfig, dict, list]:
     from tfrec.data.sources import check_name
 
     fixed = _fixed(args.fix)
-    optimizers = [o for o in args.optimizer.split(",") if o]
+    optimizers = [o for o in (args.optimizer or "").split(",") if o]
     for name in optimizers:
         registry.optimizers.entry(name)  # an unknown name: one line naming the known ones
     settings = {k: v for k, v in vars(args).items()
@@ -91,7 +91,7 @@ def _config(args) -> tuple[TrainConfig, dict, list]:
                 fixed[name] = int(value) if kind == "int" else float(value)
             except ValueError:
                 raise TfrecError(f"--fix {name}={value}: not {'an integer' if kind == 'int' else 'a number'}") from None
-    config = TrainConfig(**settings, optimizer=optimizers[0], **fixed)
+    config = TrainConfig(**settings, optimizer=optimizers[0] if optimizers else None, **fixed)
     TrainConfig.from_dict(config.as_dict()).check()  # a copy: the config itself stays unchecked
     if config.validation_fraction <= 0:
         raise TfrecError("a search ranks settings on the validation cut: give --validation-fraction above 0")

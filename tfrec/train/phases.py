@@ -97,19 +97,11 @@ def prepare(config: TrainConfig, verbose: int) -> Setup:
     config.for_data(table.feedback)  # a file without ratings trains on implicit feedback
     if sharded:
         _check_shardable(config)  # again: the data may have made the run implicit
-    run_dir = None
-    if config.checkpoint_dir:
-        if n_workers > 1:
-            raise TfrecError(
-                "--checkpoint-dir is for one process; a multi-worker cluster resumes with its own checkpoints"
-            )
-        run_dir = RunDirectory(config.checkpoint_dir, _resumable(config))
-    parts = tfdata.split(table, config.split, seed=config.seed)
-    train, validation = parts.train, None
-    if config.validation_fraction > 0:
-        cut = tfdata.leave_last_out(train) if config.implicit else tfdata.random_split(
-            train, config.validation_fraction, seed=config.seed)  # fmt: skip
-        train, validation = cut.train, cut.test
+    if config.checkpoint_dir and n_workers > 1:
+        raise TfrecError("--checkpoint-dir is for one process; a multi-worker cluster resumes with its own checkpoints")
+    parts, train, validation = cut(config, table)
+    config.for_table(train)  # the defaults that follow the data (Family.scaled), from the part fit on
+    run_dir = RunDirectory(config.checkpoint_dir, _resumable(config)) if config.checkpoint_dir else None
     eval_size = max(config.batch_size, 8192) if n_workers == 1 else config.batch_size
     # Two test examples, drawn only when a resumed phase has nothing left to fit: calling the model on
     # them creates its variables, which take the checkpoint's values.
@@ -117,6 +109,17 @@ def prepare(config: TrainConfig, verbose: int) -> Setup:
     kernel_seconds = _prepare_kernels()
     return Setup(config, strategy_, n_workers, sharded, table, parts, train, validation, run_dir, eval_size,
                  phases, kernel_seconds, time.perf_counter())  # fmt: skip
+
+
+def cut(config: TrainConfig, table: tfdata.Ratings) -> tuple:
+    """``(parts, train, validation)``: the train/test split, the part fit on and its validation cut (None
+    without one: then ``train`` is the whole training part)."""
+    parts = tfdata.split(table, config.split, seed=config.seed)
+    if config.validation_fraction <= 0:
+        return parts, parts.train, None
+    held = tfdata.leave_last_out(parts.train) if config.implicit else tfdata.random_split(
+        parts.train, config.validation_fraction, seed=config.seed)  # fmt: skip
+    return parts, held.train, held.test
 
 
 def fit(setup: Setup, callbacks=(), tensorboard=None) -> Fitted:
@@ -221,6 +224,7 @@ def report(setup: Setup, fitted: Fitted, scores: dict) -> tuple[dict, object]:
         "workers": setup.workers,
         "chief": _train.is_chief(setup.strategy),
         "config": config.as_dict(),
+        "scaled": config.scaled,
     }
     if setup.sharded:
         gathered, net = _gathered(net, config, fitted.built_from, setup.parts.test)

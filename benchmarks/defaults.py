@@ -1,4 +1,4 @@
-"""Test metrics and fit time of `tfrec train` defaults on ML-100K and on data of other shapes, for benchmarks/RESULTS.md.
+"""Test metrics and fit time of `tfrec train` defaults on ML-100K and other data, for benchmarks/RESULTS.md.
 
 Run: python benchmarks/defaults.py [--models biased-mf mf ncf gmf neumf autorec-i autorec-u]
                                    [--seeds 42 1 2 3 4] [--splits ratio u1] [--implicit]
@@ -41,9 +41,10 @@ def explicit(args) -> None:
                     rmses.append(s["test_rmse"])
                     c = s["config"]
                     settings = f"{c['optimizer']} {c['learning_rate']:g}, l2 {c['l2']:g}, refit {c['refit']}"
+                    scores = f"{s['test_rmse']:.4f} | {_over(s['test_rmse'], sigma)} | {s['test_mae']:.4f}"
                     print(
-                        f"| {data} | {model} | {split} | {seed} | {s['test_rmse']:.4f} | {_over(s['test_rmse'], sigma)} | "
-                        f"{s['test_mae']:.4f} | {s['epochs']} ({s['best_epoch']}) | {settings} | {s['fit_seconds']:.2f} |",
+                        f"| {data} | {model} | {split} | {seed} | {scores} | {s['epochs']} ({s['best_epoch']}) | "
+                        f"{settings} | {s['fit_seconds']:.2f} |",
                         flush=True,
                     )
                 if len(rmses) > 1:

@@ -84,11 +84,12 @@ class Case:
 def case_config(case: Case):
     """The checked ``tfrec.config.TrainConfig`` of a case: its model options, ``tfrec train``'s for the rest.
 
-    Input dropout is off: the references have none.
+    Input dropout is off: the references have none. The references weigh biases by the case's one ``l2``.
     """
     from tfrec.config import TrainConfig
 
-    settings = {"layers": case.layers, "hidden": case.hidden, "input_dropout": 0.0, "features": case.features}
+    settings = {"layers": case.layers, "hidden": case.hidden, "input_dropout": 0.0, "features": case.features,
+                "bias_l2": case.l2}  # fmt: skip
     options = {k: v for k, v in settings.items() if k in families.family(case.model).options}  # the model's own
     config = TrainConfig(
         model=case.model, dim=case.dim, l2=case.l2, learning_rate=case.learning_rate, **options

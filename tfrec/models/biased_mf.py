@@ -13,8 +13,8 @@ FAMILY = Family(
     title="Biased matrix factorization",
     variants={"biased-mf": {}},
     # Chosen by `tfrec tune` on ML-100K and on planted data of ML-1M's shape (benchmarks/RESULTS.md): lazy
-    # Adam moves only the batch's rows (at ML-20M's shape dense Adam's whole-table steps cost 4x the time
-    # and end worse); the refit on the whole training part is worth more than any other setting on ML-100K.
+    # Adam moves only the batch's rows (at ML-20M's shape dense Adam's whole-table steps cost several times
+    # the time and end worse); the refit on the whole training part is worth more than any other setting.
     defaults={
         "dim": 32,
         "learning_rate": 0.005,
@@ -29,8 +29,8 @@ FAMILY = Family(
     scaled={"l2": 5.8},
     arguments={"dim": "dim", "l2": "l2", "bias_l2": "bias_l2"},
     options={
-        # The biases are one number per id, and a weaker pull than the factors' fits them better: 0.01 gave
-        # 0.9054 on ML-100K where the factors' 0.1 gave 0.9068 (benchmarks/RESULTS.md).
+        # The biases are one number per id, and a weaker pull than the factors' fits them better, on ML-100K
+        # and on planted data alike (benchmarks/RESULTS.md, "Defaults that follow the data").
         "bias_l2": {
             "type": "float",
             "default": 0.01,

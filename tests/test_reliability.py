@@ -20,7 +20,8 @@ DATA = "synthetic:users=600,items=400,ratings=120000,sigma=0.5,seed=2"
 def _train_command(tmp_path, name, *extra):
     return [
         sys.executable, "-m", "tfrec", "train", "--model", "biased-mf", "--data", DATA, "--batch-size", "32",
-        "--epochs", "6", "--patience", "2", "--deterministic", "--quiet", "--json", str(tmp_path / f"{name}.json"),
+        "--epochs", "6", "--patience", "2", "--no-refit", "--deterministic", "--quiet",
+        "--json", str(tmp_path / f"{name}.json"),
         "--save", str(tmp_path / f"{name}.run"), *extra,
     ]  # fmt: skip
 

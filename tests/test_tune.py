@@ -33,7 +33,9 @@ def searched(tmp_path_factory):
 
 def test_every_trial_is_reported_with_settings_from_the_family_s_space(searched):
     out, printed, report = searched
-    space = families.family("biased-mf").search
+    family = families.family("biased-mf")  # the settings every family has, and its own options' ranges
+    space = {**family.search, **{name: spec["search"] for name, spec in family.options.items() if "search" in spec}}
+    assert "bias_l2" in space
     finished = [t for t in report["trials"] if t["state"] in ("complete", "pruned")]
     assert len(finished) == 5 and report["space"].keys() == space.keys()
     for trial in finished:

@@ -199,14 +199,14 @@ class TrainConfig:
         ``table``, the part the model fits on. Called once per run, before the first model is built.
         """
         self.check()
-        scaled = self.family.scaled
-        if not scaled:
+        left = {key: c for key, c in self.family.scaled.items() if self._defaulted.get(key) is True}
+        if not left:  # nothing to scale (a search trial gives l2 itself): no pass over the ratings
             return
-        per_id = families.ratings_per_id(len(table), len(np.unique(table.user)), len(np.unique(table.item)))
-        for key, coefficient in scaled.items():
-            if self._defaulted.get(key):
-                setattr(self, key, float(f"{coefficient / per_id:.2g}"))  # two digits: a rule of thumb
-                self._defaulted[key] = {"coefficient": coefficient, "ratings_per_id": round(per_id, 1)}
+        used = [np.count_nonzero(np.bincount(rows)) for rows in (table.user, table.item)]  # ids with a rating
+        per_id = families.ratings_per_id(len(table), *used)
+        for key, coefficient in left.items():
+            setattr(self, key, float(f"{coefficient / per_id:.2g}"))  # two digits: a rule of thumb
+            self._defaulted[key] = {"coefficient": coefficient, "ratings_per_id": round(per_id, 1)}
 
     @property
     def scaled(self) -> dict:

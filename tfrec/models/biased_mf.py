@@ -23,7 +23,7 @@ FAMILY = Family(
         "patience": 3,
         "refit": True,
         "optimizer": "lazy-adam",
-    },  # fmt: skip
+    },
     # L2 per rating, divided by ratings per user and item (tfrec.families.ratings_per_id): 0.1 on ML-100K
     # (58), 0.038 on ML-1M's shape (152); one fixed weight is 2.6x too strong on one or too weak on the other.
     scaled={"l2": 5.8},

@@ -24,7 +24,7 @@ FAMILY = Family(
         "patience": 3,
         "refit": True,
         "optimizer": "lazy-adam",
-    },  # fmt: skip
+    },
     scaled={"l2": 5.8},
     arguments={"dim": "dim", "l2": "l2"},
     search={

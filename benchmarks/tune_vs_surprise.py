@@ -1,13 +1,15 @@
 """`tfrec tune` beside Surprise's GridSearchCV on tfrec's own split, both measured in this run.
 
-Run: python benchmarks/tune_vs_surprise.py [--models biased-mf ...] [--trials 60] [--jobs 2] [--seed 42]
+Run: python benchmarks/tune_vs_surprise.py [--models biased-mf ...] [--trials 60] [--jobs 2] [--seeds 42 ...]
 Needs `pip install 'tfrec[tune]' scikit-surprise` (Surprise is a source build, not a tfrec dependency).
 
 Both sides see only the training part of `tfrec.data.split(load("ml-100k"), "ratio", seed)`:
 Surprise's GridSearchCV tries 72 settings of its SVD (biased MF by per-sample SGD) by 3-fold cross
 validation on it and refits the best on all of it; `tfrec tune` ranks each model's settings on the
 validation cut of it and retrains the best on all of it (refit). The test part scores each side once.
-Prints a Markdown table: each model's default test RMSE (`tfrec train`) beside its tuned one.
+Prints a Markdown table: each model's default test RMSE (`tfrec train`) beside its tuned one. With
+several ``--seeds`` each seed is a whole run on its own split (both sides searched again), and the table
+ends with each side's mean and standard deviation over the seeds.
 """
 
 import argparse
@@ -51,28 +53,42 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["biased-mf"])
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--no-surprise", action="store_true")
     args = parser.parse_args()
     tfrec.train.configure_threads(args.models[0])
-    parts = data.split(data.load("ml-100k"), "ratio", seed=args.seed)
-    print(f"ml-100k, split ratio seed {args.seed} (fingerprint {parts.fingerprint}), tfrec {tfrec.__version__}")
-    if not args.no_surprise:
-        side = surprise_side(parts, args.jobs)
-        print(f"Surprise SVD, GridSearchCV 3-fold over 72 settings: test RMSE {side['rmse']:.4f} "
-              f"({side['params']}), {side['seconds']:.1f} s", flush=True)  # fmt: skip
-    print("| model | default test RMSE | tuned test RMSE | best validation RMSE | trials (pruned) | search s | best |")
-    print("|---|---|---|---|---|---|---|")
-    for model in args.models:
-        default = train.run(TrainConfig(model=model, data="ml-100k", seed=args.seed), verbose=0).report
-        with tempfile.TemporaryDirectory() as out:
-            config = TrainConfig(model=model, data="ml-100k", seed=args.seed)
-            result = tune.tune(config, trials=args.trials, jobs=args.jobs, out=out, announce=None)
-        best, trials = result.report["best"], result.report["trials"]
-        pruned = sum(t["state"] == "pruned" for t in trials)
-        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
-        print(f"| {model} | {default['test_rmse']:.4f} | {best['test_rmse']:.4f} | {best['validation']:.4f} | "
-              f"{len(trials)} ({pruned}) | {result.report['search_seconds']:.0f} | {shown} |", flush=True)  # fmt: skip
+    print(f"ml-100k, split ratio, tfrec {tfrec.__version__}; Surprise SVD by GridSearchCV 3-fold over 72 settings")
+    print(
+        "| seed | fingerprint | model | default test RMSE | tuned test RMSE | best validation RMSE | trials (pruned) "
+        "| search s | best | Surprise SVD tuned | its settings | Surprise s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    scores = {}  # (model or "surprise", "default" or "tuned") -> test RMSEs over the seeds
+    for seed in args.seeds:
+        parts = data.split(data.load("ml-100k"), "ratio", seed=seed)
+        side = None if args.no_surprise else surprise_side(parts, args.jobs)
+        if side:
+            scores.setdefault(("Surprise SVD", "tuned"), []).append(side["rmse"])
+        surprise_cells = f"{side['rmse']:.4f} | {side['params']} | {side['seconds']:.1f}" if side else "- | - | -"
+        for model in args.models:
+            default = train.run(TrainConfig(model=model, data="ml-100k", seed=seed), verbose=0).report
+            with tempfile.TemporaryDirectory() as out:
+                config = TrainConfig(model=model, data="ml-100k", seed=seed)
+                result = tune.tune(config, trials=args.trials, jobs=args.jobs, out=out, announce=None)
+            best, trials = result.report["best"], result.report["trials"]
+            scores.setdefault((model, "default"), []).append(default["test_rmse"])
+            scores.setdefault((model, "tuned"), []).append(best["test_rmse"])
+            pruned = sum(t["state"] == "pruned" for t in trials)
+            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
+            print(f"| {seed} | {parts.fingerprint} | {model} | {default['test_rmse']:.4f} | {best['test_rmse']:.4f} | "
+                  f"{best['validation']:.4f} | {len(trials)} ({pruned}) | {result.report['search_seconds']:.0f} | "
+                  f"{shown} | {surprise_cells} |", flush=True)  # fmt: skip
+            surprise_cells = "(same) | | "
+    if len(args.seeds) > 1:
+        print(f"\nOver seeds {' '.join(map(str, args.seeds))}: mean ± standard deviation (min-max) of the test RMSE")
+        for (name, kind), values in scores.items():
+            spread = f"{np.std(values):.4f} ({min(values):.4f}-{max(values):.4f})"
+            print(f"- {name}, {kind}: {np.mean(values):.4f} ± {spread}")
 
 
 if __name__ == "__main__":

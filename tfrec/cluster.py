@@ -190,8 +190,12 @@ def training_data(model, train, batch_size: int, seed: int, first_epoch: int = 1
     steps = -(-len(train) // batch_size)
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        share = (context.num_input_pipelines, context.input_pipeline_id)
+        if getattr(train, "streamed", False):  # the worker opens its own share of the files
+            return model.training_dataset(train, batch_size, shuffle=True, seed=seed, first_epoch=first_epoch,
+                                          endless=True, shard=share)  # fmt: skip
         ds = model.training_dataset(train, batch_size, shuffle=True, seed=seed, first_epoch=first_epoch, endless=True)
-        return ds.shard(context.num_input_pipelines, context.input_pipeline_id)
+        return ds.shard(*share)
 
     return tf.keras.utils.experimental.DatasetCreator(dataset_fn), steps
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 
 from tfrec import families, registry
 from tfrec.errors import TfrecError
@@ -202,8 +201,7 @@ class TrainConfig:
         left = {key: c for key, c in self.family.scaled.items() if self._defaulted.get(key) is True}
         if not left:  # nothing to scale (a search trial gives l2 itself): no pass over the ratings
             return
-        used = [np.count_nonzero(np.bincount(rows)) for rows in (table.user, table.item)]  # ids with a rating
-        per_id = families.ratings_per_id(len(table), *used)
+        per_id = families.ratings_per_id(len(table), *table.rated_ids())
         for key, coefficient in left.items():
             setattr(self, key, float(f"{coefficient / per_id:.2g}"))  # two digits: a rule of thumb
             self._defaulted[key] = {"coefficient": coefficient, "ratings_per_id": round(per_id, 1)}

@@ -62,6 +62,8 @@ def load_run(source: str):
         except (ValueError, KeyError, TypeError) as e:
             raise TfrecError(f"{path / RUN_JSON}: not a tfrec run summary ({e})") from None
         table = data.load(spec, columns=config.get("columns"), delimiter=config.get("delimiter"))
+        if getattr(table, "paths", None) is not None:  # streamed shards: no table of the rated pairs to hold
+            return export.load_keras(path / RUN_MODEL), None
         parts = data.split(table, split, seed=seed)  # their own errors name the data
         if parts.fingerprint != recorded:
             raise TfrecError(

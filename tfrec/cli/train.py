@@ -258,7 +258,11 @@ def _train(args) -> None:
     if args.export:
         from tfrec import export
 
-        export.save(result.model, args.export, rated=result.train)
+        streamed = getattr(result.train, "streamed", False)  # its rated pairs are in files, not in memory
+        if streamed:
+            print("tfrec: note: trained on streamed shards, so the export's recommend leaves no rated item out",
+                  file=sys.stderr)  # fmt: skip
+        export.save(result.model, args.export, rated=None if streamed else result.train)
     if args.save:
         from tfrec.cli.serving import save_run
 

@@ -208,6 +208,23 @@ def _read_delimited(path: Path, chosen: dict, delimiter: str | None, header: boo
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
+    options, header = delimited_options(path, chosen, delimiter, header)
+    try:
+        table = pcsv.read_csv(path, **options)
+    except (pa.ArrowInvalid, pa.ArrowKeyError, OSError, EOFError) as e:
+        raise DataError(f"{path}: {bad_delimited(path, options, e)}") from None
+    if header:
+        table = table.rename_columns([c.strip() for c in table.column_names])
+    return table, not header
+
+
+def delimited_options(path: Path, chosen: dict, delimiter: str | None, header: bool | None) -> tuple[dict, bool]:
+    """``(options, header)``: pyarrow's CSV reader's ``read_options``, ``parse_options`` and
+    ``convert_options`` for a delimited file (the delimiter sniffed, the header guessed, ids read as text,
+    only the columns of ``chosen``'s roles and the ones found by name), and whether it has a header."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
     sample = _sample(path)
     delimiter = _sniff(path, sample, delimiter)
     rows = [r for r in csv.reader(io.StringIO(sample), delimiter=delimiter) if r][:50]
@@ -225,22 +242,23 @@ def _read_delimited(path: Path, chosen: dict, delimiter: str | None, header: boo
         column_types=text_columns, null_values=[""], strings_can_be_null=False,
         include_columns=[raw[c] for c in roles.values() if c],
     )  # fmt: skip
-    try:
-        table = pcsv.read_csv(
-            path, read_options=read, parse_options=pcsv.ParseOptions(delimiter=delimiter), convert_options=convert
-        )
-    except (pa.ArrowInvalid, pa.ArrowKeyError, OSError, EOFError) as e:
-        raise DataError(f"{path}: {_first_bad_line(path, delimiter, len(names), header) or e}") from None
-    if header:
-        table = table.rename_columns([c.strip() for c in table.column_names])
-    return table, not header
+    parse = pcsv.ParseOptions(delimiter=delimiter)
+    return {"read_options": read, "parse_options": parse, "convert_options": convert}, header
 
 
-def _first_bad_line(path: Path, delimiter: str, width: int, header: bool) -> str | None:
+def bad_delimited(path: Path, options: dict, error) -> str:
+    """What to say of a delimited file pyarrow refused: its first line with a wrong number of fields, else
+    pyarrow's own message."""
+    return _first_bad_line(path, options["parse_options"].delimiter) or str(error)
+
+
+def _first_bad_line(path: Path, delimiter: str) -> str | None:
     """The first line with another number of fields than the first (what the CSV reader refused), or None."""
+    width = None
     try:
         with _opener(path)(path, "rt", encoding="utf-8-sig", newline="") as f:
             for number, row in enumerate(csv.reader(f, delimiter=delimiter), 1):
+                width = width or len(row)
                 if row and len(row) != width:
                     return f"line {number}: expected {width} fields, got {len(row)}"
     except (OSError, EOFError, csv.Error, UnicodeDecodeError) as e:

@@ -34,6 +34,7 @@ def dataset(
     first_epoch: int = 1,
     vocabularies: tuple[Iterable[str], Iterable[str]] | None = None,
     endless: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of example dicts (TFDS MovieLens names).
 
@@ -55,6 +56,8 @@ def dataset(
         in the vocabulary, 0 for an unseen id, what the model's ``StringLookup``
         gives) instead of strings, so no batch gathers or hashes strings
         (on large data most of an epoch's input work). Models take either.
+      shard: For a streamed part (``tfrec.data.stream``), ``(n, k)``: read only the k-th of n workers'
+        share of its files.
       endless: With ``shuffle``, epoch after epoch without end, each epoch's
         number carried by the dataset itself instead of a variable it owns:
         the form ``ParameterServerStrategy``'s ``dataset_fn`` needs (it may
@@ -66,6 +69,13 @@ def dataset(
     Raises:
       DataError: a bad batch size or a feature the table does not have.
     """
+    if getattr(table, "streamed", False):  # a part of staged shards (tfrec.data.stream) reads its own files
+        return table.dataset(
+            batch_size, shuffle=shuffle, seed=seed, features=features, drop_remainder=drop_remainder,
+            first_epoch=first_epoch, vocabularies=vocabularies, endless=endless, shard=shard,
+        )  # fmt: skip
+    if shard is not None:
+        raise DataError("shard is for a streamed part, whose workers read their own files")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     names = _feature_names(table, features)
@@ -138,13 +148,23 @@ def epoch_batches(
         raise DataError(f"{label}: {n} examples make no full batch of {batch_size}")
     if not isinstance(first_epoch, (int, np.integer)) or first_epoch < 1:
         raise DataError(f"first_epoch must be a positive integer, got {first_epoch!r}")
-    epoch = _epoch_of(n, batch_size, seed, drop_remainder, gather)
+    batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    return epochs(_epoch_of(n, batch_size, seed, drop_remainder, gather), first_epoch, endless, batches)
+
+
+def epochs(epoch, first_epoch: int = 1, endless: bool = False, batches: int | None = None) -> tf.data.Dataset:
+    """One epoch per pass, from ``epoch`` (an epoch's number, an int64 tensor -> its dataset).
+
+    A pass draws the next number from a variable the pipeline owns, counted from ``first_epoch``, and
+    the cardinality is ``batches`` (one epoch's). ``endless``: epochs ``first_epoch, first_epoch + 1,
+    ...`` in one pass without end, numbered by the dataset itself (no variable: the form
+    ``ParameterServerStrategy``'s ``dataset_fn`` needs).
+    """
     if endless:
         return tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
     counter = tf.Variable(first_epoch - 1, dtype=tf.int64, trainable=False, name="epoch_counter")
     rows = tf.data.Dataset.range(1).flat_map(lambda _: epoch(counter.assign_add(1)))
-    batches = n // batch_size if drop_remainder else -(-n // batch_size)
-    return rows.apply(tf.data.experimental.assert_cardinality(batches))
+    return rows if batches is None else rows.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def _feature_names(table: Ratings, features) -> tuple[str, ...]:

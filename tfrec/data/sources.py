@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tfrec.data import cache as _cache
-from tfrec.data import files, movielens, synthetic
+from tfrec.data import files, movielens, stream, synthetic
 from tfrec.data.table import RaggedColumn, Ratings, _from_arrow
 from tfrec.errors import DataError, DataNotFoundError
 
@@ -47,6 +47,10 @@ _SYNTHETIC_FM_KEYS = {
 def load(name: str, *, download: bool | None = None, columns=None, delimiter: str | None = None) -> Ratings:
     """Loads a dataset by name, path or spec (see :func:`names_help`).
 
+    A glob pattern, or a directory of data files that is not a MovieLens directory, names shards: they
+    are not read into a table but opened as a :class:`tfrec.data.stream.Stream` (checked, not read),
+    which ``tfrec train`` stages and streams.
+
     Args:
       name: A file of the user's own, a directory of MovieLens files, or a name in
         ``tfrec.registry.sources``: ``ml-100k`` and the other MovieLens names, ``tfds:<name>``,
@@ -68,6 +72,8 @@ def load(name: str, *, download: bool | None = None, columns=None, delimiter: st
         return entry.load()(name, download=download, columns=columns, delimiter=delimiter)
     if Path(name).is_file():
         return files.load_file(name, columns, delimiter=delimiter)
+    if stream.is_stream(name):
+        return stream.Stream.open(name, columns, delimiter)
     return movielens.load_directory(name)
 
 
@@ -85,6 +91,9 @@ def check_name(name: str, columns=None, delimiter: str | None = None):
 
     path = Path(name)
     if path.is_file():
+        return None
+    if stream.is_stream(name):
+        stream.shard_paths(name)  # raises for a pattern that matches no data file
         return None
     if files.looks_like_file(name):
         raise DataError(f"{name}: no such file")

@@ -106,6 +106,10 @@ class Ratings:
     feedback: str = "explicit"
     item_key: str = "movie_id"
 
+    def rated_ids(self) -> tuple[int, int]:
+        """How many users and items have a rating in the table (its vocabularies may hold more)."""
+        return tuple(int(np.count_nonzero(np.bincount(rows))) for rows in (self.user, self.item))
+
     @classmethod
     def from_arrays(
         cls,
@@ -244,14 +248,47 @@ def check_finite(rating: np.ndarray, label: str) -> None:
         raise DataError(f"{label}: row {bad[0]}: rating is {rating[bad[0]]}, not a finite number")
 
 
+def id_strings(values, role: str, label: str, column: str, where):
+    """A column of ids as Arrow strings as written (an integer column: its decimal digits; spaces around an
+    id dropped); one DataError naming ``where(row)`` for a missing, empty or floating-point id."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    _no_nulls(values, label, column, where)
+    if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
+        if pa.types.is_floating(values.type):
+            raise DataError(f"{label}: column {column!r} ({role} ids) holds floating-point numbers, not ids")
+        values = pc.cast(values, pa.string())
+    values = pc.utf8_trim_whitespace(values)  # " 7" after a ", " delimiter is the id "7"
+    empty = pc.equal(values, "").to_numpy(zero_copy_only=False)
+    if empty.any():
+        raise DataError(f"{label}: {where(int(np.flatnonzero(empty)[0]))}: column {column!r} is empty")
+    return values
+
+
+def rating_values(column, label: str, rating: str, where) -> np.ndarray:
+    """A rating column as float32; one DataError naming ``where(row)`` for a missing, non-numeric or
+    non-finite rating."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    _no_nulls(column, label, rating, where)
+    try:
+        values = pc.cast(column, pa.float64()).to_numpy().astype(np.float32)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(f"{label}: {_not_a_number(column, rating, where)}") from None
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise DataError(f"{label}: {where(bad[0])}: column {rating!r} is {values[bad[0]]}, not a finite number")
+    return values
+
+
 def _from_arrow(table, user, item, rating, timestamp, *, name, source, label, where) -> "Ratings":
     """A table from a ``pyarrow.Table``'s columns (see :meth:`Ratings.from_arrow`).
 
     ``label`` starts every error message (a path, a dataset name); ``where(row)`` says where a
     0-based row is in the source ("line 5", "row 4 (row group 2)").
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     for role, column in (("user", user), ("item", item)):
         if column is None:
@@ -264,30 +301,8 @@ def _from_arrow(table, user, item, rating, timestamp, *, name, source, label, wh
         raise DataError(f"{label}: no rows")
     ids = {}
     for role, column in (("user", user), ("item", item)):
-        values = table.column(column)
-        _no_nulls(values, label, column, where)
-        if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
-            if pa.types.is_floating(values.type):
-                raise DataError(f"{label}: column {column!r} ({role} ids) holds floating-point numbers, not ids")
-            values = pc.cast(values, pa.string())
-        values = pc.utf8_trim_whitespace(values)  # " 7" after a ", " delimiter is the id "7"
-        empty = pc.equal(values, "").to_numpy(zero_copy_only=False)
-        if empty.any():
-            row = int(np.flatnonzero(empty)[0])
-            raise DataError(f"{label}: {where(row)}: column {column!r} is empty")
-        ids[role] = _encode(values, label, column)
-    if rating is None:
-        values = np.ones(n, np.float32)
-    else:
-        column = table.column(rating)
-        _no_nulls(column, label, rating, where)
-        try:
-            values = pc.cast(column, pa.float64()).to_numpy().astype(np.float32)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise DataError(f"{label}: {_not_a_number(column, rating, where)}") from None
-        bad = np.flatnonzero(~np.isfinite(values))
-        if len(bad):
-            raise DataError(f"{label}: {where(bad[0])}: column {rating!r} is {values[bad[0]]}, not a finite number")
+        ids[role] = _encode(id_strings(table.column(column), role, label, column, where), label, column)
+    values = np.ones(n, np.float32) if rating is None else rating_values(table.column(rating), label, rating, where)
     if timestamp is None:
         ts = np.zeros(n, np.int64)
     else:

@@ -83,9 +83,15 @@ class RatingModel(tfrs.Model):
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.regularization_tracker = tf.keras.metrics.Mean(name="regularization_loss")
 
+    #: Whether the model trains on a part of streamed shards (``tfrec.data.stream``): rating pairs
+    #: without side features. Models that read more of the table (rating vectors, side features) do not.
+    reads_streams = True
+
     @staticmethod
     def table_args(train: Ratings) -> dict:
-        """Vocabularies, global mean and rating range of a training table."""
+        """Vocabularies, global mean and rating range of a training table (or a streamed part)."""
+        if getattr(train, "streamed", False):
+            return train.table_args()
         return {
             "user_vocabulary": train.user_ids[np.unique(train.user)].tolist(),
             "item_vocabulary": train.item_ids[np.unique(train.item)].tolist(),

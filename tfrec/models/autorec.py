@@ -130,6 +130,8 @@ class AutoRec(RatingModel):
       TensorShape([2])
     """
 
+    reads_streams = False  # it reads whole rating vectors, which a stream does not hold
+
     mixed_precision_layers = True
 
     def __init__(

@@ -97,6 +97,8 @@ class FactorizationMachine(RatingModel):
       global_mean, rating_range: As in :class:`~tfrec.models.MatrixFactorization`.
     """
 
+    reads_streams = False  # it holds every id's side features, from the training table
+
     field_aware = False
     default_embedding_std = 0.1
 

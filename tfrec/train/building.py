@@ -150,7 +150,8 @@ def evaluation_dataset(table: tfdata.Ratings, batch_size: int, model=None, worke
     ds = tfdata.dataset(table, batch_size, features=PAIR_FEATURES, vocabularies=_vocabularies(model))
     if workers > 1:
         return _by_batch(ds)
-    return ds.cache() if cache else ds
+    # A streamed part is read again each pass: cached, it would grow with the data.
+    return ds.cache() if cache and not getattr(table, "streamed", False) else ds
 
 
 def _vocabularies(model):

@@ -16,6 +16,7 @@ from tfrec import data as tfdata
 import tfrec.train.building as _train
 from tfrec.checkpoints import ResumableEarlyStopping, RunDirectory
 from tfrec.config import TrainConfig
+from tfrec.data import stream
 from tfrec.data.implicit import ranking_candidates
 from tfrec.errors import TfrecError
 from tfrec.metrics import RankingMetrics, most_popular, ranking_metrics
@@ -95,6 +96,9 @@ def prepare(config: TrainConfig, verbose: int) -> Setup:
     tf.keras.utils.set_random_seed(config.seed)
     table = tfdata.load(config.data, columns=config.columns, delimiter=config.delimiter)
     config.for_data(table.feedback)  # a file without ratings trains on implicit feedback
+    if isinstance(table, stream.Stream) and not families.model_class(config.model).reads_streams:
+        raise TfrecError(f"{config.model} does not train on streamed shards (it reads more than rating pairs): "
+                         "give it one file, loaded as a table")  # fmt: skip
     if sharded:
         _check_shardable(config)  # again: the data may have made the run implicit
     if config.checkpoint_dir and n_workers > 1:
@@ -114,6 +118,8 @@ def prepare(config: TrainConfig, verbose: int) -> Setup:
 def cut(config: TrainConfig, table: tfdata.Ratings) -> tuple:
     """``(parts, train, validation)``: the train/test split, the part fit on and its validation cut (None
     without one: then ``train`` is the whole training part)."""
+    if isinstance(table, stream.Stream):
+        return table.stage(config.seed, stream.test_fraction(config.split), config.validation_fraction).cut()
     parts = tfdata.split(table, config.split, seed=config.seed)
     if config.validation_fraction <= 0:
         return parts, parts.train, None
@@ -198,9 +204,19 @@ def score(setup: Setup, net) -> dict:
         result = net.evaluate(dataset, return_dict=True, verbose=0)
         summary.update(test_rmse=float(result["rmse"]), test_mae=float(result["mae"]))
     # What a model that learned nothing scores: the training mean for every pair.
-    mean = parts.train.rating.astype(np.float64).mean()
-    summary["mean_test_rmse"] = float(np.sqrt(np.mean((parts.test.rating.astype(np.float64) - mean) ** 2)))
+    n, total, _ = _moments(parts.train)
+    mean = total / n
+    n, total, squares = _moments(parts.test)
+    summary["mean_test_rmse"] = float(np.sqrt(max(0.0, squares - 2 * mean * total + n * mean**2) / n))
     return summary
+
+
+def _moments(part) -> tuple[int, float, float]:
+    """``(ratings, sum, sum of squares)`` of a table or a streamed part (which knows them without a pass)."""
+    if getattr(part, "streamed", False):
+        return part.moments()
+    r = part.rating.astype(np.float64)
+    return len(r), float(r.sum()), float(np.square(r).sum())
 
 
 def report(setup: Setup, fitted: Fitted, scores: dict) -> tuple[dict, object]:

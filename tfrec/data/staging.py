@@ -89,9 +89,10 @@ def write_parts(stream, ids: dict, settings: dict, directory: Path) -> dict:
         u = pc.index_in(users, value_set=ids["user"]).to_numpy().astype(np.int32)
         i = pc.index_in(items, value_set=ids["item"]).to_numpy().astype(np.int32)
         h, part = assign(hashes["user"][u], hashes["item"][i], settings)
-        if (part == 2).any():
+        if (part == 2).any():  # order-free: the same whatever shards and pieces the rows come in
             with np.errstate(over="ignore"):
-                tested += np.array([h[part == 2].sum(dtype=np.uint64), np.bitwise_xor.reduce(h[part == 2])], np.uint64)
+                tested[0] += h[part == 2].sum(dtype=np.uint64)
+            tested[1] ^= np.bitwise_xor.reduce(h[part == 2])
         order = np.random.default_rng([settings["seed"], k]).permutation(len(u))  # records mix a piece's rows
         for p, writer in enumerate(writers):
             chosen = order[part[order] == p]

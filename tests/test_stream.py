@@ -195,3 +195,41 @@ def test_the_command_line_trains_on_gzipped_csv_shards_and_exports_a_model_that_
     assert served.returncode == 0, served.stderr[-3000:]
     known, unseen = map(float, served.stdout.split())
     assert 1 <= known <= 5 and 1 <= unseen <= 5 and known != unseen
+
+
+def _constant_bytes(dataset_fn) -> int:
+    """Bytes of every constant in the graph a parameter-server worker would run to make its dataset."""
+    import tensorflow as tf
+
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
+    graph = tf.function(lambda: dataset_fn(context)._variant_tensor).get_concrete_function().graph.as_graph_def()
+    nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+    total = 0
+    for node in nodes:
+        if node.op == "Const":
+            tensor = node.attr["value"].tensor
+            total += len(tensor.tensor_content) + sum(len(s) for s in tensor.string_val)
+    return total
+
+
+def test_a_parameter_server_worker_graph_holds_file_names_not_the_data(ml100k, streamed_run):
+    """The streamed dataset_fn reads files; the table's ships the ratings (MBs) as constants."""
+    from tfrec import cluster, data, train
+
+    model, part = streamed_run.model, streamed_run.train
+    streamed = cluster.training_data(model, part, 1024, 42)[0].dataset_fn
+    assert _constant_bytes(streamed) < 20_000  # file names, shapes, seeds
+    table = data.split(ml100k, "ratio", seed=42).train
+    built = train.build("biased-mf", table, TrainConfig(model="biased-mf"))
+    assert _constant_bytes(cluster.training_data(built, table, 1024, 42)[0].dataset_fn) > 500_000
+
+
+def test_workers_read_disjoint_shares_of_the_files_that_cover_the_part(staged):
+    split, fit, _ = staged.cut()
+    shares = [fit.files((3, k)) for k in range(3)]
+    assert sorted(sum(shares, [])) == sorted(fit.files()) and all(shares)
+    for workers in (3, 40):  # 40: more workers than files, so each reads every 40th record of every file
+        seen = [np.concatenate([b["user_rating"].numpy() for b in fit.dataset(512, shard=(workers, k))])
+                for k in range(workers)]  # fmt: skip
+        assert sum(len(s) for s in seen) == len(fit)
+        np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.sort(_records(fit)[:, 2].view(np.float32)))

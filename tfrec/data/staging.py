@@ -22,6 +22,8 @@ from tfrec.data.stream import BLOCK, FILE_ROWS, FORMAT, PARTS, VOCABULARIES
 from tfrec.errors import DataError
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+#: Files each part writes side by side: up to this many workers read a share of whole files each.
+SPREAD = 16
 
 
 def stage(stream, settings: dict, directory: Path) -> None:
@@ -171,36 +173,40 @@ def unit(h: np.ndarray) -> np.ndarray:
 
 
 class _Writer:
-    """A part's records: files ``{part}-00000.bin``... of at most :data:`FILE_ROWS` rows, whole records."""
+    """A part's records, spread over :data:`SPREAD` files written side by side (every piece's rows split
+    among them, so each file is a sample of the whole part and workers can take files as their shares);
+    a file that reaches :data:`FILE_ROWS` rows is closed and the next one opened in its place. Names:
+    ``{part}-00000.bin``..., each file whole records (its last one padded)."""
 
     def __init__(self, directory: Path, part: str):
         self.directory, self.part = directory, part
-        self.names, self.file, self.rows = [], None, 0
+        self.names, self.files, self.rows = [], [None] * SPREAD, [0] * SPREAD
 
     def write(self, users, items, ratings) -> None:
         block = np.empty((len(users), 3), np.int32)
         block[:, 0], block[:, 1], block[:, 2] = users, items, ratings.astype(np.float32).view(np.int32)
-        while len(block):
-            if self.file is None or self.rows >= FILE_ROWS:
-                self._next()
-            take = min(len(block), FILE_ROWS - self.rows)
-            block[:take].tofile(self.file)
-            self.rows += take
-            block = block[take:]
+        for slot, chunk in enumerate(np.array_split(block, SPREAD)):
+            while len(chunk):
+                if self.files[slot] is None or self.rows[slot] >= FILE_ROWS:
+                    self._next(slot)
+                take = min(len(chunk), FILE_ROWS - self.rows[slot])
+                chunk[:take].tofile(self.files[slot])
+                self.rows[slot] += take
+                chunk = chunk[take:]
 
-    def _next(self) -> None:
-        self._finish()
+    def _next(self, slot: int) -> None:
+        self._finish(slot)
         name = f"{self.part}-{len(self.names):05d}.bin"
         self.names.append(name)
-        self.file, self.rows = open(self.directory / name, "wb"), 0
+        self.files[slot], self.rows[slot] = open(self.directory / name, "wb"), 0
 
-    def _finish(self) -> None:
-        if self.file is not None:
-            pad = -self.rows % BLOCK
-            np.full((pad, 3), -1, np.int32).tofile(self.file)
-            self.file.close()
-            self.file = None
+    def _finish(self, slot: int) -> None:
+        if self.files[slot] is not None:
+            np.full((-self.rows[slot] % BLOCK, 3), -1, np.int32).tofile(self.files[slot])
+            self.files[slot].close()
+            self.files[slot] = None
 
     def close(self) -> list[str]:
-        self._finish()
+        for slot in range(SPREAD):
+            self._finish(slot)
         return self.names

@@ -132,12 +132,10 @@ class StreamedPart:
         }
 
     def files(self, shard: tuple[int, int] | None = None) -> list[str]:
-        """The part's record files; with ``shard=(n, k)`` the k-th of n workers' share (every n-th file)."""
+        """The part's record files; with ``shard=(n, k)`` the k-th of n workers' share (every n-th file;
+        with more workers than files, :meth:`dataset` shares records instead)."""
         names = [str(self.staged.directory / f) for p in self.parts for f in self.staged.meta["parts"][p]["files"]]
-        if shard is not None:
-            n, k = shard
-            names = names[k::n] or names[k % len(names) :: len(names)]  # fewer files than workers: share them
-        return names
+        return names if shard is None else names[shard[1] :: shard[0]]
 
     def dataset(self, batch_size: int = 1024, *, shuffle: bool = False, seed: int = 42, features=None,
                 drop_remainder: bool = False, first_epoch: int = 1, vocabularies=None, endless: bool = False,
@@ -158,10 +156,12 @@ class StreamedPart:
         if unknown:
             raise DataError(f"{self.name}: a streamed part has no {', '.join(unknown)}; it has {', '.join(FEATURES)}")
         rows_of = None if vocabularies is None else self._rows_for(vocabularies)
-        paths = self.files(shard)
+        paths, records_shard = self.files(shard), None
+        if shard is not None and shard[0] > len(self.files()):  # more workers than files: every n-th record each
+            paths, records_shard = self.files(), shard
         n = len(self) if shard is None else None
         read = _reader(paths, int(batch_size), int(seed), shuffle, drop_remainder, names, rows_of,
-                       self.staged.directory, shuffle_records)  # fmt: skip
+                       self.staged.directory, shuffle_records, records_shard)  # fmt: skip
         if not shuffle:
             ds = read(0)
             return pipeline.epoch_pipeline(ds if n is None else ds.apply(_cardinality(n, batch_size, False)))
@@ -194,7 +194,8 @@ def _cardinality(n, batch_size, drop_remainder):
     return tf.data.experimental.assert_cardinality(_batches_of(n, batch_size, drop_remainder))
 
 
-def _reader(paths, batch_size, seed, shuffle, drop_remainder, names, rows_of, directory, shuffle_records):
+def _reader(paths, batch_size, seed, shuffle, drop_remainder, names, rows_of, directory, shuffle_records,
+            records_shard=None):  # fmt: skip
     """Epoch number (an int64 tensor) -> a dataset of that epoch's batches, read from ``paths``."""
     from tfrec._keras import tf
 
@@ -215,6 +216,8 @@ def _reader(paths, batch_size, seed, shuffle, drop_remainder, names, rows_of, di
             lambda f: tf.data.FixedLengthRecordDataset(f, record_bytes, buffer_size=1 << 20),
             cycle_length=min(len(paths), 8), block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
         )  # fmt: skip
+        if records_shard is not None:
+            records = records.shard(*records_shard)
         if shuffle:
             records = records.shuffle(shuffle_records, seed=epoch_seed)
         groups = records.batch(group if shuffle else 64).enumerate()

@@ -168,6 +168,7 @@ def _sample(path: Path, size: int = 65536) -> str:
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read: {e}") from None
     text = raw.decode("utf-8-sig", "replace")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # old Mac line ends too (pyarrow reads them)
     if len(raw) == size:  # a partial last line would mislead the sniffer
         text = text[: text.rfind("\n") + 1] or text
     if not text.strip():

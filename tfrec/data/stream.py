@@ -55,12 +55,12 @@ VOCABULARIES = {"fit": ("fit",), "train": ("fit", "validation")}
 #: The features a streamed part gives (no timestamps, no side features).
 FEATURES = ("user_id", "movie_id", "user_rating")
 ROLES = ("user", "item")
-_MOVIELENS_FILES = ("u.data", "ratings.dat", "movies.csv", "movies.dat")
+_MOVIELENS_FILES = ("u.data", "ratings.dat", "ratings.csv", "movies.csv", "movies.dat")
 
 
 def is_stream(name) -> bool:
     """Whether ``--data name`` names shards: a glob pattern, or a directory of data files that is not a
-    MovieLens directory (which has ``u.data``, ``ratings.dat`` or a movies file)."""
+    MovieLens directory (which has ``u.data``, ``ratings.dat``, ``ratings.csv`` or a movies file)."""
     name = str(name)
     if any(c in name for c in "*?["):
         return True

@@ -233,3 +233,12 @@ def test_workers_read_disjoint_shares_of_the_files_that_cover_the_part(staged):
                 for k in range(workers)]  # fmt: skip
         assert sum(len(s) for s in seen) == len(fit)
         np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.sort(_records(fit)[:, 2].view(np.float32)))
+
+
+def test_data_info_counts_shards_from_their_staging(ml100k, shards, tmp_path):
+    result = tfrec("data", "info", str(shards[0]), "--json", env={"TFREC_DATA": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert (summary["users"], summary["items"], summary["ratings"]) == (943, 1682, 100_000)
+    assert summary["rating_histogram"] == ml100k.summary()["rating_histogram"]
+    assert summary["rating_mean"] == pytest.approx(ml100k.summary()["rating_mean"])

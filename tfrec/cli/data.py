@@ -35,7 +35,7 @@ def _info(args) -> None:
     print(f"  {'density':<8} {summary['density']:>12.4%}")
     print(f"  {'mean':<8} {summary['rating_mean']:>12.4f}")
     total = summary["ratings"]
-    print("  rating histogram:")
+    print("  rating histogram:" if summary["rating_histogram"] else "  rating histogram: over 100 distinct values")
     for value, count in summary["rating_histogram"].items():
         print(f"    {value:>5}  {count:>10,}  {'#' * round(40 * count / total)}")
     print(f"  features: {', '.join(summary['features'])}")

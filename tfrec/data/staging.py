@@ -86,7 +86,7 @@ def write_parts(stream, ids: dict, settings: dict, directory: Path) -> dict:
     counts = {role: np.zeros((len(PARTS), len(values)), np.int64) for role, values in ids.items()}
     moments, ranges = np.zeros((len(PARTS), 3)), np.array([[np.inf, -np.inf]] * len(PARTS))
     writers = [_Writer(directory, part) for part in PARTS]
-    tested, rows = np.zeros(2, np.uint64), 0
+    tested, rows, histogram = np.zeros(2, np.uint64), 0, {}
     for k, (_, _, users, items, ratings) in enumerate(stream.pieces()):
         u = pc.index_in(users, value_set=ids["user"]).to_numpy().astype(np.int32)
         i = pc.index_in(items, value_set=ids["item"]).to_numpy().astype(np.int32)
@@ -107,8 +107,13 @@ def write_parts(stream, ids: dict, settings: dict, directory: Path) -> dict:
             ranges[p] = (min(ranges[p][0], r.min()), max(ranges[p][1], r.max()))
             writer.write(u[chosen], i[chosen], r)
         rows += len(u)
+        if histogram is not None:  # rating values and their counts, while there are few (star ratings)
+            for value, count in zip(*np.unique(ratings, return_counts=True)):
+                histogram[f"{value:g}"] = histogram.get(f"{value:g}", 0) + int(count)
+            histogram = histogram if len(histogram) <= 100 else None
     files = {part: writer.close() for part, writer in zip(PARTS, writers)}
-    return {"rows": rows, "counts": counts, "moments": moments, "ranges": ranges, "files": files, "tested": tested}
+    return {"rows": rows, "counts": counts, "moments": moments, "ranges": ranges, "files": files, "tested": tested,
+            "histogram": histogram}  # fmt: skip
 
 
 def assign(user_hashes: np.ndarray, item_hashes: np.ndarray, settings: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +151,7 @@ def _meta(stream, settings: dict, ids: dict, written: dict, directory: Path) -> 
     return {
         "format": FORMAT, "source": stream.source, "settings": settings, "rows": written["rows"], "parts": parts,
         "users": len(ids["user"]), "items": len(ids["item"]), "item_key": stream.item_key,
-        "fingerprint": fingerprint.hexdigest()[:16],
+        "fingerprint": fingerprint.hexdigest()[:16], "rating_histogram": written["histogram"],
     }  # fmt: skip
 
 

@@ -169,6 +169,19 @@ class Stream:
 
         return Staged(directory, json.loads((directory / "meta.json").read_text()), self)
 
+    def summary(self) -> dict:
+        """``tfrec data info``'s counts, from the staging with the default split (made now if there is none)."""
+        meta = self.stage().meta
+        total = sum(part["sum"] for part in meta["parts"].values())
+        histogram = meta.get("rating_histogram")
+        return {
+            "name": self.name, "source": self.source, "users": meta["users"], "items": meta["items"],
+            "ratings": meta["rows"], "density": meta["rows"] / (meta["users"] * meta["items"]),
+            "rating_mean": total / meta["rows"],
+            "rating_histogram": dict(sorted(histogram.items(), key=lambda kv: float(kv[0]))) if histogram else {},
+            "features": ["user_id", "movie_id" if self.item_key == "movie_id" else "item_id", "user_rating"],
+        }  # fmt: skip
+
     def _key(self, settings: dict) -> str:
         h = hashlib.sha256(json.dumps([FORMAT, self.roles, self.delimiter, settings]).encode())
         for p in self.paths:

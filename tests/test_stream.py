@@ -242,3 +242,24 @@ def test_data_info_counts_shards_from_their_staging(ml100k, shards, tmp_path):
     assert (summary["users"], summary["items"], summary["ratings"]) == (943, 1682, 100_000)
     assert summary["rating_histogram"] == ml100k.summary()["rating_histogram"]
     assert summary["rating_mean"] == pytest.approx(ml100k.summary()["rating_mean"])
+
+
+def test_ids_rated_fewer_than_min_count_times_take_the_unseen_id_row(shards, tmp_path):
+    staged = Stream.open(shards[0]).stage(min_count=20, root=tmp_path)
+    _, fit, _ = staged.cut()
+    rows = _records(fit)
+    counts = np.bincount(rows[:, 0], minlength=len(staged.ids("user")))
+    assert list(fit.user_ids) == list(staged.ids("user")[counts >= 20]) and 0 < len(fit.user_ids) < 943
+    vocabularies = (fit.table_args()["user_vocabulary"], fit.table_args()["item_vocabulary"])
+    by_rows = next(iter(fit.dataset(len(fit), vocabularies=vocabularies)))["user_row"].numpy()
+    by_ids = next(iter(fit.dataset(len(fit))))["user_id"].numpy().astype(str)  # the same order, unshuffled
+    rare = np.isin(by_ids, staged.ids("user")[counts < 20].astype(str))
+    assert 0 < rare.sum() < len(rare)
+    np.testing.assert_array_equal(by_rows == 0, rare)
+
+
+def test_min_count_on_a_table_is_refused_in_one_line(tmp_path):
+    result = tfrec("train", "--data", "ml-100k", "--min-count", "3")
+    assert result.returncode != 0 and result.stderr.strip().endswith(
+        "--min-count is for streamed shards (a directory or glob of data files)"
+    )

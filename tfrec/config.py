@@ -66,6 +66,8 @@ class TrainConfig:
       columns: For a file of the user's own: ``user=COL,item=COL[,rating=COL][,timestamp=COL]``
         (``tfrec.data.files``); None: found by their names.
       delimiter: For a delimited file; None: sniffed.
+      min_count: For streamed shards (``tfrec.data.stream``): an id rated fewer times in the part the
+        model fits on gets no row of its own and takes the unseen-id answer. 1: every rated id.
       options: The model family's own settings by option name (``Family.options``), as Python
         values or as the command line gives them (``"64,32"``); checked and completed with the
         family's defaults by :meth:`check`. Keyword arguments that are not fields land here too.
@@ -105,6 +107,7 @@ class TrainConfig:
     mixed_precision: str | None = None
     columns: str | None = None
     delimiter: str | None = None
+    min_count: int = 1
     options: dict = dataclasses.field(default_factory=dict)
 
     def __init__(self, **settings):
@@ -269,6 +272,8 @@ class TrainConfig:
             raise TfrecError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.l2 < 0 or self.patience < 0:
             raise TfrecError(f"l2 and patience must be >= 0, got {self.l2} and {self.patience}")
+        if not isinstance(self.min_count, int) or isinstance(self.min_count, bool) or self.min_count < 1:
+            raise TfrecError(f"min_count must be a positive integer, got {self.min_count!r}")
         if not 0 <= self.validation_fraction < 1:
             raise TfrecError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
 

@@ -88,6 +88,10 @@ def _fit_flags(p) -> None:
     )  # fmt: skip
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument("--validation-fraction", type=float, help=f"default {d.validation_fraction}")
+    p.add_argument(
+        "--min-count", type=int, metavar="N",
+        help=f"streamed shards: ids rated fewer than N times take the unseen-id answer (default {d.min_count})",
+    )  # fmt: skip
     p.add_argument("--patience", type=int, help="early-stopping epochs; " + _per_model("patience"))
     p.add_argument(
         "--refit", action=argparse.BooleanOptionalAction,
@@ -191,7 +195,9 @@ def _config(args) -> TrainConfig:
 
 
 #: What a ``--config`` file sets for any model: the data and the run, not the model's own settings.
-RUN_SETTINGS = ("data", "columns", "delimiter", "split", "seed", "validation_fraction", "feedback", "strategy")
+RUN_SETTINGS = (
+    "data", "columns", "delimiter", "split", "seed", "validation_fraction", "min_count", "feedback", "strategy",
+)  # fmt: skip
 
 
 def _settings_file(path: str) -> dict:

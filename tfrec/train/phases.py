@@ -119,7 +119,10 @@ def cut(config: TrainConfig, table: tfdata.Ratings) -> tuple:
     """``(parts, train, validation)``: the train/test split, the part fit on and its validation cut (None
     without one: then ``train`` is the whole training part)."""
     if isinstance(table, stream.Stream):
-        return table.stage(config.seed, stream.test_fraction(config.split), config.validation_fraction).cut()
+        fraction = stream.test_fraction(config.split)
+        return table.stage(config.seed, fraction, config.validation_fraction, config.min_count).cut()
+    if config.min_count != 1:
+        raise TfrecError("--min-count is for streamed shards (a directory or glob of data files)")
     parts = tfdata.split(table, config.split, seed=config.seed)
     if config.validation_fraction <= 0:
         return parts, parts.train, None

@@ -24,13 +24,14 @@ from pathlib import Path
 ML20M = {"users": 138493, "items": 26744, "ratings": 20000263}
 
 LOAD = """
-import json, resource, sys, time
+import json, sys, time
 import tfrec
 from tfrec import data
+from tfrec.cluster import memory
 start = time.perf_counter()
 table = data.load(sys.argv[1])
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+peak = memory()["peak"] / 2**30  # VmHWM: this process since exec, not its parent
 print(json.dumps({"seconds": round(seconds, 2), "peak_gb": round(peak, 3), "ratings": len(table),
                   "users": table.num_users, "items": table.num_items}))
 """

@@ -36,7 +36,7 @@ SHARD_ROWS = 5_000_000
 RANK, FACTOR_STD, BIAS_STD, MEAN, SIGMA = 8, 0.5, 0.5, 3.5, 0.5
 
 RUN = """
-import json, resource, sys
+import json, sys
 from tfrec.data import table
 built = [0]
 init = table.Ratings.__init__
@@ -45,8 +45,9 @@ def counted(self, *args, **kwargs):
     init(self, *args, **kwargs)
 table.Ratings.__init__ = counted
 from tfrec.cli import main
+from tfrec.cluster import memory
 status = main(sys.argv[1:])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+peak = memory()["peak"] / 2**30  # VmHWM: this process since exec, not its parent
 print("BENCH " + json.dumps({"status": status, "peak_gb": peak, "tables": built[0]}), flush=True)
 """
 

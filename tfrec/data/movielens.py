@@ -114,6 +114,9 @@ def latest_per_pair(table: Ratings) -> Ratings:
     the later line); the others are dropped, keeping file order. MovieLens files hold no duplicates.
     """
     key = table.user.astype(np.int64) * table.num_items + table.item
+    ordered = np.sort(key)  # one sort (0.4 s at 20M) shows there is nothing to drop, as in MovieLens files
+    if not (ordered[1:] == ordered[:-1]).any():
+        return table
     order = np.lexsort((np.arange(len(key)), table.timestamp, key))
     ordered = key[order]
     last = np.append(ordered[1:] != ordered[:-1], True)

@@ -76,6 +76,12 @@ def dataset(
         )  # fmt: skip
     if shard is not None:
         raise DataError("shard is for a streamed part, whose workers read their own files")
+    return _table_dataset(table, batch_size, shuffle, seed, features, drop_remainder, first_epoch, vocabularies,
+                          endless)  # fmt: skip
+
+
+def _table_dataset(table, batch_size, shuffle, seed, features, drop_remainder, first_epoch, vocabularies, endless):
+    """:func:`dataset` of a table held in memory."""
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     names = _feature_names(table, features)

@@ -1,14 +1,13 @@
 """The one data container of tfrec: a table of ratings with its id vocabularies.
 
-Every source (MovieLens files, the recbole copy, TFDS, the synthetic generator)
-produces a :class:`Ratings`; splits cut it into parts that share its
-vocabularies; pipelines turn a part into a ``tf.data.Dataset`` of examples
-named as in TensorFlow Datasets' MovieLens (``user_id``, ``movie_id``,
-``user_rating``, ``timestamp`` and side features).
+Every source (MovieLens files, the recbole copy, TFDS, the synthetic generator, a user's file)
+produces a :class:`Ratings` (shards too large for one are streamed: ``tfrec.data.stream``); splits
+cut it into parts that share its vocabularies; pipelines turn a part into a ``tf.data.Dataset`` of
+examples named as in TensorFlow Datasets' MovieLens (``user_id``, ``movie_id``, ``user_rating``,
+``timestamp`` and side features).
 
-Ids are held once, as sorted unique strings (``user_ids``, ``item_ids``), and
-each rating points at them with an int32 position: a 20M-rating table then
-costs 8 bytes of ids per rating instead of two Python strings.
+Ids are held once, as sorted unique strings (``user_ids``, ``item_ids``), and each rating points at
+them with an int32 position: a 20M-rating table then costs 8 bytes of ids per rating, not two strings.
 """
 
 from __future__ import annotations
@@ -88,9 +87,8 @@ class Ratings:
       feedback: ``explicit`` (ratings) or ``implicit`` (interactions without a rating: each
         ``rating`` is 1.0, and ``tfrec train`` trains the implicit-feedback models on it).
       item_key: What models trained on the table call items where they answer (:data:`ITEM_KEYS`):
-        ``movie_id`` for MovieLens (and TFDS's MovieLens, and planted data), ``item_id`` for a user's
-        file or frame whose item column is not a movie column (:func:`item_key_of`). Examples in
-        pipelines keep TFDS's ``movie_id`` either way, so TFDS and tfrec sources stay interchangeable.
+        ``movie_id`` for MovieLens and planted data, ``item_id`` for a user's data whose item column is
+        not a movie column (:func:`item_key_of`). Pipelines keep TFDS's ``movie_id`` either way.
     """
 
     user_ids: np.ndarray
@@ -106,8 +104,7 @@ class Ratings:
     feedback: str = "explicit"
     item_key: str = "movie_id"
 
-    def rated_ids(self) -> tuple[int, int]:
-        """How many users and items have a rating in the table (its vocabularies may hold more)."""
+    def rated_ids(self) -> tuple[int, int]:  # users and items with a rating (the vocabularies may hold more)
         return tuple(int(np.count_nonzero(np.bincount(rows))) for rows in (self.user, self.item))
 
     @classmethod
@@ -249,8 +246,7 @@ def check_finite(rating: np.ndarray, label: str) -> None:
 
 
 def id_strings(values, role: str, label: str, column: str, where):
-    """A column of ids as Arrow strings as written (an integer column: its decimal digits; spaces around an
-    id dropped); one DataError naming ``where(row)`` for a missing, empty or floating-point id."""
+    """Ids as Arrow strings as written (integers: their digits; no spaces around); one DataError otherwise."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -267,8 +263,7 @@ def id_strings(values, role: str, label: str, column: str, where):
 
 
 def rating_values(column, label: str, rating: str, where) -> np.ndarray:
-    """A rating column as float32; one DataError naming ``where(row)`` for a missing, non-numeric or
-    non-finite rating."""
+    """Ratings as float32; one DataError naming ``where(row)`` for a missing or non-finite one."""
     import pyarrow as pa
     import pyarrow.compute as pc
 

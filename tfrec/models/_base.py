@@ -46,24 +46,22 @@ class RatingModel(tfrs.Model):
     ``tfrs.tasks.Ranking`` head (default :func:`rating_task`: MSE loss, ``rmse``
     and ``mae`` metrics) and ``reduce_loss`` turns its per-example losses into
     the batch loss; subclasses override these two for other labels and masks.
-    ``train_step`` and ``test_step`` keep TFRS's shape but report ``loss`` (the
-    data loss) and ``regularization_loss`` apart as epoch means (TFRS reports the last batch's), and scale both for
+    ``train_step`` and ``test_step`` keep TFRS's shape but report ``loss`` (the data loss) and
+    ``regularization_loss`` apart as epoch means (TFRS reports the last batch's), and scale both for
     ``tf.distribute`` so gradients are right under MirroredStrategy.
 
-    ``mixed_precision`` (``float16`` or ``bfloat16``, models with Dense layers
-    only) gives those layers Keras' ``mixed_<dtype>`` policy: they compute in it,
-    their weights stay float32, and the models cast their outputs back to
-    float32 before the loss. With a ``LossScaleOptimizer`` (``tfrec.train.build``
-    wraps the optimizer for ``float16``) ``train_step`` scales the loss and
-    unscales the gradients, as Keras' own ``train_step`` does.
+    ``mixed_precision`` (``float16`` or ``bfloat16``, models with Dense layers only) gives those layers
+    Keras' ``mixed_<dtype>`` policy: they compute in it, their weights stay float32, and the models cast
+    their outputs back to float32 before the loss. With a ``LossScaleOptimizer`` (``tfrec.train.build``
+    wraps the optimizer for ``float16``) ``train_step`` scales the loss and unscales the gradients, as
+    Keras' own ``train_step`` does.
     """
 
     label = "user_rating"
     #: Std of the normal distribution the "default" embedding initializer draws from (None: no embeddings);
     #: a PyTorch reference of the family draws its tables from the same one.
     default_embedding_std: float | None = None
-    #: Whether the model has Dense layers for ``mixed_precision`` to act on.
-    mixed_precision_layers = False
+    mixed_precision_layers = False  #: whether the model has Dense layers for ``mixed_precision`` to act on
 
     def __init__(self, rating_range=None, task=None, mixed_precision=None, item_key="movie_id", **kwargs):
         super().__init__(**kwargs)
@@ -83,9 +81,7 @@ class RatingModel(tfrs.Model):
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.regularization_tracker = tf.keras.metrics.Mean(name="regularization_loss")
 
-    #: Whether the model trains on a part of streamed shards (``tfrec.data.stream``): rating pairs
-    #: without side features. Models that read more of the table (rating vectors, side features) do not.
-    reads_streams = True
+    reads_streams = True  #: trains on streamed shards (``tfrec.data.stream``): rating pairs, no side features
 
     @staticmethod
     def table_args(train: Ratings) -> dict:

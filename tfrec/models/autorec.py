@@ -131,7 +131,6 @@ class AutoRec(RatingModel):
     """
 
     reads_streams = False  # it reads whole rating vectors, which a stream does not hold
-
     mixed_precision_layers = True
 
     def __init__(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfrec.data.stream import BLOCK, FILE_ROWS, FORMAT, PARTS, VOCABULARIES
+from tfrec.data.records import BLOCK, FILE_ROWS, FORMAT, PARTS, VOCABULARIES
 from tfrec.errors import DataError
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

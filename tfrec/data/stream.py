@@ -39,22 +39,11 @@ from tfrec.data import files
 from tfrec.data.table import id_strings, item_key_of, rating_values
 from tfrec.errors import DataError
 
+from tfrec.data.records import FORMAT, PIECE_ROWS
+
 if TYPE_CHECKING:
     from tfrec.data.streamed import Staged
 
-#: Rows in one record; a file's last record is padded with rows whose user is -1.
-BLOCK = 256
-ROW_BYTES = 12
-FILE_ROWS = 1 << 22
-PIECE_ROWS = 1 << 20
-FORMAT = 1
-PARTS = ("fit", "validation", "test")
-#: The vocabularies a model is built with: the fit part's ids (the fit phase) or the whole training
-#: part's (a refit, and the model a run without validation trains).
-VOCABULARIES = {"fit": ("fit",), "train": ("fit", "validation")}
-#: The features a streamed part gives (no timestamps, no side features).
-FEATURES = ("user_id", "movie_id", "user_rating")
-ROLES = ("user", "item")
 _MOVIELENS_FILES = ("u.data", "ratings.dat", "ratings.csv", "movies.csv", "movies.dat")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfrec.data.stream import BLOCK, FEATURES, PARTS, ROLES, ROW_BYTES, VOCABULARIES, Stream
+from tfrec.data.records import BLOCK, FEATURES, PARTS, ROLES, ROW_BYTES, VOCABULARIES
 from tfrec.errors import DataError
 
 
@@ -30,7 +30,7 @@ class Staged:
     """A stream read into parts (:meth:`Stream.stage`): the fit, validation and test records, the ids, and
     the tables from ids to a model's rows."""
 
-    def __init__(self, directory: Path, meta: dict, stream: Stream):
+    def __init__(self, directory: Path, meta: dict, stream):
         self.directory, self.meta, self.stream = Path(directory), meta, stream
         self._ids = {}
 

@@ -158,7 +158,9 @@ def test_a_bad_rating_names_its_shard_and_line_and_leaves_no_staging(ml100k, tmp
         ("nothing/*.parquet", {}, "no data files"),
         ("mixed", {"a.csv": "user,item,rating\n1,2,3\n", "b.jsonl": '{"user": 1, "item": 2, "rating": 3}\n'},
          "share one format"),
-        ("clicks", {"a.csv": "user,item\n1,2\n"}, "no rating column"),
+        ("clicks", {"a.csv": "user,item\n1,2\n"}, r"no rating column \(name it with --columns rating=COL\)"),
+        ("renamed", {"a.csv": "user,item,rating\n1,2,3\n", "b.csv": "customer,sku,stars\n1,2,3\n"},
+         r"b\.csv: no column 'user'.*: customer, sku, stars"),
     ],
 )  # fmt: skip
 def test_shards_a_stream_cannot_take_are_one_error_each(tmp_path, name, files, message):
@@ -166,7 +168,7 @@ def test_shards_a_stream_cannot_take_are_one_error_each(tmp_path, name, files, m
         (tmp_path / name).mkdir(exist_ok=True)
         (tmp_path / name / file).write_text(text)
     with pytest.raises(DataError, match=message):
-        data.load(str(tmp_path / name))
+        data.load(str(tmp_path / name)).stage(root=tmp_path / "staged")
 
 
 def test_models_that_read_more_than_pairs_refuse_a_stream_in_one_line(shards, tmp_path):
@@ -262,4 +264,21 @@ def test_min_count_on_a_table_is_refused_in_one_line(tmp_path):
     result = tfrec("train", "--data", "ml-100k", "--min-count", "3")
     assert result.returncode != 0 and result.stderr.strip().endswith(
         "--min-count is for streamed shards (a directory or glob of data files)"
+    )
+
+
+def test_what_shards_cannot_do_is_refused_in_one_line_before_any_split(shards, tmp_path):
+    env = {"TFREC_DATA": str(tmp_path)}
+    implicit = tfrec("train", "--model", "ncf", "--feedback", "implicit", "--data", str(shards[0]), env=env)
+    assert implicit.returncode != 0
+    assert implicit.stderr.strip().splitlines()[-1] == (
+        "tfrec: error: streamed shards train on explicit ratings: for implicit feedback, give one file (a table)"
+    )
+    (tmp_path / "headless").mkdir()
+    (tmp_path / "headless" / "a.csv").write_text("1,2,3\n4,5,1\n")
+    headless = tfrec("data", "info", str(tmp_path / "headless"), env=env)
+    assert (
+        headless.stderr.strip()
+        .splitlines()[-1]
+        .endswith("a.csv: no header line; streamed delimited shards need one naming their columns")
     )

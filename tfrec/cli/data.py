@@ -16,6 +16,8 @@ def add_parsers(sub) -> dict:
     info = data_sub.add_parser("info", help="counts, density and rating histogram of a dataset")
     info.add_argument("name", help="dataset name, directory or spec")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.add_argument("--columns", help="user=COL,item=COL[,rating=COL][,timestamp=COL] of your own file or shards")
+    info.add_argument("--delimiter", help="of your own delimited file; default sniffed")
     fetch = data_sub.add_parser("download", help="download a MovieLens archive into the cache")
     fetch.add_argument("name")
     return {"data info": _info, "data download": _download}
@@ -25,7 +27,7 @@ def _info(args) -> None:
     import_tensorflow_quietly()
     from tfrec import data
 
-    summary = data.load(args.name).summary()
+    summary = data.load(args.name, columns=args.columns, delimiter=args.delimiter).summary()
     if args.json:
         print(json.dumps(summary, indent=2))
         return

@@ -83,8 +83,9 @@ def _export(args) -> None:
         raise TfrecError(f"--out {out}: already exists")
     model, train = load_run(args.source)
     if train is None and model.stored_ratings() is None:  # AutoRec keeps its ratings; others do not
-        print(f"tfrec: note: {args.source} holds no training ratings, so recommend leaves nothing out "
-              "(export a `tfrec train --save` directory instead)", file=sys.stderr)  # fmt: skip
+        why = ("was trained on streamed shards, whose rated pairs stay in their files" if Path(args.source).is_dir()
+               else "holds no training ratings (export a `tfrec train --save` directory instead)")  # fmt: skip
+        print(f"tfrec: note: {args.source} {why}, so recommend leaves nothing out", file=sys.stderr)
     export.save(model, out, rated=train, clip=not args.no_clip)
     print(out)
 

@@ -84,6 +84,14 @@ def test_fraction(split: str | None) -> float:
     return float(match.group(1) or 0.2)
 
 
+def _header(path: Path) -> list[str]:
+    """A shard's column names; one DataError for a delimited shard without a header line."""
+    names = files.column_names(path)
+    if not names:
+        raise DataError(f"{path}: no header line; streamed delimited shards need one naming their columns")
+    return names
+
+
 def _kind(path: Path) -> str:
     suffix = files._suffix(path)
     return "parquet" if suffix in files.PARQUET else "json" if suffix in files.JSON_LINES else "delimited"
@@ -109,17 +117,14 @@ class Stream:
         paths = shard_paths(name)
         chosen = files.parse_columns(columns)
         first = paths[0]
-        if _kind(first) == "delimited":
-            options, header = files.delimited_options(first, chosen, delimiter, None)
-            names = list(options["read_options"].column_names or files.column_names(first))
-            roles = files._roles(first, names, chosen, numbered=not header)
-        else:
-            roles = files._roles(first, files.column_names(first), chosen, numbered=False)
+        names = _header(first)
+        roles = files._roles(first, names, chosen, numbered=False)
         if roles["rating"] is None:
             raise DataError(
-                f"{first}: no rating column; streamed shards train on explicit ratings "
-                "(interactions without ratings: load one file as a table)"
+                f"{first}: no rating column (name it with --columns rating=COL); streamed shards train on explicit "
+                "ratings (interactions without ratings: load one file as a table)"
             )
+        roles["timestamp"] = None  # a streamed split is a hash of the ids: timestamps are not read
         return cls(str(name), tuple(paths), roles, delimiter)
 
     feedback = "explicit"
@@ -131,7 +136,7 @@ class Stream:
     @property
     def source(self) -> str:
         took = ", ".join(f"{role}={column}" for role, column in self.roles.items() if column is not None)
-        return f"{self.name} ({len(self.paths)} shards; {took})"
+        return f"{len(self.paths)} shards; {took}"
 
     def stage(self, seed: int = 42, test_fraction: float = 0.2, validation_fraction: float = 0.1,
               min_count: int = 1, root=None) -> "Staged":  # fmt: skip
@@ -194,7 +199,8 @@ class Stream:
                 missing = [c for c in (self.roles["user"], self.roles["item"], self.roles["rating"])
                            if c not in batch.schema.names]  # fmt: skip
                 if missing:
-                    raise DataError(f"{path}: no column {missing[0]!r}; columns: {', '.join(batch.schema.names)}")
+                    have = ", ".join(files.column_names(path))
+                    raise DataError(f"{path}: no column {missing[0]!r} (the first shard's); this shard has {have}")
                 users = id_strings(batch.column(self.roles["user"]), "user", label, self.roles["user"], where)
                 items = id_strings(batch.column(self.roles["item"]), "item", label, self.roles["item"], where)
                 ratings = rating_values(batch.column(self.roles["rating"]), label, self.roles["rating"], where)
@@ -218,9 +224,8 @@ def _batches(path: Path, kind: str, roles: dict, delimiter):
         else:
             import pyarrow.csv as pcsv
 
-            options, header = files.delimited_options(path, {r: c for r, c in roles.items() if c}, delimiter, None)
-            if not header:
-                raise DataError(f"{path}: streamed delimited shards need a header line naming their columns")
+            _header(path)
+            options, _ = files.delimited_options(path, {r: c for r, c in roles.items() if c}, delimiter, None)
             reader = pcsv.open_csv(path, **options)
             for batch in reader:
                 yield batch.rename_columns([c.strip() for c in batch.schema.names])

@@ -96,6 +96,8 @@ def prepare(config: TrainConfig, verbose: int) -> Setup:
     tf.keras.utils.set_random_seed(config.seed)
     table = tfdata.load(config.data, columns=config.columns, delimiter=config.delimiter)
     config.for_data(table.feedback)  # a file without ratings trains on implicit feedback
+    if isinstance(table, stream.Stream) and config.implicit:
+        raise TfrecError("streamed shards train on explicit ratings: for implicit feedback, give one file (a table)")
     if isinstance(table, stream.Stream) and not families.model_class(config.model).reads_streams:
         raise TfrecError(f"{config.model} does not train on streamed shards (it reads more than rating pairs): "
                          "give it one file, loaded as a table")  # fmt: skip

@@ -136,7 +136,7 @@ class Stream:
     @property
     def source(self) -> str:
         took = ", ".join(f"{role}={column}" for role, column in self.roles.items() if column is not None)
-        return f"{len(self.paths)} shards; {took}"
+        return f"{self.name} ({len(self.paths)} shards; {took})"  # as a file's: `tfrec train` shows it as read
 
     def stage(self, seed: int = 42, test_fraction: float = 0.2, validation_fraction: float = 0.1,
               min_count: int = 1, root=None) -> "Staged":  # fmt: skip

@@ -115,7 +115,7 @@ class StreamedPart:
         """How many users and items have a rating in the part."""
         out = []
         for role in ("user", "item"):
-            counts = np.load(self.staged.directory / f"counts-{role}.npy")
+            counts = np.load(self.staged.directory / f"counts-{role}.npy", allow_pickle=False)
             out.append(int(np.count_nonzero(counts[[PARTS.index(p) for p in self.parts]].sum(axis=0))))
         return out[0], out[1]
 

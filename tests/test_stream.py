@@ -71,6 +71,16 @@ def streamed_run(shards, tmp_path_factory):
         os.environ.pop("TFREC_DATA") if before is None else os.environ.update(TFREC_DATA=before)
 
 
+def _cli(monkeypatch, capsys, tmp_path, *args):
+    """``tfrec ARGS`` in this process (TensorFlow already imported): ``(status, stdout, last stderr line)``."""
+    from tfrec.cli import main
+
+    monkeypatch.setenv("TFREC_DATA", str(tmp_path / "cache"))
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, (err.strip().splitlines() or [""])[-1]
+
+
 def _records(part):
     rows = np.concatenate([np.fromfile(f, np.int32).reshape(-1, 3) for f in part.files()])
     return rows[rows[:, 0] >= 0]
@@ -171,10 +181,9 @@ def test_shards_a_stream_cannot_take_are_one_error_each(tmp_path, name, files, m
         data.load(str(tmp_path / name)).stage(root=tmp_path / "staged")
 
 
-def test_models_that_read_more_than_pairs_refuse_a_stream_in_one_line(shards, tmp_path):
-    result = tfrec("train", "--model", "autorec-i", "--data", str(shards[0]), env={"TFREC_DATA": str(tmp_path)})
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith("tfrec: error: autorec-i does not train on streamed")
+def test_models_that_read_more_than_pairs_refuse_a_stream_in_one_line(shards, tmp_path, monkeypatch, capsys):
+    status, _, last = _cli(monkeypatch, capsys, tmp_path, "train", "--model", "autorec-i", "--data", str(shards[0]))
+    assert status != 0 and last.startswith("tfrec: error: autorec-i does not train on streamed")
 
 
 def test_the_command_line_trains_on_gzipped_csv_shards_and_exports_a_model_that_serves_raw_ids(shards, tmp_path):
@@ -237,10 +246,10 @@ def test_workers_read_disjoint_shares_of_the_files_that_cover_the_part(staged):
         np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.sort(_records(fit)[:, 2].view(np.float32)))
 
 
-def test_data_info_counts_shards_from_their_staging(ml100k, shards, tmp_path):
-    result = tfrec("data", "info", str(shards[0]), "--json", env={"TFREC_DATA": str(tmp_path)})
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout)
+def test_data_info_counts_shards_from_their_staging(ml100k, shards, tmp_path, monkeypatch, capsys):
+    status, out, _ = _cli(monkeypatch, capsys, tmp_path, "data", "info", str(shards[0]), "--json")
+    assert not status
+    summary = json.loads(out)
     assert (summary["users"], summary["items"], summary["ratings"]) == (943, 1682, 100_000)
     assert summary["rating_histogram"] == ml100k.summary()["rating_histogram"]
     assert summary["rating_mean"] == pytest.approx(ml100k.summary()["rating_mean"])
@@ -260,25 +269,20 @@ def test_ids_rated_fewer_than_min_count_times_take_the_unseen_id_row(shards, tmp
     np.testing.assert_array_equal(by_rows == 0, rare)
 
 
-def test_min_count_on_a_table_is_refused_in_one_line(tmp_path):
-    result = tfrec("train", "--data", "ml-100k", "--min-count", "3")
-    assert result.returncode != 0 and result.stderr.strip().endswith(
-        "--min-count is for streamed shards (a directory or glob of data files)"
-    )
-
-
-def test_what_shards_cannot_do_is_refused_in_one_line_before_any_split(shards, tmp_path):
-    env = {"TFREC_DATA": str(tmp_path)}
-    implicit = tfrec("train", "--model", "ncf", "--feedback", "implicit", "--data", str(shards[0]), env=env)
-    assert implicit.returncode != 0
-    assert implicit.stderr.strip().splitlines()[-1] == (
-        "tfrec: error: streamed shards train on explicit ratings: for implicit feedback, give one file (a table)"
+def test_what_shards_cannot_do_is_refused_in_one_line_before_any_split(shards, tmp_path, monkeypatch, capsys):
+    status, _, last = _cli(monkeypatch, capsys, tmp_path, "train", "--model", "ncf", "--feedback", "implicit",
+                           "--data", str(shards[0]))  # fmt: skip
+    assert status != 0
+    assert (
+        last
+        == "tfrec: error: streamed shards train on explicit ratings: for implicit feedback, give one file (a table)"
     )
     (tmp_path / "headless").mkdir()
     (tmp_path / "headless" / "a.csv").write_text("1,2,3\n4,5,1\n")
-    headless = tfrec("data", "info", str(tmp_path / "headless"), env=env)
+    status, _, last = _cli(monkeypatch, capsys, tmp_path, "data", "info", str(tmp_path / "headless"))
+    assert status != 0
+    assert last.endswith("a.csv: no header line; streamed delimited shards need one naming their columns")
+    status, _, last = _cli(monkeypatch, capsys, tmp_path, "train", "--data", "ml-100k", "--min-count", "3")
     assert (
-        headless.stderr.strip()
-        .splitlines()[-1]
-        .endswith("a.csv: no header line; streamed delimited shards need one naming their columns")
+        status != 0 and last == "tfrec: error: --min-count is for streamed shards (a directory or glob of data files)"
     )

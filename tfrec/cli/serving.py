@@ -48,6 +48,7 @@ def save_run(model, summary: dict, target: str) -> None:
 def load_run(source: str):
     """The model of a run directory or ``.keras`` file, and the training table whose ratings it knows (or None)."""
     from tfrec import data, export
+    from tfrec.data.stream import Stream
 
     path = Path(source)
     if not path.exists():
@@ -62,7 +63,7 @@ def load_run(source: str):
         except (ValueError, KeyError, TypeError) as e:
             raise TfrecError(f"{path / RUN_JSON}: not a tfrec run summary ({e})") from None
         table = data.load(spec, columns=config.get("columns"), delimiter=config.get("delimiter"))
-        if getattr(table, "paths", None) is not None:  # streamed shards: no table of the rated pairs to hold
+        if isinstance(table, Stream):  # streamed shards: no table of the rated pairs to hold
             return export.load_keras(path / RUN_MODEL), None
         parts = data.split(table, split, seed=seed)  # their own errors name the data
         if parts.fingerprint != recorded:

@@ -154,8 +154,13 @@ def epoch_batches(
         raise DataError(f"{label}: {n} examples make no full batch of {batch_size}")
     if not isinstance(first_epoch, (int, np.integer)) or first_epoch < 1:
         raise DataError(f"first_epoch must be a positive integer, got {first_epoch!r}")
-    batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    batches = batch_count(n, batch_size, drop_remainder)
     return epochs(_epoch_of(n, batch_size, seed, drop_remainder, gather), first_epoch, endless, batches)
+
+
+def batch_count(n: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one pass over ``n`` examples: the last partial one counted unless dropped."""
+    return n // batch_size if drop_remainder else -(-n // batch_size)
 
 
 def epochs(epoch, first_epoch: int = 1, endless: bool = False, batches: int | None = None) -> tf.data.Dataset:

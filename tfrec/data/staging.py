@@ -61,7 +61,7 @@ def distinct_ids(stream) -> tuple[dict, int]:
     import pyarrow.compute as pc
 
     found, rows = {"user": [], "item": []}, 0
-    for _, _, users, items, _ in stream.pieces():
+    for users, items, _ in stream.pieces():
         rows += len(users)
         for role, values in (("user", users), ("item", items)):
             found[role].append(pc.unique(values))
@@ -87,7 +87,7 @@ def write_parts(stream, ids: dict, settings: dict, directory: Path) -> dict:
     moments, ranges = np.zeros((len(PARTS), 3)), np.array([[np.inf, -np.inf]] * len(PARTS))
     writers = [_Writer(directory, part) for part in PARTS]
     tested, rows, histogram = np.zeros(2, np.uint64), 0, {}
-    for k, (_, _, users, items, ratings) in enumerate(stream.pieces()):
+    for k, (users, items, ratings) in enumerate(stream.pieces()):
         u = pc.index_in(users, value_set=ids["user"]).to_numpy().astype(np.int32)
         i = pc.index_in(items, value_set=ids["item"]).to_numpy().astype(np.int32)
         h, part = assign(hashes["user"][u], hashes["item"][i], settings)

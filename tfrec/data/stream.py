@@ -184,16 +184,16 @@ class Stream:
         return h.hexdigest()[:20]
 
     def pieces(self):
-        """``(path, first_row, users, items, ratings)`` for each piece of each shard: ids as Arrow strings
-        (as ``tfrec.data.files`` reads them), ratings as float32; one DataError naming a bad row's line."""
+        """``(users, items, ratings)`` for each piece of each shard: ids as Arrow strings (as
+        ``tfrec.data.files`` reads them), ratings as float32; one DataError naming a bad row's line."""
         for path in self.paths:
             kind, start = _kind(path), 0
+            first_line = 2 if kind == "delimited" else None  # a delimited shard's line 1 is its header
             for batch in _batches(path, kind, self.roles, self.delimiter):
                 n = batch.num_rows
-                first_line = 2 if kind == "delimited" else None  # headerless files are refused at open
 
                 def where(row, start=start, path=path, first_line=first_line):
-                    return files._where(path, start + int(row), first_line if first_line else None)
+                    return files._where(path, start + int(row), first_line)
 
                 label = str(path)
                 missing = [c for c in (self.roles["user"], self.roles["item"], self.roles["rating"])
@@ -204,7 +204,7 @@ class Stream:
                 users = id_strings(batch.column(self.roles["user"]), "user", label, self.roles["user"], where)
                 items = id_strings(batch.column(self.roles["item"]), "item", label, self.roles["item"], where)
                 ratings = rating_values(batch.column(self.roles["rating"]), label, self.roles["rating"], where)
-                yield path, start, users, items, ratings
+                yield users, items, ratings
                 start += n
 
 

@@ -147,6 +147,7 @@ class StreamedPart:
         training part's, whose rows the staging wrote. ``shard=(n, k)``: only the k-th of n workers'
         files. ``shuffle_records``: records (256 rows each) in the shuffle buffer.
         """
+        from tfrec._keras import tf
         from tfrec.data import pipeline
 
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -162,14 +163,13 @@ class StreamedPart:
         n = len(self) if shard is None else None
         read = _reader(paths, int(batch_size), int(seed), shuffle, drop_remainder, names, rows_of,
                        self.staged.directory, shuffle_records, records_shard)  # fmt: skip
+        batches = None if n is None else pipeline.batch_count(n, batch_size, drop_remainder and shuffle)
         if not shuffle:
             ds = read(0)
-            return pipeline.epoch_pipeline(ds if n is None else ds.apply(_cardinality(n, batch_size, False)))
-        return pipeline.epoch_pipeline(
-            pipeline.epochs(
-                read, first_epoch, endless, None if n is None else _batches_of(n, batch_size, drop_remainder)
+            return pipeline.epoch_pipeline(
+                ds if n is None else ds.apply(tf.data.experimental.assert_cardinality(batches))
             )
-        )
+        return pipeline.epoch_pipeline(pipeline.epochs(read, first_epoch, endless, batches))
 
     def _rows_for(self, vocabularies) -> dict:
         """The row files that number ids as ``vocabularies`` (a model's) do."""
@@ -182,16 +182,6 @@ class StreamedPart:
             f"{self.name}: the model's vocabularies ({users} users, {items} items) are not this stream's: "
             "build the model from a part of the same staged stream"
         )
-
-
-def _batches_of(n: int, batch_size: int, drop_remainder: bool) -> int:
-    return n // batch_size if drop_remainder else -(-n // batch_size)
-
-
-def _cardinality(n, batch_size, drop_remainder):
-    from tfrec._keras import tf
-
-    return tf.data.experimental.assert_cardinality(_batches_of(n, batch_size, drop_remainder))
 
 
 def _reader(paths, batch_size, seed, shuffle, drop_remainder, names, rows_of, directory, shuffle_records,

@@ -1,12 +1,14 @@
 """`tfrec tune` beside Surprise's GridSearchCV on tfrec's own split, both measured in this run.
 
 Run: python benchmarks/tune_vs_surprise.py [--models biased-mf ...] [--trials 60] [--jobs 2] [--seeds 42 ...]
+     [--folds K]
 Needs `pip install 'tfrec[tune]' scikit-surprise` (Surprise is a source build, not a tfrec dependency).
 
 Both sides see only the training part of `tfrec.data.split(load("ml-100k"), "ratio", seed)`:
 Surprise's GridSearchCV tries 72 settings of its SVD (biased MF by per-sample SGD) by 3-fold cross
 validation on it and refits the best on all of it; `tfrec tune` ranks each model's settings on the
-validation cut of it and retrains the best on all of it (refit). The test part scores each side once.
+validation cut of it (with ``--folds K``, on the mean over K cuts that share no rating) and retrains the
+best on all of it (refit). The test part scores each side once.
 Prints a Markdown table: each model's default test RMSE (`tfrec train`) beside its tuned one. With
 several ``--seeds`` each seed is a whole run on its own split (both sides searched again), and the table
 ends with each side's mean and standard deviation over the seeds.
@@ -54,10 +56,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--folds", type=int, default=1, help="validation cuts each tfrec trial is ranked on")
     parser.add_argument("--no-surprise", action="store_true")
     args = parser.parse_args()
     tfrec.train.configure_threads(args.models[0])
-    print(f"ml-100k, split ratio, tfrec {tfrec.__version__}; Surprise SVD by GridSearchCV 3-fold over 72 settings")
+    print(
+        f"ml-100k, split ratio, tfrec {tfrec.__version__}, tfrec tune --folds {args.folds}; "
+        "Surprise SVD by GridSearchCV 3-fold over 72 settings"
+    )
     print(
         "| seed | fingerprint | model | default test RMSE | tuned test RMSE | best validation RMSE | trials (pruned) "
         "| search s | best | Surprise SVD tuned | its settings | Surprise s |"
@@ -74,7 +80,8 @@ def main() -> None:
             default = train.run(TrainConfig(model=model, data="ml-100k", seed=seed), verbose=0).report
             with tempfile.TemporaryDirectory() as out:
                 config = TrainConfig(model=model, data="ml-100k", seed=seed)
-                result = tune.tune(config, trials=args.trials, jobs=args.jobs, out=out, announce=None)
+                result = tune.tune(config, trials=args.trials, jobs=args.jobs, folds=args.folds, out=out,
+                                   announce=None)  # fmt: skip
             best, trials = result.report["best"], result.report["trials"]
             scores.setdefault((model, "default"), []).append(default["test_rmse"])
             scores.setdefault((model, "tuned"), []).append(best["test_rmse"])

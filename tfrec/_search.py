@@ -67,8 +67,13 @@ def pruning_callback(trial, monitor: str):
     return Pruning()
 
 
-def objective(base: dict, space_: dict):
-    """Optuna's objective: the validation score of one fit with the trial's settings."""
+def objective(base: dict, space_: dict, folds: int = 1):
+    """Optuna's objective: the validation score of one fit with the trial's settings, or with ``folds``
+    above 1 the mean over that many validation cuts that share no rating, a fit on each.
+
+    The pruner watches the first cut's epochs (the cut ``tfrec train`` stops on); the epoch counts
+    recorded are the first cut's too, which the refit of the best settings repeats.
+    """
     from tfrec import train
     from tfrec._keras import tf
 
@@ -77,16 +82,21 @@ def objective(base: dict, space_: dict):
 
     def objective(trial):
         drawn = {name: suggest(trial, name, spec, kinds[name]) for name, spec in space_.items()}
-        tf.keras.backend.clear_session()  # the last trial's models and traced steps
-        start = time.perf_counter()
+        start, scores = time.perf_counter(), []
         try:
-            result = train.validate(TrainConfig.from_dict({**base, **drawn}),
-                                    callbacks=[pruning_callback(trial, base_monitor(config))])  # fmt: skip
+            for fold in range(folds):
+                tf.keras.backend.clear_session()  # the last fit's models and traced steps
+                watch = [pruning_callback(trial, base_monitor(config))] if fold == 0 else []
+                result = train.validate(TrainConfig.from_dict({**base, **drawn}), callbacks=watch, fold=fold)
+                scores.append(result["validation"])
+                if fold == 0:
+                    trial.set_user_attr("epochs", result["epochs"])
+                    trial.set_user_attr("best_epoch", result["best_epoch"])
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
-        trial.set_user_attr("epochs", result["epochs"])
-        trial.set_user_attr("best_epoch", result["best_epoch"])
-        return result["validation"]
+        if folds > 1:
+            trial.set_user_attr("folds", scores)
+        return sum(scores) / len(scores)
 
     return objective
 
@@ -96,9 +106,11 @@ def base_monitor(config: TrainConfig) -> str:
     return "val_ndcg@10" if config.implicit else "val_rmse"
 
 
-def open_study(opt, storage: Path, config: TrainConfig, base: dict, space_: dict):
-    """The study of ``storage`` for these fixed settings, created or loaded; a study of other settings is refused."""
+def open_study(opt, storage: Path, config: TrainConfig, base: dict, space_: dict, folds: int = 1):
+    """The study of ``storage`` for these fixed settings, created or loaded; a study of other settings
+    (or ranked on another number of validation cuts) is refused."""
     name = f"{config.model} on {config.data}"
+    base = {**base, "folds": folds} if folds > 1 else base  # what a trial's score means
     study = opt.create_study(
         study_name=name, storage=f"sqlite:///{storage}", load_if_exists=True,
         direction="maximize" if config.implicit else "minimize",
@@ -158,7 +170,8 @@ def finished(opt, study) -> int:
     return len(study.get_trials(deepcopy=False, states=done))
 
 
-def search(study, base: dict, space_: dict, trials: int | None, deadline: float | None, announce) -> None:
+def search(study, base: dict, space_: dict, trials: int | None, deadline: float | None, announce,
+           folds: int = 1) -> None:  # fmt: skip
     """Runs trials in this process until the study has ``trials`` finished ones or ``deadline`` passes."""
     opt = optuna()
     if trials is not None and finished(opt, study) >= trials:
@@ -175,7 +188,7 @@ def search(study, base: dict, space_: dict, trials: int | None, deadline: float 
             study_.stop()
 
     timeout = None if deadline is None else max(0.0, deadline - time.time())
-    study.optimize(objective(base, space_), timeout=timeout, callbacks=[*stops, progress],
+    study.optimize(objective(base, space_, folds), timeout=timeout, callbacks=[*stops, progress],
                    gc_after_trial=True)  # fmt: skip
 
 
@@ -183,7 +196,9 @@ def line(trial, base: dict) -> str:
     """A trial's progress line: its number, score or how it ended, and its settings."""
     shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.params.items())
     state = trial.state.name.lower()
-    if state == "complete":
+    if state == "complete" and trial.user_attrs.get("folds"):
+        outcome = f"{trial.value:.4f} on {len(trial.user_attrs['folds'])} cuts, {trial.user_attrs.get('epochs')} epochs"
+    elif state == "complete":
         outcome = f"{trial.value:.4f} after {trial.user_attrs.get('epochs')} epochs"
     elif state == "pruned":
         steps = sorted(trial.intermediate_values)
@@ -194,10 +209,11 @@ def line(trial, base: dict) -> str:
     return f"trial {trial.number:>3}  {outcome:<28} {shown}{again}"
 
 
-def start_helpers(storage: Path, base: dict, space_: dict, trials, deadline, count: int, quiet: bool) -> list:
+def start_helpers(storage: Path, base: dict, space_: dict, trials, deadline, count: int, quiet: bool,
+                  folds: int = 1) -> list:  # fmt: skip
     """``count`` more processes running trials of the same study (``python -m tfrec._search``)."""
     order = {"storage": str(storage), "base": base, "space": space_, "trials": trials, "deadline": deadline,
-             "quiet": quiet}  # fmt: skip
+             "quiet": quiet, "folds": folds}  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     return [
         subprocess.Popen([sys.executable, "-m", "tfrec._search", json.dumps({**order, "helper": k + 1})], env=env)
@@ -222,7 +238,7 @@ def helper(order: dict) -> int:
         if not order["quiet"]:
             print(line, flush=True)
 
-    search(study, order["base"], order["space"], order["trials"], order["deadline"], announce)
+    search(study, order["base"], order["space"], order["trials"], order["deadline"], announce, order["folds"])
     return 0
 
 

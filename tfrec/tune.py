@@ -8,7 +8,8 @@ family has, the ``search`` of each of its own options) on the validation cut of 
 Each trial is one ``fit`` with early stopping that reports its validation score every epoch, and
 Optuna's median pruner ends a trial whose score at an epoch trails the median of earlier trials'
 at that epoch. The test part is read once, after the search, to score the best settings, trained again on the
-whole training part for the best trial's epoch count (``refit``).
+whole training part for the best trial's epoch count (``refit``). With ``folds`` K a trial is ranked
+by its mean over K validation cuts that share no rating, a fit on each.
 
 Built on Optuna rather than a loop of tfrec's own: its TPE sampler, pruners, storage and plots are
 maintained and known, and its studies live in a database. tfrec keeps the study in a SQLite file,
@@ -65,7 +66,7 @@ def space(config: TrainConfig, fixed=()) -> dict[str, dict]:
 
 
 def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | None = None, jobs: int = 1,
-         out="tune", storage=None, fixed=(), optimizers=(), announce=print) -> TuneResult:  # fmt: skip
+         folds: int = 1, out="tune", storage=None, fixed=(), optimizers=(), announce=print) -> TuneResult:  # fmt: skip
     """Searches settings of ``config.model`` on the validation cut, then scores the best once on the test part.
 
     Args:
@@ -74,6 +75,11 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
         of an earlier search in the same storage. None (with no ``timeout``): 30.
       timeout: Stop starting trials after this many seconds.
       jobs: Processes searching side by side (this one and ``jobs - 1`` more), sharing the storage.
+      folds: Validation cuts each trial is ranked on, its score their mean: cuts of
+        ``validation_fraction`` of the training part that share no rating, a fit on each (the first is
+        the one ``tfrec train`` stops on). More cuts rank settings on more ratings, so the best trial
+        is less often one that fit its cut by chance, at ``folds`` times a trial's cost. Explicit
+        ratings in one table only.
       out: The directory for the study, ``best.json``, ``report.json`` and the plots.
       storage: The SQLite file of the study; default ``out/study.db``.
       fixed: Settings the search leaves at ``config``'s values.
@@ -86,18 +92,19 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
     search itself ranks the first fit's validation score.
 
     Raises:
-      TfrecError: no validation cut, an unknown setting in ``fixed``, or a storage of another search.
+      TfrecError: no validation cut, ``folds`` cuts that do not fit in the training part, an unknown
+        setting in ``fixed``, or a storage of another search.
     """
     opt = _search.optuna()
     quiet, announce = announce is None, announce or (lambda line: None)
     refit = True if config.refit is None else config.refit  # read before check() fills in the family's
-    base, space_ = _settled(config, trials, fixed, optimizers)
+    base, space_ = _settled(config, trials, fixed, optimizers, folds)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TfrecError(f"{out}: exists and is not a directory (a search writes its files into one)")
     out.mkdir(parents=True, exist_ok=True)
     storage = Path(storage) if storage else out / STUDY
-    study = _search.open_study(opt, storage, config, base, space_)
+    study = _search.open_study(opt, storage, config, base, space_, folds)
     retried = _search.retry_interrupted(opt, study)
     earlier = _search.finished(opt, study)
     if earlier or retried:
@@ -108,16 +115,24 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
     trials = 30 if trials is None and timeout is None else trials
     deadline = None if timeout is None else time.time() + timeout
     start = time.perf_counter()
-    helpers = _search.start_helpers(storage, base, space_, trials, deadline, jobs - 1, quiet)
+    helpers = _search.start_helpers(storage, base, space_, trials, deadline, jobs - 1, quiet, folds)
     try:
-        _search.search(study, base, space_, trials, deadline, announce)
+        _search.search(study, base, space_, trials, deadline, announce, folds)
     finally:
         for helper in helpers:
             helper.wait()
-    return _finish(opt, study, {**base, "refit": refit}, out, storage, space_, time.perf_counter() - start)
+    return _finish(opt, study, {**base, "refit": refit}, out, storage, space_, time.perf_counter() - start, folds)
 
 
-def _settled(config: TrainConfig, trials, fixed, optimizers) -> tuple[dict, dict]:
+def check_folds(folds: int, validation_fraction: float) -> None:
+    """``folds`` validation cuts of ``validation_fraction`` each fit in the training part, or one error."""
+    if folds < 1 or folds * validation_fraction > 1 + 1e-9:
+        most = int(1 / validation_fraction + 1e-9)
+        raise TfrecError(f"folds must be from 1 to {most} (validation cuts of {validation_fraction:g} of the "
+                         f"training part that share no rating), got {folds}")  # fmt: skip
+
+
+def _settled(config: TrainConfig, trials, fixed, optimizers, folds: int = 1) -> tuple[dict, dict]:
     """``(fixed settings, search space)`` of a checked config whose data loads and splits: every mistake
     is one error before the first trial, not each trial's."""
     config.check()
@@ -127,6 +142,7 @@ def _settled(config: TrainConfig, trials, fixed, optimizers) -> tuple[dict, dict
         raise TfrecError("a search does not checkpoint its trials: the study itself resumes")
     if trials is not None and trials < 1:
         raise TfrecError(f"trials must be at least 1, got {trials}")
+    check_folds(folds, config.validation_fraction)
     searched = space(config)
     unknown = sorted(set(fixed) - set(searched))
     if unknown:
@@ -137,6 +153,8 @@ def _settled(config: TrainConfig, trials, fixed, optimizers) -> tuple[dict, dict
     config.for_data(table.feedback)
     from tfrec.train.phases import cut
 
+    for fold in range(1, folds):  # every cut exists (not a stream, not implicit feedback)
+        cut(config, table, fold)
     config.for_table(cut(config, table)[1])  # the first trial is what `tfrec train` would run on this data
     space_ = space(config, fixed)
     if len(optimizers) > 1:
@@ -144,7 +162,7 @@ def _settled(config: TrainConfig, trials, fixed, optimizers) -> tuple[dict, dict
     return config.as_dict(), space_
 
 
-def _finish(opt, study, base: dict, out: Path, storage: Path, space_: dict, seconds: float) -> TuneResult:
+def _finish(opt, study, base: dict, out: Path, storage: Path, space_: dict, seconds: float, folds: int) -> TuneResult:
     """The best settings written as ``best.json``, scored once on the test part, and the report and plots."""
     from tfrec import train
 
@@ -157,9 +175,11 @@ def _finish(opt, study, base: dict, out: Path, storage: Path, space_: dict, seco
     result = train.run(TrainConfig.from_dict(config.as_dict()), verbose=0).report
     report = {
         "model": base["model"], "data": base["data"], "study": study.study_name, "storage": str(storage),
-        "direction": study.direction.name.lower(), "space": space_, "search_seconds": round(seconds, 3),
+        "direction": study.direction.name.lower(), "space": space_, "folds": folds,
+        "search_seconds": round(seconds, 3),
         "best": {
             "trial": best.number, "params": best.params, "validation": best.value,
+            "validation_folds": best.user_attrs.get("folds"),
             "validation_again": next(iter((result.get("validation") or {}).values()), None),
             **{k: v for k, v in result.items() if k.startswith(("test_", "popular_", "mean_test"))},
             "config": str(out / BEST),
@@ -175,6 +195,7 @@ def _trial_entry(trial) -> dict:
     return {
         "number": trial.number, "state": trial.state.name.lower(), "value": trial.value, "params": trial.params,
         "epochs": trial.user_attrs.get("epochs"), "best_epoch": trial.user_attrs.get("best_epoch"),
+        "folds": trial.user_attrs.get("folds"),
         "seconds": trial.user_attrs.get("seconds"),
         "per_epoch": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
     }  # fmt: skip

@@ -47,6 +47,10 @@ def add_parsers(sub) -> dict:
     stop = p.add_mutually_exclusive_group()
     stop.add_argument("--trials", type=positive, help="finished trials in the study, earlier ones counted (default 30)")
     stop.add_argument("--time", type=positive, metavar="SECONDS", help="start no trial after this many seconds")
+    p.add_argument(
+        "--folds", type=positive, default=1,
+        help="validation cuts, sharing no rating, that each trial is ranked on by its mean (default %(default)s)",
+    )  # fmt: skip
     p.add_argument("--jobs", type=positive, default=1, help="processes searching side by side (default %(default)s)")
     p.add_argument("--out", metavar="DIR", help="study, best.json, report.json and plots (default tune/MODEL)")
     p.add_argument("--storage", metavar="FILE", help="the study's SQLite file (default OUT/study.db)")
@@ -95,6 +99,7 @@ def _config(args) -> tuple[TrainConfig, dict, list]:
     TrainConfig.from_dict(config.as_dict()).check()  # a copy: the config itself stays unchecked
     if config.validation_fraction <= 0:
         raise TfrecError("a search ranks settings on the validation cut: give --validation-fraction above 0")
+    tune.check_folds(args.folds, config.validation_fraction)
     check_name(config.data, config.columns, config.delimiter)
     return config, fixed, optimizers
 
@@ -106,7 +111,7 @@ def _tune(args) -> None:
 
     set_threads(config.model)
     out = args.out or f"tune/{config.model}"
-    result = tune.tune(config, trials=args.trials, timeout=args.time, jobs=args.jobs, out=out,
+    result = tune.tune(config, trials=args.trials, timeout=args.time, jobs=args.jobs, folds=args.folds, out=out,
                        storage=args.storage, fixed=tuple(fixed), optimizers=optimizers,
                        announce=lambda line: print(line, flush=True))  # fmt: skip
     if args.json:
@@ -120,7 +125,8 @@ def _summary(result, out: str) -> str:
     """The lines after the trials': the best trial, its test score, and what was written where."""
     best = result.report["best"]
     shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
-    lines = [f"best trial {best['trial']}: validation {best['validation']:.4f} ({shown})"]
+    cuts = f" (mean of {len(best['validation_folds'])} cuts)" if best.get("validation_folds") else ""
+    lines = [f"best trial {best['trial']}: validation {best['validation']:.4f}{cuts} ({shown})"]
     trial = next(t for t in result.report["trials"] if t["number"] == best["trial"])
     if trial["epochs"] == result.best.epochs and trial["best_epoch"] == trial["epochs"]:
         lines.append(f"note: it was still improving at the epoch cap ({result.best.epochs}): raise --epochs")

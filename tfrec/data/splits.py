@@ -59,22 +59,30 @@ def _make(table: Ratings, train_rows, test_rows, name: str) -> Split:
     )
 
 
-def random_split(table: Ratings, test_fraction: float = 0.2, seed: int = 42) -> Split:
+def random_split(table: Ratings, test_fraction: float = 0.2, seed: int = 42, block: int = 0) -> Split:
     """Shuffles the rows with ``numpy.random.default_rng(seed)`` and cuts off a test part.
 
     Args:
       table: The ratings.
       test_fraction: Share of ratings in the test part, in (0, 1).
       seed: Seed of the permutation.
+      block: Which test-sized block of the permutation is the test part: 0 is its first rows, ``k``
+        the ``k``-th block after them. The blocks of one seed are disjoint, so blocks ``0..K-1`` are
+        ``K`` validation cuts that share no rating (what ``tfrec tune --folds K`` ranks on).
 
     Raises:
-      DataError: if ``test_fraction`` is not in (0, 1) or a part would be empty.
+      DataError: if ``test_fraction`` is not in (0, 1), the block does not fit in the table, or a part
+        would be empty.
     """
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must be in (0, 1), got {test_fraction}")
     order = np.random.default_rng(seed).permutation(len(table))
     n_test = int(round(len(table) * test_fraction))
-    return _make(table, order[n_test:], order[:n_test], f"ratio:{test_fraction:g},seed={seed}")
+    if block < 0 or (block + 1) * n_test > len(table):
+        raise DataError(f"block {block} of {n_test} ratings does not fit in {table.name}'s {len(table)}")
+    start, stop = block * n_test, (block + 1) * n_test
+    name = f"ratio:{test_fraction:g},seed={seed}" + (f",block={block}" if block else "")
+    return _make(table, np.concatenate([order[:start], order[stop:]]), order[start:stop], name)
 
 
 def fold_split(table: Ratings, fold: int, folds: int = 5) -> Split:

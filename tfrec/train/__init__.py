@@ -80,10 +80,12 @@ def run(config: TrainConfig, verbose: int = 1, callbacks=(), tensorboard=None) -
     return RunResult(report, net, setup.parts.train)
 
 
-def validate(config: TrainConfig, verbose: int = 0, callbacks=()) -> dict:
+def validate(config: TrainConfig, verbose: int = 0, callbacks=(), fold: int = 0) -> dict:
     """The fit of :func:`run` alone, with early stopping on the validation cut: what a search ranks.
 
-    The test part is not read: no refit, no test score. ``tfrec tune`` calls it once per trial.
+    The test part is not read: no refit, no test score. ``tfrec tune`` calls it once per trial and fold.
+    ``fold`` k > 0 ranks on the k-th validation cut of the training part instead of the first (the one
+    :func:`run` stops on): cuts of the same size that share no rating (``tfdata.random_split``'s ``block``).
 
     Returns:
       ``{"monitored", "validation", "epochs", "best_epoch"}``: the monitored score's name
@@ -94,7 +96,7 @@ def validate(config: TrainConfig, verbose: int = 0, callbacks=()) -> dict:
     """
     if config.validation_fraction <= 0:
         raise TfrecError("validation needs a validation cut: give validation_fraction above 0")
-    setup = phases.prepare(config, verbose)
+    setup = phases.prepare(config, verbose, fold)
     fitted = phases.fit(setup, callbacks)
     best = fitted.best(config.implicit)
     return {

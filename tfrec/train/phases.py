@@ -82,9 +82,10 @@ class Fitted:
         return np.argmax(scores) if implicit else np.argmin(scores)
 
 
-def prepare(config: TrainConfig, verbose: int) -> Setup:
+def prepare(config: TrainConfig, verbose: int, fold: int = 0) -> Setup:
     """Checks the config, builds the strategy (first: MultiWorkerMirroredStrategy precedes other TF
-    work), seeds, loads and splits the data, and opens the checkpoint directory."""
+    work), seeds, loads and splits the data (``fold``: which validation cut, as :func:`cut`), and opens
+    the checkpoint directory."""
     config.check()
     if config.splits_tables:  # before the strategy, which waits for the cluster
         _check_shardable(config)
@@ -105,7 +106,7 @@ def prepare(config: TrainConfig, verbose: int) -> Setup:
         _check_shardable(config)  # again: the data may have made the run implicit
     if config.checkpoint_dir and n_workers > 1:
         raise TfrecError("--checkpoint-dir is for one process; a multi-worker cluster resumes with its own checkpoints")
-    parts, train, validation = cut(config, table)
+    parts, train, validation = cut(config, table, fold)
     config.for_table(train)  # the defaults that follow the data (Family.scaled), from the part fit on
     run_dir = RunDirectory(config.checkpoint_dir, _resumable(config)) if config.checkpoint_dir else None
     eval_size = max(config.batch_size, 8192) if n_workers == 1 else config.batch_size
@@ -117,9 +118,13 @@ def prepare(config: TrainConfig, verbose: int) -> Setup:
                  phases, kernel_seconds, time.perf_counter())  # fmt: skip
 
 
-def cut(config: TrainConfig, table: tfdata.Ratings) -> tuple:
+def cut(config: TrainConfig, table: tfdata.Ratings, fold: int = 0) -> tuple:
     """``(parts, train, validation)``: the train/test split, the part fit on and its validation cut (None
-    without one: then ``train`` is the whole training part)."""
+    without one: then ``train`` is the whole training part). ``fold`` k > 0 takes the k-th validation cut
+    of the same size that shares no rating with the others (explicit ratings in a table only)."""
+    if fold and (isinstance(table, stream.Stream) or config.implicit):
+        raise TfrecError("more than one validation cut (folds) is for explicit ratings in one table: "
+                         "implicit feedback holds out each user's last item, and streamed shards one cut")  # fmt: skip
     if isinstance(table, stream.Stream):
         fraction = stream.test_fraction(config.split)
         return table.stage(config.seed, fraction, config.validation_fraction, config.min_count).cut()
@@ -129,7 +134,7 @@ def cut(config: TrainConfig, table: tfdata.Ratings) -> tuple:
     if config.validation_fraction <= 0:
         return parts, parts.train, None
     held = tfdata.leave_last_out(parts.train) if config.implicit else tfdata.random_split(
-        parts.train, config.validation_fraction, seed=config.seed)  # fmt: skip
+        parts.train, config.validation_fraction, seed=config.seed, block=fold)  # fmt: skip
     return parts, held.train, held.test
 
 

@@ -29,6 +29,17 @@ def test_ratio_split_is_deterministic_and_fingerprinted(table):
     assert a.train.rating.tolist() == table.rating[a.train_rows].tolist()
 
 
+def test_blocks_of_one_permutation_are_test_parts_that_share_no_rating(table):
+    first = data.random_split(table, 0.2, seed=42)
+    blocks = [data.random_split(table, 0.2, seed=42, block=k) for k in range(5)]
+    assert blocks[0].fingerprint == first.fingerprint and blocks[0].name == first.name  # block 0: the split itself
+    for s in blocks:
+        assert len(s.test) == 200 and _partition(s, len(table))
+    assert sorted(np.concatenate([s.test_rows for s in blocks]).tolist()) == list(range(len(table)))
+    with pytest.raises(DataError, match="block 5 of 200 ratings does not fit"):
+        data.random_split(table, 0.2, seed=42, block=5)
+
+
 def test_folds_are_disjoint_contiguous_blocks(table):
     tests = [data.fold_split(table, k) for k in range(1, 6)]
     for k, s in enumerate(tests):

@@ -135,7 +135,8 @@ def _rated(name, **_):
 
 def test_the_search_never_reads_the_test_part(tmp_path):
     """Two data sets that differ only in the test part's ratings give the same trials, to the bit;
-    only the test score of the best settings, computed once at the end, tells them apart."""
+    only the test score of the best settings, computed once at the end, tells them apart. The trials
+    rank on two validation cuts (folds), so no cut reads it either."""
     from tfrec import registry, tune
     from tfrec.config import TrainConfig
 
@@ -146,11 +147,17 @@ def test_the_search_never_reads_the_test_part(tmp_path):
     ):
         for which in ("a", "b"):
             config = TrainConfig(model="biased-mf", data=f"tune-{which}:x", epochs=4)
-            results[which] = tune.tune(config, trials=2, out=tmp_path / which, announce=None).report
+            results[which] = tune.tune(config, trials=2, folds=2, out=tmp_path / which, announce=None).report
     a, b = results["a"], results["b"]
-    strip = [{k: t[k] for k in ("state", "params", "value", "per_epoch")} for t in a["trials"]]
-    assert strip == [{k: t[k] for k in ("state", "params", "value", "per_epoch")} for t in b["trials"]]
+    strip = [{k: t[k] for k in ("state", "params", "value", "per_epoch", "folds")} for t in a["trials"]]
+    assert strip == [{k: t[k] for k in ("state", "params", "value", "per_epoch", "folds")} for t in b["trials"]]
     assert abs(a["best"]["test_rmse"] - b["best"]["test_rmse"]) > 0.1
+    # a trial scores the mean of its two cuts, which differ; the best settings trained again
+    # (`tfrec train --config best.json`) stop on the first cut and reproduce its score to the bit
+    for trial in a["trials"]:
+        first, second = trial["folds"]
+        assert trial["value"] == pytest.approx((first + second) / 2, abs=1e-12) and abs(first - second) > 1e-4
+    assert a["folds"] == 2 and a["best"]["validation_again"] == a["best"]["validation_folds"][0]
 
 
 def test_a_family_registered_outside_tfrec_is_tunable_with_its_own_option(tmp_path):
@@ -176,6 +183,12 @@ def test_a_family_registered_outside_tfrec_is_tunable_with_its_own_option(tmp_pa
         (["--split", "foo"], 1, "unknown split 'foo'"),  # once, not a failed trial after another
         (["--fix", "epochs=5"], 1, "(a setting of every trial: --epochs)"),
         (["--fix", "dim=abc"], 1, "--fix dim=abc: not an integer"),
+        (["--folds", "11"], 1, "folds must be from 1 to 10 (validation cuts of 0.1"),
+        (
+            ["--model", "ncf", "--feedback", "implicit", "--folds", "2"],
+            1,
+            "more than one validation cut (folds) is for",
+        ),
     ],
 )
 def test_command_line_mistakes_are_one_line(args, status, message, tmp_path, capsys):

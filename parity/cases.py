@@ -90,7 +90,7 @@ def case_config(case: Case):
 
     settings = {"layers": case.layers, "hidden": case.hidden, "input_dropout": 0.0, "features": case.features,
                 "bias_l2": case.l2}  # fmt: skip
-    options = {k: v for k, v in settings.items() if k in families.family(case.model).options}  # the model's own
+    options = {k: v for k, v in settings.items() if k in families.own_options(case.model)}  # the model's own
     config = TrainConfig(
         model=case.model, dim=case.dim, l2=case.l2, learning_rate=case.learning_rate, **options
     )  # fmt: skip

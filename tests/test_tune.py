@@ -249,3 +249,23 @@ def test_a_search_range_is_checked_when_the_family_is_declared():
     with pytest.raises(TfrecError, match="low > 0 on a log scale"):
         families.Family(model="M", title="M", variants={"m": {}}, defaults={},
                         search={"l2": {"low": 0.0, "high": 1.0, "log": True}})  # fmt: skip
+
+
+def test_an_option_of_some_variants_is_searched_and_taken_only_for_them():
+    """NCF's layers and dropout shape its MLP, which GMF does not have: a search of GMF leaves them out,
+    and a value given to GMF is refused rather than ignored; a recorded GMF config (every option at its
+    default) still loads."""
+    from tfrec import tune
+    from tfrec.config import TrainConfig
+
+    assert {"layers", "dropout"} <= set(tune.space(TrainConfig(model="neumf")))
+    assert not {"layers", "dropout"} & set(tune.space(TrainConfig(model="gmf")))
+    with pytest.raises(TfrecError, match="^layers is an option of ncf, neumf, not of gmf$"):
+        TrainConfig(model="gmf", layers="128,64").check()
+    recorded = TrainConfig(model="gmf")
+    recorded.check()
+    assert "layers" in recorded.as_dict()
+    TrainConfig.from_dict(recorded.as_dict()).check()
+    with pytest.raises(TfrecError, match="option 'x' names unknown variants n"):
+        families.Family(model="M", title="M", variants={"m": {}}, defaults={},
+                        options={"x": {"type": "int", "default": 1, "variants": ["n"]}})  # fmt: skip

@@ -56,7 +56,9 @@ class Family:
         comma-separated names), ``default``, ``help``, and optionally ``choices``, ``min`` (inclusive),
         ``below`` (exclusive upper bound), ``search`` (what a search may try: ``{"low": ..., "high":
         ..., "log": bool}`` or ``{"choices": [...]}``), ``feedback`` (the one feedback it matters for:
-        a search of the other leaves it alone) and ``pipeline`` (True: an argument of the
+        a search of the other leaves it alone), ``variants`` (the variant names it matters for, when not
+        all: a search of another leaves it alone, and a value other than its default given to another
+        is refused) and ``pipeline`` (True: an argument of the
         model's ``training_dataset``, not of its constructor). Each becomes ``tfrec train --NAME``
         (grouped under the family's title in ``--help``), a key of ``TrainConfig.options`` checked
         against the spec, an entry of the run's recorded config, and a constructor argument when
@@ -107,6 +109,10 @@ class Family:
             raise TfrecError(f"family {self.model}: mixed_precision names unknown variants {', '.join(sorted(stray))}")
         for name, spec in self.options.items():
             _check_option(self.model, name, spec)
+            stray = set(spec.get("variants", ())) - set(self.variants)
+            if stray or ("variants" in spec and not spec["variants"]):
+                raise TfrecError(f"family {self.model}: option {name!r} names unknown variants "
+                                 f"{', '.join(sorted(stray)) or '(none)'}")  # fmt: skip
             if "search" in spec:
                 _check_search(f"family {self.model}: option {name!r}", spec["search"])
         for name, spec in self.search.items():
@@ -122,7 +128,10 @@ class Family:
         # Read-only views: a family is shared by every run in the process.
         for key in ("variants", "defaults", "variant_defaults", "variant_models", "arguments", "search", "scaled"):
             object.__setattr__(self, key, MappingProxyType(dict(getattr(self, key))))
-        options = {name: MappingProxyType(dict(spec)) for name, spec in self.options.items()}
+        options = {
+            name: MappingProxyType({**spec, **({"variants": tuple(spec["variants"])} if "variants" in spec else {})})
+            for name, spec in self.options.items()
+        }
         object.__setattr__(self, "options", MappingProxyType(options))
         object.__setattr__(self, "mixed_precision", tuple(self.mixed_precision))
 
@@ -166,7 +175,7 @@ def _check_search(where: str, spec: Mapping) -> None:
         raise TfrecError(f"{where}: needs low < high (and low > 0 on a log scale), got {low}, {high}")
 
 
-_SPEC_KEYS = {"type", "default", "help", "choices", "min", "below", "search", "pipeline", "feedback"}
+_SPEC_KEYS = {"type", "default", "help", "choices", "min", "below", "search", "pipeline", "feedback", "variants"}
 
 
 def _check_option(model: str, name: str, spec: Mapping) -> None:
@@ -323,6 +332,12 @@ def family(name: str) -> Family:
     if name not in _registry:
         raise TfrecError(f"unknown model {name!r}: use one of {', '.join(names())}")
     return _registry[name]
+
+
+def own_options(name: str) -> dict[str, Mapping]:
+    """The options of model ``name``'s family that matter for it: option -> spec (those whose ``variants``
+    leave ``name`` out are not)."""
+    return {k: spec for k, spec in family(name).options.items() if name in spec.get("variants", (name,))}
 
 
 def model_class(name: str) -> type:

@@ -59,7 +59,7 @@ def space(config: TrainConfig, fixed=()) -> dict[str, dict]:
     family = families.family(config.model)
     found = {name: dict(spec) for name, spec in family.search.items()}
     found.update({
-        name: dict(spec["search"]) for name, spec in family.options.items()
+        name: dict(spec["search"]) for name, spec in families.own_options(config.model).items()
         if "search" in spec and spec.get("feedback") in (None, config.feedback or "explicit")
     })  # fmt: skip
     return {name: spec for name, spec in found.items() if name not in set(fixed)}

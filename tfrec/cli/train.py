@@ -158,7 +158,8 @@ def _option_flag(group, name: str, spec, owners) -> None:
         kwargs = {"action": argparse.BooleanOptionalAction}
     elif "choices" in spec:
         kwargs = {"choices": list(spec["choices"])}
-    help_ = f"{spec.get('help', '')} ({default})".strip()
+    users = f"{', '.join(spec['variants'])}: " if "variants" in spec else ""  # the variants it matters for
+    help_ = f"{spec.get('help', '')} ({users}{default})".strip()
     group.add_argument(f"--{name.replace('_', '-')}", dest=f"options.{name}", help=help_, **kwargs)
 
 

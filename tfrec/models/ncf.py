@@ -44,9 +44,10 @@ FAMILY = Family(
         "implicit_loss": "implicit_loss", "l2": "l2", "mixed_precision": "mixed_precision",
     },
     options={
-        "layers": {"type": "ints", "default": [64, 32, 16], "help": "MLP widths",
+        "layers": {"type": "ints", "default": [64, 32, 16], "help": "MLP widths", "variants": ["ncf", "neumf"],
                    "search": {"choices": [[64, 32, 16], [128, 64, 32], [256, 128, 64], [64, 32]]}},
         "dropout": {"type": "float", "default": 0.0, "min": 0.0, "below": 1.0, "help": "before each MLP layer",
+                    "variants": ["ncf", "neumf"],
                     "search": {"low": 0.0, "high": 0.5}},
         "negatives": {"type": "int", "default": 4, "min": 1, "pipeline": True, "feedback": "implicit",
                       "help": "implicit: sampled unrated items per rated pair, per epoch",

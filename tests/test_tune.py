@@ -213,6 +213,27 @@ def test_a_study_of_other_fixed_settings_is_refused(searched, capsys):
     assert code == 1 and len(errors) == 1 and "searched with other fixed settings (epochs differ)" in errors[0], errors
 
 
+def test_a_study_of_a_rewritten_file_is_refused_not_resumed(tmp_path):
+    """The same file name with other ratings in it is other data: resuming would rank old trials, scored
+    on the old ratings, beside new ones."""
+    from tfrec import data, tune
+    from tfrec.config import TrainConfig
+
+    path = tmp_path / "ratings.csv"
+    config = TrainConfig(model="biased-mf", data=str(path), epochs=2)
+    for seed, outcome in ((1, "searched"), (2, "refused")):
+        table = data.generate(users=40, items=30, ratings=800, seed=seed).ratings
+        rows = zip(table.user_id, table.movie_id, table.rating)
+        path.write_text("user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows))
+        if outcome == "searched":
+            tune.tune(config, trials=1, out=tmp_path / "t", announce=None)
+            continue
+        with pytest.raises(
+            TfrecError, match=r"t/study.db: its study 'biased-mf on .*' searched other data \(the split's"
+        ):
+            tune.tune(config, trials=2, out=tmp_path / "t", announce=None)
+
+
 def test_an_interrupted_trial_is_queued_again_once_whether_failed_or_left_running(tmp_path):
     """Ctrl-C lets Optuna mark its trial failed; SIGKILL leaves it running: both are tried again, once."""
     from tfrec import _search

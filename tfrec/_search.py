@@ -106,11 +106,15 @@ def base_monitor(config: TrainConfig) -> str:
     return "val_ndcg@10" if config.implicit else "val_rmse"
 
 
-def open_study(opt, storage: Path, config: TrainConfig, base: dict, space_: dict, folds: int = 1):
-    """The study of ``storage`` for these fixed settings, created or loaded; a study of other settings
-    (or ranked on another number of validation cuts) is refused."""
+def open_study(opt, storage: Path, config: TrainConfig, base: dict, space_: dict, folds: int = 1,
+               fingerprint: str | None = None):  # fmt: skip
+    """The study of ``storage`` for these fixed settings, created or loaded; a study of other settings,
+    ranked on another number of validation cuts or of other data (``fingerprint``: the split's, which
+    changes with the data's content; a file of the same name rewritten is other data) is refused."""
     name = f"{config.model} on {config.data}"
     base = {**base, "folds": folds} if folds > 1 else base  # what a trial's score means
+    if fingerprint is not None:
+        base = {**base, "split_fingerprint": fingerprint}
     study = opt.create_study(
         study_name=name, storage=f"sqlite:///{storage}", load_if_exists=True,
         direction="maximize" if config.implicit else "minimize",
@@ -124,8 +128,15 @@ def open_study(opt, storage: Path, config: TrainConfig, base: dict, space_: dict
         # The first trial is the settings as given (the family's defaults unless set): a search then
         # ends no worse on the validation cut than training without one.
         study.enqueue_trial({name: as_choice(base[name]) for name in space_ if name in base})
-    elif recorded != base:
-        changed = sorted(k for k in set(recorded) | set(base) if recorded.get(k) != base.get(k))
+        return study
+    # A study kept before the split's fingerprint was recorded has none to compare.
+    changed = sorted(k for k in set(recorded) | set(base) if recorded.get(k) != base.get(k)
+                     and (k in recorded or k != "split_fingerprint"))  # fmt: skip
+    if changed == ["split_fingerprint"]:
+        raise TfrecError(f"{storage}: its study '{name}' searched other data (the split's fingerprint was "
+                         f"{recorded['split_fingerprint']}, now {base['split_fingerprint']}): "
+                         "give another --out or --storage")  # fmt: skip
+    if changed:
         raise TfrecError(
             f"{storage}: its study '{name}' searched with other fixed settings ({', '.join(changed)} differ): "
             "give another --out or --storage"

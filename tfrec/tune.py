@@ -98,13 +98,13 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
     opt = _search.optuna()
     quiet, announce = announce is None, announce or (lambda line: None)
     refit = True if config.refit is None else config.refit  # read before check() fills in the family's
-    base, space_ = _settled(config, trials, fixed, optimizers, folds)
+    base, space_, fingerprint = _settled(config, trials, fixed, optimizers, folds)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TfrecError(f"{out}: exists and is not a directory (a search writes its files into one)")
     out.mkdir(parents=True, exist_ok=True)
     storage = Path(storage) if storage else out / STUDY
-    study = _search.open_study(opt, storage, config, base, space_, folds)
+    study = _search.open_study(opt, storage, config, base, space_, folds, fingerprint)
     retried = _search.retry_interrupted(opt, study)
     earlier = _search.finished(opt, study)
     if earlier or retried:
@@ -132,9 +132,9 @@ def check_folds(folds: int, validation_fraction: float) -> None:
                          f"training part that share no rating), got {folds}")  # fmt: skip
 
 
-def _settled(config: TrainConfig, trials, fixed, optimizers, folds: int = 1) -> tuple[dict, dict]:
-    """``(fixed settings, search space)`` of a checked config whose data loads and splits: every mistake
-    is one error before the first trial, not each trial's."""
+def _settled(config: TrainConfig, trials, fixed, optimizers, folds: int = 1) -> tuple[dict, dict, str]:
+    """``(fixed settings, search space, the split's fingerprint)`` of a checked config whose data loads
+    and splits: every mistake is one error before the first trial, not each trial's."""
     config.check()
     if config.validation_fraction <= 0:
         raise TfrecError("a search ranks settings on the validation cut: give a validation fraction above 0")
@@ -155,11 +155,12 @@ def _settled(config: TrainConfig, trials, fixed, optimizers, folds: int = 1) -> 
 
     for fold in range(1, folds):  # every cut exists (not a stream, not implicit feedback)
         cut(config, table, fold)
-    config.for_table(cut(config, table)[1])  # the first trial is what `tfrec train` would run on this data
+    parts, fit, _ = cut(config, table)
+    config.for_table(fit)  # the first trial is what `tfrec train` would run on this data
     space_ = space(config, fixed)
     if len(optimizers) > 1:
         space_["optimizer"] = {"choices": list(optimizers)}
-    return config.as_dict(), space_
+    return config.as_dict(), space_, parts.fingerprint
 
 
 def _finish(opt, study, base: dict, out: Path, storage: Path, space_: dict, seconds: float, folds: int) -> TuneResult:

@@ -257,7 +257,8 @@ def test_a_run_that_ends_at_its_epoch_cap_while_improving_says_so(tmp_path, caps
     ]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "stopped     at the epoch cap (2) while validation was still improving: raise --epochs" in out, out
+    assert "stopped     at the epoch cap (2) with the best epoch in the last" in out, out
+    assert "validation may still improve, raise --epochs" in out, out
     assert json.loads((tmp_path / "r.json").read_text())["stopped"] == "epoch cap"
 
 

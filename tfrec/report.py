@@ -20,8 +20,8 @@ def rows(config: TrainConfig, report: dict) -> list[tuple[str, str]]:
     out.append(("settings", _settings(config, report.get("scaled") or {})))
     out.append(("epochs", f"{report['epochs']}{best}"))
     if report["stopped"] == "epoch cap":
-        out.append(("stopped", f"at the epoch cap ({config.epochs}) while validation was still improving: "
-                               "raise --epochs"))  # fmt: skip
+        out.append(("stopped", f"at the epoch cap ({config.epochs}) with the best epoch in the last "
+                               f"{max(1, config.patience)}: validation may still improve, raise --epochs"))  # fmt: skip
     if report["refit_epochs"]:
         out.append(("refit", f"{report['refit_epochs']} epochs on the whole training part"))
     out.append(("fit seconds", f"{report['fit_seconds']:.2f}"))

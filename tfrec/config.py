@@ -277,12 +277,6 @@ class TrainConfig:
         if not 0 <= self.validation_fraction < 1:
             raise TfrecError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
 
-    def _given_other_than_default(self, name: str, spec) -> bool:
-        """A value of option ``name`` other than its default (a recorded config holds every option's)."""
-        return families.parse_option(name, spec, self.options[name]) != families.parse_option(
-            name, spec, spec["default"]
-        )
-
     def _check_options(self, family: families.Family) -> None:
         """Parses and checks each given option against its family's spec, and fills in the others' defaults."""
         for name in self.options:
@@ -292,13 +286,16 @@ class TrainConfig:
                     raise TfrecError(f"{name} is an option of {', '.join(owners)}, not of {self.model}")
                 own = ", ".join(family.options) or "none"
                 raise TfrecError(f"unknown option {name!r} for {self.model} (its options: {own})")
-            users = family.options[name].get("variants", (self.model,))
-            if self.model not in users and self._given_other_than_default(name, family.options[name]):
-                raise TfrecError(f"{name} is an option of {', '.join(users)}, not of {self.model}")
-        self.options = {
+        parsed = {
             name: families.parse_option(name, spec, self.options.get(name, spec["default"]))
             for name, spec in family.options.items()
         }
+        # An option of other variants given a value (a recorded config holds every option, at its default).
+        for name in sorted(set(self.options) - set(families.own_options(self.model))):
+            spec = family.options[name]
+            if parsed[name] != families.parse_option(name, spec, spec["default"]):
+                raise TfrecError(f"{name} is an option of {', '.join(spec['variants'])}, not of {self.model}")
+        self.options = parsed
 
 
 _UNITS = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}

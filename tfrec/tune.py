@@ -153,8 +153,8 @@ def _settled(config: TrainConfig, trials, fixed, optimizers, folds: int = 1) -> 
     config.for_data(table.feedback)
     from tfrec.train.phases import cut
 
-    for fold in range(1, folds):  # every cut exists (not a stream, not implicit feedback)
-        cut(config, table, fold)
+    if folds > 1:  # the last cut exists, and so every one before it (not a stream, not implicit feedback)
+        cut(config, table, folds - 1)
     parts, fit, _ = cut(config, table)
     config.for_table(fit)  # the first trial is what `tfrec train` would run on this data
     space_ = space(config, fixed)

@@ -20,9 +20,9 @@ def id_lookup(vocabulary) -> tf.keras.layers.StringLookup:
 
 
 def factor_initializer(value="default", std: float = 0.1):
-    """A factor table's initializer: ``"default"`` is N(0, 0.1) (between Keras' U(-0.05, 0.05), whose
-    products start near zero, and PyTorch's N(0, 1), whose products start as large as the ratings),
-    anything else goes to Keras."""
+    """A factor table's initializer: ``"default"`` is N(0, ``std``), the model's ``default_embedding_std``
+    (MF's 0.1 lies between Keras' U(-0.05, 0.05), whose products start near zero, and PyTorch's N(0, 1),
+    whose products start as large as the ratings), anything else goes to Keras."""
     return tf.keras.initializers.RandomNormal(stddev=std) if value == "default" else value
 
 

@@ -60,8 +60,12 @@ class BiasedMatrixFactorization(MatrixFactorization):
     ``b_u = 0, p_u = 0``, so it predicts ``mu + b_i``; an unseen item ``mu + b_u``.
 
     Args:
-      user_vocabulary, item_vocabulary, dim, embeddings_initializer,
-      global_mean, rating_range: as in :class:`MatrixFactorization`.
+      user_vocabulary, item_vocabulary, dim, global_mean, rating_range: as in
+        :class:`MatrixFactorization`.
+      embeddings_initializer: Keras initializer of both factor tables; the default N(0, 0.01) starts
+        the factors ten times smaller than plain MF's N(0, 0.1). The biases carry the rating level
+        from the first step, so the factors need no head start, and small ones fit the same data to
+        lower and steadier test errors over initial draws (benchmarks/RESULTS.md, "Initial factors").
       l2: L2 weight on the looked-up factors per batch.
       bias_l2: L2 weight on the looked-up biases per batch. Default: ``l2`` (``tfrec train``: the
         ``bias_l2`` option, 0.01).
@@ -74,6 +78,8 @@ class BiasedMatrixFactorization(MatrixFactorization):
       >>> model({"user_id": tf.constant(["1", "nobody"]), "movie_id": tf.constant(["1", "1"])}).shape
       TensorShape([2])
     """
+
+    default_embedding_std = 0.01
 
     def __init__(self, user_vocabulary, item_vocabulary, dim=32, l2=0.0, bias_l2=None, **kwargs):
         super().__init__(user_vocabulary, item_vocabulary, dim=dim, l2=l2, **kwargs)

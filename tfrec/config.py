@@ -6,6 +6,7 @@ import dataclasses
 
 
 from tfrec import families, registry
+from tfrec.data import splits
 from tfrec.errors import TfrecError
 
 FEEDBACK_NAMES = ("explicit", "implicit")
@@ -194,6 +195,17 @@ class TrainConfig:
                 f"yours with --columns rating=COL, or train an implicit-feedback model (--model {' / '.join(able)})"
             )
         self.check()
+        self._check_feedback_options()
+
+    def _check_feedback_options(self) -> None:
+        """Refuses an option of the other feedback given a value (a recorded config holds each at its default)."""
+        feedback = "implicit" if self.implicit else "explicit"
+        for name, spec in families.own_options(self.model).items():
+            wanted = spec.get("feedback", feedback)
+            if wanted != feedback and self.options[name] != families.parse_option(name, spec, spec["default"]):
+                learns = "interactions (implicit feedback)" if self.implicit else "ratings (explicit feedback)"
+                raise TfrecError(f"{name} is for {wanted} feedback, and this run on {self.data} learns {learns}: "
+                                 f"leave {name} out, or give --feedback {wanted}")  # fmt: skip
 
     def for_table(self, table) -> None:
         """Sets each setting the family scales by the data (``Family.scaled``) and the user left to its
@@ -274,6 +286,9 @@ class TrainConfig:
             raise TfrecError(f"l2 and patience must be >= 0, got {self.l2} and {self.patience}")
         if not isinstance(self.min_count, int) or isinstance(self.min_count, bool) or self.min_count < 1:
             raise TfrecError(f"min_count must be a positive integer, got {self.min_count!r}")
+        if not isinstance(self.split, str):
+            raise TfrecError(f"split must be a spec such as ratio:0.2, got {self.split!r}")
+        splits.parse(self.split)  # raises for an unknown spec or a test fraction outside (0, 1)
         if not 0 <= self.validation_fraction < 1:
             raise TfrecError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
 

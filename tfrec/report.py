@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tfrec import families
 from tfrec.config import TrainConfig
 
 
@@ -18,6 +19,8 @@ def rows(config: TrainConfig, report: dict) -> list[tuple[str, str]]:
         out.append(("features", ", ".join(config.features)))
     out += _scores(config, report)
     out.append(("settings", _settings(config, report.get("scaled") or {})))
+    if _options(config):
+        out.append(("options", _options(config)))
     out.append(("epochs", f"{report['epochs']}{best}"))
     if report["stopped"] == "epoch cap":
         out.append(("stopped", f"at the epoch cap ({config.epochs}) with the best epoch in the last "
@@ -56,6 +59,20 @@ def _settings(config: TrainConfig, scaled: dict) -> str:
         how = scaled["l2"]
         text += f" ({how['coefficient']:g} / {how['ratings_per_id']:g} ratings per user and item)"
     return text
+
+
+def _options(config: TrainConfig) -> str:
+    """The model's own options for this run's feedback (side features have their own row), as flags read."""
+    feedback = "implicit" if config.implicit else "explicit"
+    shown = []
+    for name, spec in families.own_options(config.model).items():
+        if name == "features" or spec.get("feedback", feedback) != feedback:
+            continue
+        value = config.options[name]
+        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else f"{value:g}" if isinstance(
+            value, float) else str(value)  # fmt: skip
+        shown.append(f"{name} {text}")
+    return ", ".join(shown)
 
 
 def table(rows_: list[tuple[str, str]]) -> str:

@@ -54,7 +54,7 @@ FAMILY = Family(
         "negatives": {"type": "int", "default": 4, "min": 1, "pipeline": True, "feedback": "implicit",
                       "help": "implicit: sampled unrated items per rated pair, per epoch",
                       "search": {"low": 1, "high": 8}},
-        "implicit_loss": {"type": "str", "default": "bce", "choices": ["bce", "mse"],
+        "implicit_loss": {"type": "str", "default": "bce", "choices": ["bce", "mse"], "feedback": "implicit",
                           "help": "implicit: the loss on the output (mse: on the sigmoid)"},
     },
     search={"learning_rate": {"low": 0.0003, "high": 0.01, "log": True}, "dim": {"low": 8, "high": 64, "log": True},

@@ -49,6 +49,7 @@ def test_train_prints_summary_table_and_json(trained_json):
     assert summary["devices"] and all(d.startswith(("CPU:", "GPU:")) for d in summary["devices"])
     assert summary["threads"] == {"intra_op": 1, "inter_op": 0}  # one thread per op (train.configure_threads)
     assert "threads     TensorFlow: 1 per op, one per core inter-op" in result.stdout
+    assert "\noptions     bias_l2 0.01\n" in result.stdout  # the model's own options, beside the settings
     assert "cuInit" not in result.stderr and "oneDNN" not in result.stderr, result.stderr  # TF's start-up noise
 
 
@@ -98,6 +99,8 @@ def test_train_runs_the_neural_models(model, extra, tmp_path):
     given = {"autorec-i": {"hidden": 16, "batch_size": 16}, "neumf": {"layers": [16, 8], "dim": 8}}[model]
     assert {k: summary["config"][k] for k in given} == given
     assert f"test RMSE   {summary['test_rmse']:.4f}  (the training mean: " in result.stdout
+    shown = {"autorec-i": r"^options +hidden 16, ", "neumf": r"^options +layers 16,8, dropout 0$"}[model]
+    assert re.search(shown, result.stdout, re.M), result.stdout  # an explicit run shows no implicit-only option
     # AutoRec's matrix products keep TF's pool of one thread per core; --intra-op-threads overrides the default
     assert summary["threads"]["intra_op"] == {"autorec-i": 0, "neumf": 2}[model]
 
@@ -122,7 +125,14 @@ def test_train_implicit_reports_ranking_metrics_beside_most_popular(tmp_path):
     [
         (["train", "--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
         (["train", "--model", "svd"], "argument --model: invalid choice: 'svd'"),
-        (["train", "--epochs", "0"], "epochs must be at least 1, got 0"),
+        (["train", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["train", "--lr", "-1"], "--lr must be positive, got -1.0"),
+        (["train", "--split", "ratio:1.5"], "--split 'ratio:1.5': the test fraction must be a number in (0, 1)"),
+        (
+            ["train", "--model", "ncf", "--negatives", "8", "--data", "synthetic:users=30,items=20,ratings=300"],
+            "--negatives is for implicit feedback, and this run on synthetic:users=30,items=20,ratings=300 learns "
+            "ratings (explicit feedback): leave negatives out, or give --feedback implicit",
+        ),
         (["train", "--data", "ml-7m"], "unknown dataset 'ml-7m'"),
         (["train", "--split", "u9"], "unknown split 'u9'"),
         (["train", "--model", "mf", "--feedback", "implicit"], "feedback 'implicit' is for ncf, gmf, neumf, not mf"),
@@ -158,6 +168,25 @@ def test_user_mistakes_are_an_error_line_and_nonzero(args, message, capsys):
     last = err.strip().splitlines()[-1]
     assert message in last and last.startswith("tfrec") and "error:" in last, err
     assert "Traceback" not in err
+
+
+def test_a_config_file_s_mistake_names_the_file(tmp_path, monkeypatch, capsys):
+    """A field of a --config file is named as the file names it, and a relative data path says where it came from."""
+    from tfrec import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.json").write_text(json.dumps({"model": "biased-mf", "learning_rate": -1}))
+    (tmp_path / "moved.json").write_text(json.dumps({"model": "biased-mf", "data": "ratings.csv"}))
+    for name, message in (
+        ("bad.json", "--config bad.json: learning_rate must be positive, got -1"),
+        ("moved.json", "--config moved.json names data 'ratings.csv': ratings.csv: no such file (give --data)"),
+    ):
+        assert cli.main(["train", "--config", name]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"tfrec: error: {message}"]
+    # a flag's value is named by the flag, even with a file
+    assert cli.main(["train", "--config", "bad.json", "--lr", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "tfrec: error: --lr must be positive, got 0.0"
 
 
 @pytest.mark.parametrize(

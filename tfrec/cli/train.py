@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -181,18 +182,40 @@ def _output_flags(p) -> None:
 
 def _config(args) -> TrainConfig:
     """The checked config: the flags given, over ``--config``'s settings, over ``TrainConfig``'s defaults."""
+    typed, options = _given(args)
+    settings = _settings_file(args.config) if args.config else {}
+    if "model" in typed and settings.get("model") not in (None, typed["model"]):
+        # Another model's settings (its options, dims, rates) do not carry over: only the run's own.
+        settings = {k: v for k, v in settings.items() if k in RUN_SETTINGS}
+    with _as_given([*typed, *options], args.config):
+        config = TrainConfig.from_dict({**settings, **typed, **options})
+        config.check()
+    return config
+
+
+def _given(args) -> tuple[dict, dict]:
+    """The settings and the family options given as flags: ``({field: value}, {option: value})``."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"options"}
     typed = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if args.lr is not None:
         typed["learning_rate"] = args.lr
     options = {k.partition(".")[2]: v for k, v in vars(args).items() if k.startswith("options.") and v is not None}
-    settings = _settings_file(args.config) if args.config else {}
-    if "model" in typed and settings.get("model") not in (None, typed["model"]):
-        # Another model's settings (its options, dims, rates) do not carry over: only the run's own.
-        settings = {k: v for k, v in settings.items() if k in RUN_SETTINGS}
-    config = TrainConfig.from_dict({**settings, **typed, **options})
-    config.check()
-    return config
+    return typed, options
+
+
+@contextlib.contextmanager
+def _as_given(flagged, config_file=None):
+    """Re-raises a setting's error in the words the user gave it: ``--lr must be positive`` for a flag,
+    ``--config F: learning_rate must be positive`` for a file's field (messages start with the field)."""
+    try:
+        yield
+    except TfrecError as e:
+        field, _, rest = str(e).partition(" ")
+        if field in flagged:
+            raise type(e)(f"--{'lr' if field == 'learning_rate' else field.replace('_', '-')} {rest}") from None
+        if config_file and rest:
+            raise type(e)(f"--config {config_file}: {e}") from None
+        raise
 
 
 #: What a ``--config`` file sets for any model: the data and the run, not the model's own settings.
@@ -229,7 +252,12 @@ def _check_outputs(config: TrainConfig, args) -> None:
     """Every mistake that can be found without TensorFlow, found before training, not after it."""
     from tfrec.data.sources import check_name  # no TensorFlow: a mistake answers at once
 
-    check_name(config.data, config.columns, config.delimiter)
+    try:
+        check_name(config.data, config.columns, config.delimiter)
+    except TfrecError as e:
+        if args.config and args.data is None:  # a relative path reads from here, not from the file's directory
+            raise type(e)(f"--config {args.config} names data {config.data!r}: {e} (give --data)") from None
+        raise
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise TfrecError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
     for flag, target in (("--save", args.save), ("--export", args.export)):
@@ -254,7 +282,10 @@ def _train(args) -> None:
 
     set_threads(config.model, args.intra_op_threads)
     try:
-        result = run(config, verbose=0 if args.quiet else 2, tensorboard=args.tensorboard)
+        with _as_given(
+            [name for given in _given(args) for name in given]
+        ):  # settings the data decides on are checked in the run
+            result = run(config, verbose=0 if args.quiet else 2, tensorboard=args.tensorboard)
     except RunFinished as finished:  # not a mistake: a retry loop around a finished run ends here
         print(f"tfrec: {finished}", file=sys.stderr)
         return

@@ -119,19 +119,39 @@ def leave_last_out(table: Ratings) -> Split:
     return _make(table, rows[~test], rows[test], "leave-last-out")
 
 
+def parse(spec: str) -> tuple[str, float | int | None]:
+    """``("ratio", F)``, ``("fold", k)`` or ``("leave-last-out", None)`` for a split spec (see :func:`split`).
+
+    Raises:
+      DataError: an unknown spec (the message lists the valid ones), or a test fraction outside (0, 1).
+    """
+    text = spec.strip().lower()
+    match = re.fullmatch(r"ratio(?::([0-9.]+))?", text)
+    if match:
+        try:
+            fraction = float(match.group(1) or 0.2)
+        except ValueError:
+            fraction = -1.0
+        if not 0.0 < fraction < 1.0:
+            raise DataError(f"split {spec!r}: the test fraction must be a number in (0, 1), as in ratio:0.2")
+        return "ratio", fraction
+    match = re.fullmatch(r"u([1-5])", text)
+    if match:
+        return "fold", int(match.group(1))
+    if text in ("leave-last-out", "loo"):
+        return "leave-last-out", None
+    raise DataError(f"unknown split {spec!r}: use {SPLITS_HELP}")
+
+
 def split(table: Ratings, spec: str = "ratio", seed: int = 42) -> Split:
     """Splits by a spec string: ``ratio[:F]``, ``u1``..``u5`` or ``leave-last-out``.
 
     Raises:
       DataError: an unknown spec (the message lists the valid ones).
     """
-    spec = spec.strip().lower()
-    match = re.fullmatch(r"ratio(?::([0-9.]+))?", spec)
-    if match:
-        return random_split(table, float(match.group(1) or 0.2), seed)
-    match = re.fullmatch(r"u([1-5])", spec)
-    if match:
-        return fold_split(table, int(match.group(1)))
-    if spec in ("leave-last-out", "loo"):
-        return leave_last_out(table)
-    raise DataError(f"unknown split {spec!r}: use {SPLITS_HELP}")
+    kind, value = parse(spec)
+    if kind == "ratio":
+        return random_split(table, value, seed)
+    if kind == "fold":
+        return fold_split(table, value)
+    return leave_last_out(table)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,6 +233,26 @@ def test_a_study_of_a_rewritten_file_is_refused_not_resumed(tmp_path):
             TfrecError, match=r"t/study.db: its study 'biased-mf on .*' searched other data \(the split's"
         ):
             tune.tune(config, trials=2, out=tmp_path / "t", announce=None)
+
+
+def test_best_json_names_a_file_of_yours_so_it_trains_from_any_directory(tmp_path, monkeypatch):
+    """A search run on ``ratings.csv`` here; ``tfrec train --config`` run from elsewhere reads the same file."""
+    from tfrec import cli, data, tune
+    from tfrec.config import TrainConfig
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    table = data.generate(users=40, items=30, ratings=800, seed=1).ratings
+    rows = "".join(f"{u},{i},{r}\n" for u, i, r in zip(table.user_id, table.movie_id, table.rating))
+    (tmp_path / "work" / "ratings.csv").write_text("user,item,rating\n" + rows)
+    monkeypatch.chdir(tmp_path / "work")
+    result = tune.tune(TrainConfig(model="biased-mf", data="ratings.csv", epochs=2), trials=1, out="t", announce=None)
+    best = json.loads((tmp_path / "work" / "t" / "best.json").read_text())
+    assert Path(best["data"]).is_absolute() and Path(best["data"]).samefile(tmp_path / "work" / "ratings.csv")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert cli.main(["train", "--config", "../work/t/best.json", "--quiet", "--json", "run.json"]) == 0
+    run = json.loads((tmp_path / "elsewhere" / "run.json").read_text())
+    assert run["validation"]["val_rmse"] == result.report["best"]["validation"]
 
 
 def test_an_interrupted_trial_is_queued_again_once_whether_failed_or_left_running(tmp_path):

@@ -171,7 +171,10 @@ def _finish(opt, study, base: dict, out: Path, storage: Path, space_: dict, seco
     if not complete:
         raise TfrecError(f"{storage}: no trial finished (see the lines above), so there are no best settings")
     best = study.best_trial
-    config = TrainConfig.from_dict({**base, **best.params})
+    from tfrec.data.sources import anchored
+
+    # The data as a path that holds from any directory: `tfrec train --config` is often run elsewhere.
+    config = TrainConfig.from_dict({**base, **best.params, "data": anchored(base["data"])})
     write_json_atomic(out / BEST, config.as_dict())
     result = train.run(TrainConfig.from_dict(config.as_dict()), verbose=0).report
     report = {

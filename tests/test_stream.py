@@ -92,6 +92,15 @@ def test_a_directory_or_glob_of_shards_is_a_stream_and_a_movielens_directory_is_
     assert not is_stream(tmp_path) and not is_stream(shards[0] / "part-000.parquet")
 
 
+def test_shards_take_a_ratio_split_only():
+    from tfrec.data.stream import test_fraction
+
+    assert (test_fraction(None), test_fraction("ratio"), test_fraction("ratio:0.3")) == (0.2, 0.2, 0.3)
+    for spec, message in (("u1", "streamed shards are split by a hash"), ("ratio:2", "in (0, 1)")):
+        with pytest.raises(DataError, match=message):
+            test_fraction(spec)
+
+
 def test_the_split_follows_the_ids_not_the_files_they_are_in(ml100k, shards, staged, tmp_path):
     """The same ratings cut into other shards of another format stage into the same parts."""
     again = Stream.open(f"{shards[1]}/*.csv.gz").stage(root=tmp_path)

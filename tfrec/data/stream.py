@@ -76,12 +76,12 @@ def shard_paths(name) -> list[Path]:
 
 def test_fraction(split: str | None) -> float:
     """The test fraction of a split spec a stream takes: ``ratio[:F]`` (default 0.2), decided per row by a hash."""
-    import re
+    from tfrec.data import splits
 
-    match = re.fullmatch(r"ratio(?::([0-9.]+))?", (split or "ratio").strip().lower())
-    if not match:
+    kind, fraction = splits.parse(split or "ratio")
+    if kind != "ratio":
         raise DataError(f"split {split!r}: streamed shards are split by a hash of each (user, item): use ratio[:F]")
-    return float(match.group(1) or 0.2)
+    return fraction
 
 
 def _header(path: Path) -> list[str]:

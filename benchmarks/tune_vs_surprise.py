@@ -57,18 +57,20 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--folds", type=int, default=1, help="validation cuts each tfrec trial is ranked on")
+    parser.add_argument("--confirm", type=int, default=5, help="finalists fit on more cuts (tfrec tune --confirm)")
     parser.add_argument("--no-surprise", action="store_true")
     args = parser.parse_args()
     tfrec.train.configure_threads(args.models[0])
     print(
-        f"ml-100k, split ratio, tfrec {tfrec.__version__}, tfrec tune --folds {args.folds}; "
+        f"ml-100k, split ratio, tfrec {tfrec.__version__}, tfrec tune --folds {args.folds} --confirm {args.confirm}; "
         "Surprise SVD by GridSearchCV 3-fold over 72 settings"
     )
     print(
         "| seed | fingerprint | model | default test RMSE | tuned test RMSE | best validation RMSE | trials (pruned) "
-        "| search s | best | Surprise SVD tuned | its settings | Surprise s |"
+        "| search s | best | finalists: mean on the cuts, s | the search's own best: trial, test RMSE "
+        "| Surprise SVD tuned | its settings | Surprise s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     scores = {}  # (model or "surprise", "default" or "tuned") -> test RMSEs over the seeds
     for seed in args.seeds:
         parts = data.split(data.load("ml-100k"), "ratio", seed=seed)
@@ -81,21 +83,39 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as out:
                 config = TrainConfig(model=model, data="ml-100k", seed=seed)
                 result = tune.tune(config, trials=args.trials, jobs=args.jobs, folds=args.folds, out=out,
-                                   announce=None)  # fmt: skip
+                                   confirm=args.confirm, announce=None)  # fmt: skip
             best, trials = result.report["best"], result.report["trials"]
             scores.setdefault((model, "default"), []).append(default["test_rmse"])
             scores.setdefault((model, "tuned"), []).append(best["test_rmse"])
             pruned = sum(t["state"] == "pruned" for t in trials)
             shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
+            finalists, unconfirmed = confirmation_cells(result, model, seed, scores)
             print(f"| {seed} | {parts.fingerprint} | {model} | {default['test_rmse']:.4f} | {best['test_rmse']:.4f} | "
                   f"{best['validation']:.4f} | {len(trials)} ({pruned}) | {result.report['search_seconds']:.0f} | "
-                  f"{shown} | {surprise_cells} |", flush=True)  # fmt: skip
+                  f"{shown} | {finalists} | {unconfirmed} | {surprise_cells} |", flush=True)  # fmt: skip
             surprise_cells = "(same) | | "
     if len(args.seeds) > 1:
         print(f"\nOver seeds {' '.join(map(str, args.seeds))}: mean ± standard deviation (min-max) of the test RMSE")
         for (name, kind), values in scores.items():
             spread = f"{np.std(values):.4f} ({min(values):.4f}-{max(values):.4f})"
             print(f"- {name}, {kind}: {np.mean(values):.4f} ± {spread}")
+
+
+def confirmation_cells(result, model: str, seed: int, scores: dict) -> tuple[str, str]:
+    """The finalists' cells, and the test RMSE the search's own best trial (by its one score) would have given."""
+    confirmation = result.report["confirmation"]
+    if not confirmation:
+        return "-", "-"
+    rows = confirmation["finalists"]
+    means = "; ".join(f"{row['trial']}: {row['mean']:.4f}" for row in rows)
+    own = rows[0]["trial"]  # the finalists come in the search's order
+    if own == result.report["best"]["trial"]:
+        test = result.report["best"]["test_rmse"]
+    else:
+        params = next(t["params"] for t in result.report["trials"] if t["number"] == own)
+        test = train.run(TrainConfig(model=model, data="ml-100k", seed=seed, **params), verbose=0).report["test_rmse"]
+    scores.setdefault((model, "the search's own best"), []).append(test)
+    return f"{means} ({confirmation['seconds']:.0f} s)", f"{own}, {test:.4f}"
 
 
 if __name__ == "__main__":

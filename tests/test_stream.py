@@ -96,7 +96,10 @@ def test_shards_take_a_ratio_split_only():
     from tfrec.data.stream import test_fraction
 
     assert (test_fraction(None), test_fraction("ratio"), test_fraction("ratio:0.3")) == (0.2, 0.2, 0.3)
-    for spec, message in (("u1", "streamed shards are split by a hash"), ("ratio:2", "the test fraction must be a number")):
+    for spec, message in (
+        ("u1", "streamed shards are split by a hash"),
+        ("ratio:2", "the test fraction must be a number"),
+    ):
         with pytest.raises(DataError, match=message):
             test_fraction(spec)
 

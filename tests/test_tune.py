@@ -45,9 +45,22 @@ def test_every_trial_is_reported_with_settings_from_the_family_s_space(searched)
             assert value in space[name]["choices"] if "choices" in space[name] else low <= value <= high, (name, value)
         assert trial["per_epoch"] and all(0 < v < 2 for v in trial["per_epoch"].values())
     assert printed.count("\ntrial ") + printed.startswith("trial ") == 5  # a line per trial as it ended
-    values = [t["value"] for t in finished if t["state"] == "complete"]
-    assert report["best"]["validation"] == min(values)
+    complete = sorted((t for t in finished if t["state"] == "complete"), key=lambda t: t["value"])
+    values = [t["value"] for t in complete]
     assert max(values) - min(values) > 0.02  # the settings tried differ in what they reach
+    # the five best (all that completed, here) fit again on two more validation cuts; the best mean wins
+    confirmation = report["confirmation"]
+    assert confirmation["cuts"] == 3 and [row["trial"] for row in confirmation["finalists"]] == [
+        t["number"] for t in complete[:5]
+    ]
+    for row, trial in zip(confirmation["finalists"], complete):
+        cuts = row["validation_cuts"]
+        assert len(cuts) == 3 and cuts[0] == trial["value"] and len(set(cuts)) == 3, row  # a fit on each cut
+        assert row["mean"] == pytest.approx(sum(cuts) / 3)
+    chosen = min(confirmation["finalists"], key=lambda row: row["mean"])
+    assert report["best"]["trial"] == chosen["trial"]
+    assert report["best"]["validation"] == next(t["value"] for t in complete if t["number"] == chosen["trial"])
+    assert f"chosen as the best mean, {chosen['mean']:.4f} on 3 cuts, of the {len(complete[:5])} best" in printed
     # the best settings learned: far under the training mean on the test part, scored once at the end
     assert report["best"]["test_rmse"] < report["best"]["mean_test_rmse"] - 0.2
     assert (out / "study.db").read_bytes()[:16] == b"SQLite format 3\x00"

@@ -9,7 +9,10 @@ Each trial is one ``fit`` with early stopping that reports its validation score 
 Optuna's median pruner ends a trial whose score at an epoch trails the median of earlier trials'
 at that epoch. The test part is read once, after the search, to score the best settings, trained again on the
 whole training part for the best trial's epoch count (``refit``). With ``folds`` K a trial is ranked
-by its mean over K validation cuts that share no rating, a fit on each.
+by its mean over K validation cuts that share no rating, a fit on each. Before the test part is
+read, the best few trials (``confirm``) are scored on more cuts (three, or ``folds`` if more) and
+the best mean among them wins: one cut of a tenth of the training part cannot tell settings apart
+by less than its own noise, so the top of a long search is often a trial that fit its cut by chance.
 
 Built on Optuna rather than a loop of tfrec's own: its TPE sampler, pruners, storage and plots are
 maintained and known, and its studies live in a database. tfrec keeps the study in a SQLite file,
@@ -31,6 +34,8 @@ from tfrec.files import write_json_atomic
 #: What a search's directory holds.
 STUDY, BEST, REPORT = "study.db", "best.json", "report.json"
 HISTORY_PLOT, IMPORTANCE_PLOT = "history.png", "importances.png"
+#: Validation cuts the finalists of a search are ranked on (``tune``'s ``confirm``), or ``folds`` if more.
+CONFIRM_CUTS = 3
 #: The type of each setting every family has that a search may draw.
 FIELD_TYPES = _search.FIELD_TYPES
 
@@ -66,7 +71,8 @@ def space(config: TrainConfig, fixed=()) -> dict[str, dict]:
 
 
 def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | None = None, jobs: int = 1,
-         folds: int = 1, out="tune", storage=None, fixed=(), optimizers=(), announce=print) -> TuneResult:  # fmt: skip
+         folds: int = 1, confirm: int = 5, out="tune", storage=None, fixed=(), optimizers=(),
+         announce=print) -> TuneResult:  # fmt: skip
     """Searches settings of ``config.model`` on the validation cut, then scores the best once on the test part.
 
     Args:
@@ -80,6 +86,10 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
         the one ``tfrec train`` stops on). More cuts rank settings on more ratings, so the best trial
         is less often one that fit its cut by chance, at ``folds`` times a trial's cost. Explicit
         ratings in one table only.
+      confirm: The finalists: this many best trials are fit on the validation cuts they were not
+        ranked on, up to ``CONFIRM_CUTS`` (or ``folds``) in all, and the best mean over the cuts wins.
+        0 or 1: the best trial as ranked. Explicit ratings in one table only (implicit feedback and
+        streamed shards have one cut), and only where the cuts fit in the training part.
       out: The directory for the study, ``best.json``, ``report.json`` and the plots.
       storage: The SQLite file of the study; default ``out/study.db``.
       fixed: Settings the search leaves at ``config``'s values.
@@ -121,7 +131,9 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
     finally:
         for helper in helpers:
             helper.wait()
-    return _finish(opt, study, {**base, "refit": refit}, out, storage, space_, time.perf_counter() - start, folds)
+    seconds = time.perf_counter() - start
+    best, confirmation = _confirmed(opt, study, base, max(folds, CONFIRM_CUTS), confirm, announce)
+    return _finish(study, best, confirmation, {**base, "refit": refit}, out, storage, space_, seconds, folds)
 
 
 def check_folds(folds: int, validation_fraction: float) -> None:
@@ -163,14 +175,45 @@ def _settled(config: TrainConfig, trials, fixed, optimizers, folds: int = 1) -> 
     return config.as_dict(), space_, parts.fingerprint
 
 
-def _finish(opt, study, base: dict, out: Path, storage: Path, space_: dict, seconds: float, folds: int) -> TuneResult:
-    """The best settings written as ``best.json``, scored once on the test part, and the report and plots."""
+def _confirmed(opt, study, base: dict, cuts: int, finalists: int, announce) -> tuple[object, dict | None]:
+    """``(the chosen trial, the finalists' report or None)``: the ``finalists`` best trials scored on
+    ``cuts`` validation cuts (the ones they were ranked on, then fits on the others; kept in the study,
+    so a search carried on later does not fit them again), the best mean chosen."""
     from tfrec import train
+    from tfrec._keras import tf
+    from tfrec.data import stream
 
     complete = study.get_trials(deepcopy=False, states=(opt.trial.TrialState.COMPLETE,))
     if not complete:
-        raise TfrecError(f"{storage}: no trial finished (see the lines above), so there are no best settings")
-    best = study.best_trial
+        raise TfrecError(
+            f"{study.study_name!r}: no trial finished (see the lines above), so there are no best settings"
+        )
+    config = TrainConfig.from_dict(base)
+    cuts = min(cuts, int(1 / config.validation_fraction + 1e-9))  # as many as fit in the training part
+    ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction == opt.study.StudyDirection.MAXIMIZE)
+    if finalists < 2 or len(ranked) < 2 or cuts < 2 or config.implicit or stream.is_stream(config.data):
+        return ranked[0], None
+    rows, start = [], time.perf_counter()
+    for trial in ranked[:finalists]:
+        key = f"cuts of trial {trial.number}"
+        scores = list(study.user_attrs.get(key) or trial.user_attrs.get("folds") or [trial.value])
+        for fold in range(len(scores), cuts):
+            tf.keras.backend.clear_session()  # the last fit's models and traced steps
+            scores.append(train.validate(TrainConfig.from_dict({**base, **trial.params}), fold=fold)["validation"])
+        study.set_user_attr(key, scores)
+        rows.append({"trial": trial.number, "validation_cuts": scores, "mean": sum(scores) / len(scores)})
+        announce(f"finalist trial {trial.number}: {rows[-1]['mean']:.4f} on {cuts} cuts "
+                 f"({', '.join(f'{v:.4f}' for v in scores)})")  # fmt: skip
+    pick = max if study.direction == opt.study.StudyDirection.MAXIMIZE else min
+    chosen = pick(rows, key=lambda row: row["mean"])["trial"]
+    confirmation = {"cuts": cuts, "finalists": rows, "seconds": round(time.perf_counter() - start, 3)}
+    return next(t for t in ranked if t.number == chosen), confirmation
+
+
+def _finish(study, best, confirmation, base: dict, out: Path, storage: Path, space_: dict, seconds: float,
+            folds: int) -> TuneResult:  # fmt: skip
+    """The best settings written as ``best.json``, scored once on the test part, and the report and plots."""
+    from tfrec import train
     from tfrec.data.sources import anchored
 
     # The data as a path that holds from any directory: `tfrec train --config` is often run elsewhere.
@@ -180,7 +223,7 @@ def _finish(opt, study, base: dict, out: Path, storage: Path, space_: dict, seco
     report = {
         "model": base["model"], "data": base["data"], "study": study.study_name, "storage": str(storage),
         "direction": study.direction.name.lower(), "space": space_, "folds": folds,
-        "search_seconds": round(seconds, 3),
+        "search_seconds": round(seconds, 3), "confirmation": confirmation,
         "best": {
             "trial": best.number, "params": best.params, "validation": best.value,
             "validation_folds": best.user_attrs.get("folds"),

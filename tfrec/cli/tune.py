@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from tfrec import families, registry
-from tfrec.arguments import positive
+from tfrec.arguments import nonnegative, positive
 from tfrec.cli._common import import_tensorflow_quietly, set_threads
 from tfrec.config import FEEDBACK_NAMES, TrainConfig
 from tfrec.errors import TfrecError
@@ -50,6 +50,11 @@ def add_parsers(sub) -> dict:
     p.add_argument(
         "--folds", type=positive, default=1,
         help="validation cuts, sharing no rating, that each trial is ranked on by its mean (default %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--confirm", type=nonnegative, default=5, metavar="N",
+        help="fit the N best trials on 3 validation cuts (or --folds) and take the best mean; 0: off "
+        "(default %(default)s)",
     )  # fmt: skip
     p.add_argument("--jobs", type=positive, default=1, help="processes searching side by side (default %(default)s)")
     p.add_argument("--out", metavar="DIR", help="study, best.json, report.json and plots (default tune/MODEL)")
@@ -111,8 +116,8 @@ def _tune(args) -> None:
 
     set_threads(config.model)
     out = args.out or f"tune/{config.model}"
-    result = tune.tune(config, trials=args.trials, timeout=args.time, jobs=args.jobs, folds=args.folds, out=out,
-                       storage=args.storage, fixed=tuple(fixed), optimizers=optimizers,
+    result = tune.tune(config, trials=args.trials, timeout=args.time, jobs=args.jobs, folds=args.folds,
+                       confirm=args.confirm, out=out, storage=args.storage, fixed=tuple(fixed), optimizers=optimizers,
                        announce=lambda line: print(line, flush=True))  # fmt: skip
     if args.json:
         from tfrec.files import write_json_atomic
@@ -127,6 +132,11 @@ def _summary(result, out: str) -> str:
     shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
     cuts = f" (mean of {len(best['validation_folds'])} cuts)" if best.get("validation_folds") else ""
     lines = [f"best trial {best['trial']}: validation {best['validation']:.4f}{cuts} ({shown})"]
+    confirmation = result.report.get("confirmation")
+    if confirmation:
+        mean = next(row["mean"] for row in confirmation["finalists"] if row["trial"] == best["trial"])
+        lines.append(f"chosen as the best mean, {mean:.4f} on {confirmation['cuts']} cuts, of the "
+                     f"{len(confirmation['finalists'])} best trials")  # fmt: skip
     trial = next(t for t in result.report["trials"] if t["number"] == best["trial"])
     if trial["epochs"] == result.best.epochs and trial["best_epoch"] == trial["epochs"]:
         lines.append(f"note: it was still improving at the epoch cap ({result.best.epochs}): raise --epochs")

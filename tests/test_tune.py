@@ -150,7 +150,7 @@ def _rated(name, **_):
 def test_the_search_never_reads_the_test_part(tmp_path):
     """Two data sets that differ only in the test part's ratings give the same trials, to the bit;
     only the test score of the best settings, computed once at the end, tells them apart. The trials
-    rank on two validation cuts (folds), so no cut reads it either."""
+    rank on two validation cuts (folds) and the finalists on a third, so no cut reads it either."""
     from tfrec import registry, tune
     from tfrec.config import TrainConfig
 
@@ -166,6 +166,9 @@ def test_the_search_never_reads_the_test_part(tmp_path):
     strip = [{k: t[k] for k in ("state", "params", "value", "per_epoch", "folds")} for t in a["trials"]]
     assert strip == [{k: t[k] for k in ("state", "params", "value", "per_epoch", "folds")} for t in b["trials"]]
     assert abs(a["best"]["test_rmse"] - b["best"]["test_rmse"]) > 0.1
+    # the finalists' third cut (a fit each, after the search) does not read it either
+    assert a["confirmation"]["cuts"] == 3 and len(a["confirmation"]["finalists"]) == 2
+    assert a["confirmation"]["finalists"] == b["confirmation"]["finalists"]
     # a trial scores the mean of its two cuts, which differ; the best settings trained again
     # (`tfrec train --config best.json`) stop on the first cut and reproduce its score to the bit
     for trial in a["trials"]:

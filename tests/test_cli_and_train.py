@@ -127,6 +127,7 @@ def test_train_implicit_reports_ranking_metrics_beside_most_popular(tmp_path):
         (["train", "--model", "svd"], "argument --model: invalid choice: 'svd'"),
         (["train", "--epochs", "0"], "--epochs must be at least 1, got 0"),
         (["train", "--lr", "-1"], "--lr must be positive, got -1.0"),
+        (["train", "--seed", "-5"], "--seed must be from 0 to 2**32 - 1, got -5"),
         (["train", "--split", "ratio:1.5"], "--split 'ratio:1.5': the test fraction must be a number in (0, 1)"),
         (
             ["train", "--model", "ncf", "--negatives", "8", "--data", "synthetic:users=30,items=20,ratings=300"],
@@ -177,8 +178,16 @@ def test_a_config_file_s_mistake_names_the_file(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.json").write_text(json.dumps({"model": "biased-mf", "learning_rate": -1}))
     (tmp_path / "moved.json").write_text(json.dumps({"model": "biased-mf", "data": "ratings.csv"}))
+    (tmp_path / "typed.json").write_text(json.dumps({"model": "biased-mf", "epochs": "5", "refit": "no"}))
+    (tmp_path / "named.json").write_text(json.dumps({"model": "biased-mf", "lr": 0.1}))
     for name, message in (
         ("bad.json", "--config bad.json: learning_rate must be positive, got -1"),
+        ("typed.json", "--config typed.json: epochs must be a whole number, got '5'"),
+        (
+            "named.json",
+            "--config named.json: unknown option 'lr' for biased-mf (its options: bias_l2; did you "
+            "mean learning_rate?)",
+        ),
         ("moved.json", "--config moved.json names data 'ratings.csv': ratings.csv: no such file (give --data)"),
     ):
         assert cli.main(["train", "--config", name]) == 1

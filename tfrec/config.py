@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import os
 
 
 from tfrec import families, registry
@@ -121,7 +123,7 @@ class TrainConfig:
                 value = field.default
             else:
                 value = field.default_factory()
-            setattr(self, field.name, value)
+            setattr(self, field.name, os.fspath(value) if isinstance(value, os.PathLike) else value)
         self.options = {**self.options, **settings}
 
     def __getattr__(self, name):
@@ -235,6 +237,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Fills model defaults; raises TfrecError naming the first field with a bad value."""
+        self._check_types()
         family = self.family  # raises for an unknown model, listing the known ones
         if self.optimizer is None:
             self.optimizer = family.defaults_for(self.model).get("optimizer", DEFAULT_OPTIMIZER)
@@ -292,6 +295,18 @@ class TrainConfig:
         if not 0 <= self.validation_fraction < 1:
             raise TfrecError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
 
+    def _check_types(self) -> None:
+        """Each field holds its declared type (a JSON config can hold anything): one error naming it."""
+        for field in dataclasses.fields(self):
+            kind, _, optional = field.type.partition(" | ")
+            value = getattr(self, field.name)
+            if (value is None and optional) or field.name == "options" or isinstance(value, _TYPES[kind][0]) and (
+                    kind == "bool" or not isinstance(value, bool)):  # fmt: skip
+                continue
+            raise TfrecError(f"{field.name} must be {_TYPES[kind][1]}, got {value!r}")
+        if not 0 <= self.seed < 2**32:
+            raise TfrecError(f"seed must be from 0 to 2**32 - 1, got {self.seed}")
+
     def _check_options(self, family: families.Family) -> None:
         """Parses and checks each given option against its family's spec, and fills in the others' defaults."""
         for name in self.options:
@@ -300,7 +315,10 @@ class TrainConfig:
                 if owners:
                     raise TfrecError(f"{name} is an option of {', '.join(owners)}, not of {self.model}")
                 own = ", ".join(family.options) or "none"
-                raise TfrecError(f"unknown option {name!r} for {self.model} (its options: {own})")
+                known = [f.name for f in dataclasses.fields(self) if f.name != "options"] + list(family.options)
+                close = ["learning_rate"] if name == "lr" else difflib.get_close_matches(name, known, n=1)
+                meant = f"; did you mean {close[0]}?" if close else ""
+                raise TfrecError(f"unknown option {name!r} for {self.model} (its options: {own}{meant})")
         parsed = {
             name: families.parse_option(name, spec, self.options.get(name, spec["default"]))
             for name, spec in family.options.items()
@@ -312,6 +330,12 @@ class TrainConfig:
                 raise TfrecError(f"{name} is an option of {', '.join(spec['variants'])}, not of {self.model}")
         self.options = parsed
 
+
+#: A field's declared type -> (the Python types it takes, how an error names it).
+_TYPES = {
+    "str": (str, "text"), "int": (int, "a whole number"), "float": ((int, float), "a number"),
+    "bool": (bool, "true or false"), "dict": (dict, "an object"),
+}  # fmt: skip
 
 _UNITS = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
 

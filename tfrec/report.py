@@ -26,7 +26,8 @@ def rows(config: TrainConfig, report: dict) -> list[tuple[str, str]]:
         out.append(("stopped", f"at the epoch cap ({config.epochs}) with the best epoch in the last "
                                f"{max(1, config.patience)}: validation may still improve, raise --epochs"))  # fmt: skip
     if report["refit_epochs"]:
-        out.append(("refit", f"{report['refit_epochs']} epochs on the whole training part"))
+        n = report["refit_epochs"]
+        out.append(("refit", f"{n} epoch{'s' if n > 1 else ''} on the whole training part"))
     out.append(("fit seconds", f"{report['fit_seconds']:.2f}"))
     if config.splits_tables:
         out.append(("devices", f"tables on {', '.join(report['devices'])}, steps on {report['workers']} workers"))

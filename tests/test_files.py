@@ -154,6 +154,20 @@ def test_bad_values_in_parquet_name_the_row_group(tmp_path):
         data.load(str(tmp_path / "r.parquet"))
 
 
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_a_pair_rated_twice_keeps_its_latest_rating_and_the_source_says_so(tmp_path, timestamps):
+    """As a MovieLens directory is read: a repeated pair would count twice, and could be in both parts."""
+    rows = [("a", "x", 5, 300), ("a", "x", 1, 100), ("b", "y", 3, 50), ("b", "x", 4, 60), ("a", "x", 2, 200)]
+    head = "customer,product,stars" + (",ts" if timestamps else "")
+    lines = [f"{u},{i},{r}" + (f",{t}" if timestamps else "") for u, i, r, t in rows]
+    (tmp_path / "shop.csv").write_text("\n".join([head, *lines]) + "\n")
+    table = data.load(str(tmp_path / "shop.csv"))
+    kept = {(u, i): float(r) for u, i, r in zip(table.user_id, table.movie_id, table.rating)}
+    # the largest timestamp; with none, the later line
+    assert kept == {("a", "x"): 5.0 if timestamps else 2.0, ("b", "y"): 3.0, ("b", "x"): 4.0}
+    assert table.source.endswith("; 2 repeated (user, item) rows left out, the latest of each pair kept)")
+
+
 def test_a_missing_file_is_one_short_error(tmp_path):
     with pytest.raises(DataError, match=r"^\S+/nothing.csv: no such file$"):
         data.load(str(tmp_path / "nothing.csv"))

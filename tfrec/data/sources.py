@@ -71,10 +71,24 @@ def load(name: str, *, download: bool | None = None, columns=None, delimiter: st
     if entry is not None:
         return entry.load()(name, download=download, columns=columns, delimiter=delimiter)
     if Path(name).is_file():
-        return files.load_file(name, columns, delimiter=delimiter)
+        return one_rating_per_pair(files.load_file(name, columns, delimiter=delimiter))
     if stream.is_stream(name):
         return stream.Stream.open(name, columns, delimiter)
     return movielens.load_directory(name)
+
+
+def one_rating_per_pair(table: Ratings) -> Ratings:
+    """A file's table with one row per (user, item), as MovieLens directories are read: the latest by
+    timestamp, on a tie (or with no timestamps) the later line. A pair rated twice would otherwise
+    count twice, and could land in the training and the test part at once. The table's ``source``
+    (the ``read`` line of ``tfrec train``) says how many rows were left out."""
+    kept = movielens.latest_per_pair(table)
+    if len(kept) == len(table):
+        return table
+    dropped = len(table) - len(kept)
+    note = f"; {dropped:,} repeated (user, item) row{'s' if dropped > 1 else ''} left out, the latest of each pair kept"
+    source = f"{table.source[:-1]}{note})" if table.source.endswith(")") else table.source + note
+    return dataclasses.replace(kept, source=source)
 
 
 def check_name(name: str, columns=None, delimiter: str | None = None):

@@ -83,7 +83,8 @@ def compress(rows, cols, values, num_rows: int, table: Ratings | None = None):
     twice = np.flatnonzero((rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1]))
     if len(twice):
         r = order[twice[0] + 1]
-        where = f"{table.name}: user {table.user_id[r]} rated movie {table.movie_id[r]}" if table else f"row {r}"
+        item = "movie" if table is not None and table.item_key == "movie_id" else "item"
+        where = f"{table.name}: user {table.user_id[r]} rated {item} {table.movie_id[r]}" if table else f"row {r}"
         raise DataError(f"{where} more than once; rating vectors need one rating per pair")
     row_splits = np.zeros(num_rows + 1, np.int64)
     np.cumsum(np.bincount(rows, minlength=num_rows), out=row_splits[1:])

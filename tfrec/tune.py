@@ -86,10 +86,8 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
         the one ``tfrec train`` stops on). More cuts rank settings on more ratings, so the best trial
         is less often one that fit its cut by chance, at ``folds`` times a trial's cost. Explicit
         ratings in one table only.
-      confirm: The finalists: this many best trials are fit on the validation cuts they were not
-        ranked on, up to ``CONFIRM_CUTS`` (or ``folds``) in all, and the best mean over the cuts wins.
-        0 or 1: the best trial as ranked. Explicit ratings in one table only (implicit feedback and
-        streamed shards have one cut), and only where the cuts fit in the training part.
+      confirm: The finalists: this many best trials are fit on ``CONFIRM_CUTS`` cuts (or ``folds``) and
+        the best mean wins; 0 or 1: the best as ranked (and where only one cut fits, or exists).
       out: The directory for the study, ``best.json``, ``report.json`` and the plots.
       storage: The SQLite file of the study; default ``out/study.db``.
       fixed: Settings the search leaves at ``config``'s values.
@@ -118,10 +116,8 @@ def tune(config: TrainConfig, *, trials: int | None = None, timeout: float | Non
     retried = _search.retry_interrupted(opt, study)
     earlier = _search.finished(opt, study)
     if earlier or retried:
-        announce(
-            f"resuming: {earlier} finished trials in {storage}"
-            + (f", {retried} interrupted one(s) again" if retried else "")
-        )
+        again = f", {retried} interrupted one(s) again" if retried else ""
+        announce(f"resuming: {earlier} finished trials in {storage}{again}")
     trials = 30 if trials is None and timeout is None else trials
     deadline = None if timeout is None else time.time() + timeout
     start = time.perf_counter()

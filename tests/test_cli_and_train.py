@@ -101,6 +101,8 @@ def test_train_runs_the_neural_models(model, extra, tmp_path):
     assert f"test RMSE   {summary['test_rmse']:.4f}  (the training mean: " in result.stdout
     shown = {"autorec-i": r"^options +hidden 16, ", "neumf": r"^options +layers 16,8, dropout 0$"}[model]
     assert re.search(shown, result.stdout, re.M), result.stdout  # an explicit run shows no implicit-only option
+    settings = re.search(r"^settings +(.*)$", result.stdout, re.M).group(1)
+    assert (", dim 8," in settings) == (model == "neumf"), settings  # AutoRec has no embedding dim to show
     # AutoRec's matrix products keep TF's pool of one thread per core; --intra-op-threads overrides the default
     assert summary["threads"]["intra_op"] == {"autorec-i": 0, "neumf": 2}[model]
 

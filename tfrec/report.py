@@ -54,8 +54,8 @@ def _scores(config: TrainConfig, report: dict) -> list[tuple[str, str]]:
 
 def _settings(config: TrainConfig, scaled: dict) -> str:
     """The optimizer, learning rate, batch, dim and L2 the run used, and where one followed the data."""
-    text = (f"{config.optimizer} {config.learning_rate:g}, batch {config.batch_size}, dim {config.dim}, "
-            f"l2 {config.l2:g}")  # fmt: skip
+    dim = f"dim {config.dim}, " if "dim" in config.family.arguments.values() else ""  # AutoRec has none
+    text = f"{config.optimizer} {config.learning_rate:g}, batch {config.batch_size}, {dim}l2 {config.l2:g}"
     if "l2" in scaled:
         how = scaled["l2"]
         text += f" ({how['coefficient']:g} / {how['ratings_per_id']:g} ratings per user and item)"

@@ -18,7 +18,8 @@ pd = pytest.importorskip("pandas", reason="pandas reads the DataFrame fixtures")
 def _planted(n=3000, seed=0):
     """Ratings on 1-5 with user and item effects, ids as a user would have them."""
     rng = np.random.default_rng(seed)
-    users, items = rng.integers(1, 80, n), rng.integers(1, 60, n)
+    cells = rng.choice(79 * 59, n, replace=False)  # distinct (user, item) pairs, as a table of ratings has
+    users, items = 1 + cells // 59, 1 + cells % 59
     bias_u, bias_i = rng.normal(0, 0.7, 80), rng.normal(0, 0.7, 60)
     rating = np.clip(np.round(3.5 + bias_u[users] + bias_i[items] + rng.normal(0, 0.5, n)), 1, 5)
     return users, items, rating

@@ -96,4 +96,4 @@ def test_mixed_precision_is_refused_where_there_is_no_dense_layer(capsys):
         TrainConfig(model="ncf", mixed_precision="float8").check()
     assert cli.main(["train", "--model", "mf", "--data", DATA, "--mixed-precision", "bfloat16"]) != 0
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "mixed_precision is for the models with Dense layers" in err, err
+    assert len(err.splitlines()) == 1 and "--mixed-precision is for the models with Dense layers" in err, err

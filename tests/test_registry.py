@@ -248,7 +248,7 @@ def test_a_family_registered_outside_tfrec_is_on_the_command_line_with_an_option
         )  # fmt: skip
         out = capsys.readouterr().out
         refused = cli.main(["train", "--model", toy_family.NAME, "--data", spec, "--item-bias-scale", "-1"])
-        assert refused == 1 and "item_bias_scale must be at least 0, got -1" in capsys.readouterr().err
+        assert refused == 1 and "--item-bias-scale must be at least 0, got -1" in capsys.readouterr().err
         model = export.load_keras(tmp_path / "run" / "model.keras")
     assert f"{toy_family.FAMILY.title} ({toy_family.NAME})" in listed and "--item-bias-scale" in listed, listed
     assert status == 0 and f"model       {toy_family.NAME}" in out

@@ -93,7 +93,7 @@ def _options(args) -> dict:
     chosen = (("global_mean", args.global_mean), ("feedback", args.feedback), ("item_key", args.item_key))
     options = {k: v for k, v in chosen if v is not None}
     if args.global_mean_from:
-        table = data.load(args.global_mean_from)
+        table = data.load(args.global_mean_from, one_per_pair=False)  # every row, as the PyTorch model saw them
         options["global_mean"] = float(table.rating.astype(np.float64).mean())
         print(f"global mean {options['global_mean']:.6g}: {len(table)} ratings of {args.global_mean_from}",
               file=sys.stderr)  # fmt: skip

@@ -44,7 +44,9 @@ _SYNTHETIC_FM_KEYS = {
 }  # fmt: skip
 
 
-def load(name: str, *, download: bool | None = None, columns=None, delimiter: str | None = None) -> Ratings:
+def load(
+    name: str, *, download: bool | None = None, columns=None, delimiter: str | None = None, one_per_pair: bool = True
+) -> Ratings:
     """Loads a dataset by name, path or spec (see :func:`names_help`).
 
     A glob pattern, or a directory of data files that is not a MovieLens directory, names shards: they
@@ -59,6 +61,9 @@ def load(name: str, *, download: bool | None = None, columns=None, delimiter: st
         in the cache nor (ML-100K) in the recbole copy. Default: yes unless
         ``TFREC_OFFLINE=1``.
       columns, delimiter: For a file of the user's own (``tfrec.data.files.load_file``).
+      one_per_pair: A file of the user's own keeps one rating per (user, item), the latest
+        (:func:`one_rating_per_pair`); False keeps every row as written (what a model trained on the
+        file's rows as they are saw, as ``tfrec import-torch --global-mean-from`` needs).
 
     Raises:
       DataNotFoundError: a MovieLens name found nowhere; the message lists
@@ -71,7 +76,8 @@ def load(name: str, *, download: bool | None = None, columns=None, delimiter: st
     if entry is not None:
         return entry.load()(name, download=download, columns=columns, delimiter=delimiter)
     if Path(name).is_file():
-        return one_rating_per_pair(files.load_file(name, columns, delimiter=delimiter))
+        table = files.load_file(name, columns, delimiter=delimiter)
+        return one_rating_per_pair(table) if one_per_pair else table
     if stream.is_stream(name):
         return stream.Stream.open(name, columns, delimiter)
     return movielens.load_directory(name)

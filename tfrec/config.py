@@ -287,10 +287,8 @@ class TrainConfig:
             raise TfrecError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.l2 < 0 or self.patience < 0:
             raise TfrecError(f"l2 and patience must be >= 0, got {self.l2} and {self.patience}")
-        if not isinstance(self.min_count, int) or isinstance(self.min_count, bool) or self.min_count < 1:
+        if self.min_count < 1:  # its type is checked with every field's (_check_types)
             raise TfrecError(f"min_count must be a positive integer, got {self.min_count!r}")
-        if not isinstance(self.split, str):
-            raise TfrecError(f"split must be a spec such as ratio:0.2, got {self.split!r}")
         splits.parse(self.split)  # raises for an unknown spec or a test fraction outside (0, 1)
         if not 0 <= self.validation_fraction < 1:
             raise TfrecError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")

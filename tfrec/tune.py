@@ -186,7 +186,8 @@ def _confirmed(opt, study, base: dict, cuts: int, finalists: int, announce) -> t
         )
     config = TrainConfig.from_dict(base)
     cuts = min(cuts, int(1 / config.validation_fraction + 1e-9))  # as many as fit in the training part
-    ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction == opt.study.StudyDirection.MAXIMIZE)
+    maximize = study.direction == opt.study.StudyDirection.MAXIMIZE
+    ranked = sorted(complete, key=lambda t: t.value, reverse=maximize)
     if finalists < 2 or len(ranked) < 2 or cuts < 2 or config.implicit or stream.is_stream(config.data):
         return ranked[0], None
     rows, start = [], time.perf_counter()
@@ -200,8 +201,7 @@ def _confirmed(opt, study, base: dict, cuts: int, finalists: int, announce) -> t
         rows.append({"trial": trial.number, "validation_cuts": scores, "mean": sum(scores) / len(scores)})
         announce(f"finalist trial {trial.number}: {rows[-1]['mean']:.4f} on {cuts} cuts "
                  f"({', '.join(f'{v:.4f}' for v in scores)})")  # fmt: skip
-    pick = max if study.direction == opt.study.StudyDirection.MAXIMIZE else min
-    chosen = pick(rows, key=lambda row: row["mean"])["trial"]
+    chosen = (max if maximize else min)(rows, key=lambda row: row["mean"])["trial"]
     confirmation = {"cuts": cuts, "finalists": rows, "seconds": round(time.perf_counter() - start, 3)}
     return next(t for t in ranked if t.number == chosen), confirmation
 

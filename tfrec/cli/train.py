@@ -281,10 +281,9 @@ def _train(args) -> None:
     from tfrec.train import run
 
     set_threads(config.model, args.intra_op_threads)
+    typed, options = _given(args)
     try:
-        with _as_given(
-            [name for given in _given(args) for name in given]
-        ):  # settings the data decides on are checked in the run
+        with _as_given([*typed, *options]):  # the settings the data decides on are checked in the run
             result = run(config, verbose=0 if args.quiet else 2, tensorboard=args.tensorboard)
     except RunFinished as finished:  # not a mistake: a retry loop around a finished run ends here
         print(f"tfrec: {finished}", file=sys.stderr)

@@ -137,15 +137,11 @@ def check_name(name: str, columns=None, delimiter: str | None = None):
 def anchored(name: str) -> str:
     """``name`` with a relative file, directory or glob of the user's made absolute (a source name as it is),
     so a config that records it (``tfrec tune``'s ``best.json``) reads the same data from any directory."""
-    path = Path(name)
-    local = path.is_file() or stream.is_stream(name) or (path.is_dir() and _source_entry(name) is None)
-    return str(path.absolute()) if local and not path.is_absolute() else name
-
-
-def _source_entry(name: str):
     from tfrec import registry
 
-    return registry.sources.find(name)
+    path = Path(name)
+    local = path.is_file() or stream.is_stream(name) or (path.is_dir() and registry.sources.find(name) is None)
+    return str(path.absolute()) if local and not path.is_absolute() else name
 
 
 def load_movielens(name: str, *, download: bool, **_) -> Ratings:

@@ -64,8 +64,8 @@ class BiasedMatrixFactorization(MatrixFactorization):
         :class:`MatrixFactorization`.
       embeddings_initializer: Keras initializer of both factor tables; the default N(0, 0.01) starts
         the factors ten times smaller than plain MF's N(0, 0.1). The biases carry the rating level
-        from the first step, so the factors need no head start, and small ones fit the same data to
-        lower and steadier test errors over initial draws (benchmarks/RESULTS.md, "Initial factors").
+        from the first step, so the factors need no head start, and small ones grow only where the
+        ratings ask for them, whatever the initial draw.
       l2: L2 weight on the looked-up factors per batch.
       bias_l2: L2 weight on the looked-up biases per batch. Default: ``l2`` (``tfrec train``: the
         ``bias_l2`` option, 0.01).
